@@ -1,0 +1,110 @@
+#include "engine/model/model.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/model/arch/architecture.h"
+#include "engine/model/blocks/attention.h"
+#include "engine/model/blocks/mamba_mixer.h"
+#include "engine/model/blocks/mlp.h"
+#include "engine/model/blocks/moe.h"
+#include "engine/model/weight_loader.h"
+
+namespace jamba {
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
+                                                   const LoadOptions& options, Backend* backend) {
+  if (options.weight_dtype != DType::kF32 && options.weight_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError("weight dtype must be f32 or bf16");
+  }
+  std::unique_ptr<Model> model(new Model());
+  JAMBA_ASSIGN_OR_RETURN(model->checkpoint_, Checkpoint::Open(dir));
+  Checkpoint& ckpt = *model->checkpoint_;
+  const ArchitectureSpec& arch = ArchitectureFor(ckpt.config().arch);
+  JAMBA_RETURN_IF_ERROR(arch.resolve_config(ckpt, ckpt.mutable_config()));
+  const ModelConfig& c = ckpt.config();
+
+  const ShardSpec& s = options.shard;
+  const int64_t end = s.layer_end < 0 ? c.num_layers : s.layer_end;
+  if (s.layer_begin < 0 || s.layer_begin > end || end > c.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("layer range [", s.layer_begin, ", ", end,
+                                                   ") is outside the model's ", c.num_layers,
+                                                   " layers"));
+  }
+  model->layer_begin_ = s.layer_begin;
+  model->layer_end_ = end;
+  const bool embedding = s.embedding.value_or(s.layer_begin == 0);
+  const bool head = s.head.value_or(end == c.num_layers);
+
+  WeightLoader loader(&ckpt, backend, options.weight_dtype);
+  JAMBA_RETURN_IF_ERROR(arch.load_globals(loader, c, embedding, head, &model->weights_));
+  for (int64_t i = s.layer_begin; i < end; ++i) {
+    LayerWeights lw;
+    lw.layer_index = static_cast<int>(i);
+    lw.spec = c.layers[i];
+    ExpertFilter filter;
+    if (s.want_expert) filter = [&s, i](int64_t e) { return s.want_expert(i, e); };
+    JAMBA_RETURN_IF_ERROR(arch.load_layer(loader, c, i, filter, &lw));
+    if (lw.spec.mixer == MixerKind::kMamba) {
+      model->pool_index_.push_back(model->num_mamba_++);
+    } else {
+      model->pool_index_.push_back(model->num_attention_++);
+    }
+    model->weights_.layers.push_back(std::move(lw));
+  }
+  model->weight_bytes_ = loader.bytes();
+  model->buffers_ = loader.TakeBuffers();
+  return model;
+}
+
+void Model::Embed(const ForwardContext& ctx, const Tensor& ids, const Tensor& hidden) const {
+  JAMBA_CHECK(has_embedding());
+  ctx.backend->Embed(weights_.embedding, ids, hidden);
+}
+
+void Model::ForwardLayers(const ForwardContext& ctx, const StatePools& pools,
+                          const Tensor& hidden) const {
+  const ModelConfig& c = config();
+  Backend& be = *ctx.backend;
+  const int64_t n = hidden.dim(0), h = c.hidden_size;
+  Tensor normed = ctx.ws->Take(DType::kF32, {n, h});
+  Tensor branch = ctx.ws->Take(DType::kF32, {n, h});
+  for (size_t li = 0; li < weights_.layers.size(); ++li) {
+    const LayerWeights& lw = weights_.layers[li];
+    const int64_t pool_layer = pool_index_[li];
+    // h = h + Mixer(RMSNorm(h))
+    be.RmsNorm(hidden, &lw.input_norm, c.rms_norm_eps, normed);
+    if (lw.spec.mixer == MixerKind::kMamba) {
+      JAMBA_CHECK(pools.mamba != nullptr);
+      MambaMixerForward(ctx, lw.mamba, pools.mamba->conv(pool_layer),
+                        pools.mamba->ssm(pool_layer), normed, branch);
+    } else {
+      JAMBA_CHECK(pools.kv != nullptr);
+      AttentionForward(ctx, lw.attention, pools.kv->k(pool_layer), pools.kv->v(pool_layer),
+                       normed, branch);
+    }
+    be.Add(branch, hidden);
+    // h = h + FFN(RMSNorm(h))
+    if (lw.spec.ffn == FfnKind::kNone) continue;
+    be.RmsNorm(hidden, &lw.ffn_norm, c.rms_norm_eps, normed);
+    if (lw.spec.ffn == FfnKind::kMoe) {
+      MoeForward(ctx, lw.moe, normed, branch);
+    } else {
+      MlpForward(ctx, lw.mlp, normed, branch);
+    }
+    be.Add(branch, hidden);
+  }
+}
+
+void Model::Logits(const ForwardContext& ctx, const Tensor& hidden, const Tensor& rows,
+                   const Tensor& logits) const {
+  JAMBA_CHECK(has_head());
+  const ModelConfig& c = config();
+  const int64_t m = rows.dim(0);
+  Tensor sel = ctx.ws->Take(DType::kF32, {m, c.hidden_size});
+  ctx.backend->GatherRows(hidden, rows, sel);
+  ctx.backend->RmsNorm(sel, &weights_.final_norm, c.rms_norm_eps, sel);
+  ctx.backend->MatMul(sel, weights_.lm_head, nullptr, logits);
+}
+
+}  // namespace jamba

@@ -1,0 +1,87 @@
+// A loaded model shard: the weights of a contiguous range of layers (plus, optionally, the
+// embedding and the final norm + LM head) and the forward pass over them. Stateless itself:
+// per-sequence state lives in the pools passed to ForwardLayers, so one Model serves many
+// sequences and the cluster's layer workers each hold one shard.
+#ifndef JAMBA_ENGINE_MODEL_MODEL_H_
+#define JAMBA_ENGINE_MODEL_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/optional.h"
+#include "engine/checkpoint/checkpoint.h"
+#include "engine/model/blocks/forward_context.h"
+#include "engine/model/model_weights.h"
+#include "engine/state/kv_cache_pool.h"
+#include "engine/state/mamba_state_pool.h"
+
+namespace jamba {
+
+struct ShardSpec {
+  int64_t layer_begin = 0;
+  int64_t layer_end = -1;  // exclusive; -1: through the last layer
+  // Default: the embedding iff the range starts at layer 0, the head iff it ends at the last.
+  absl::optional<bool> embedding;
+  absl::optional<bool> head;
+  // Which experts of MoE layer `layer` to load; empty: all. Others are never read.
+  std::function<bool(int64_t layer, int64_t expert)> want_expert;
+};
+
+struct LoadOptions {
+  DType weight_dtype = DType::kF32;  // large matrices: kF32 or kBF16
+  ShardSpec shard;
+};
+
+// The state pools of the layers a Model holds (either may be null when the shard has no layers
+// of that kind).
+struct StatePools {
+  MambaStatePool* mamba = nullptr;
+  KvCachePool* kv = nullptr;
+};
+
+class Model {
+ public:
+  // Opens the checkpoint folder and loads the shard. Errors name the file and tensor.
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
+                                                     const LoadOptions& options,
+                                                     Backend* backend);
+
+  const ModelConfig& config() const { return checkpoint_->config(); }
+  int64_t layer_begin() const { return layer_begin_; }
+  int64_t layer_end() const { return layer_end_; }
+  bool has_embedding() const { return Present(weights_.embedding); }
+  bool has_head() const { return Present(weights_.lm_head); }
+  int64_t num_mamba_layers() const { return num_mamba_; }      // held by this shard
+  int64_t num_attention_layers() const { return num_attention_; }  // held by this shard
+  int64_t weight_bytes() const { return weight_bytes_; }
+  const ModelWeights& weights() const { return weights_; }
+
+  // hidden [n, H] f32 = embedding rows of ids [n] i32.
+  void Embed(const ForwardContext& ctx, const Tensor& ids, const Tensor& hidden) const;
+  // Runs the shard's layers over hidden [n, H] f32 in place, reading and updating the state
+  // of every sequence of ctx.layout in `pools`.
+  void ForwardLayers(const ForwardContext& ctx, const StatePools& pools,
+                     const Tensor& hidden) const;
+  // logits [m, V] f32 = lm_head(final_norm(hidden[rows])). rows [m] i32.
+  void Logits(const ForwardContext& ctx, const Tensor& hidden, const Tensor& rows,
+              const Tensor& logits) const;
+
+ private:
+  Model() = default;
+
+  std::unique_ptr<Checkpoint> checkpoint_;  // owns the mappings weights may point into
+  std::vector<std::unique_ptr<DeviceBuffer>> buffers_;
+  ModelWeights weights_;
+  std::vector<int64_t> pool_index_;  // per held layer: its index in the Mamba or KV pool
+  int64_t layer_begin_ = 0, layer_end_ = 0;
+  int64_t num_mamba_ = 0, num_attention_ = 0;
+  int64_t weight_bytes_ = 0;
+};
+
+}  // namespace jamba
+
+#endif  // JAMBA_ENGINE_MODEL_MODEL_H_

@@ -1,0 +1,58 @@
+// Turns checkpoint tensors into backend tensors of the dtype the engine computes with, checking
+// each one's presence, shape and dtype first. On the CPU backend a tensor whose stored dtype is
+// the wanted one is used in place from the file mapping (no copy, and untouched pages of the
+// file are never read); everything else is converted into buffers this loader owns.
+#ifndef JAMBA_ENGINE_MODEL_WEIGHT_LOADER_H_
+#define JAMBA_ENGINE_MODEL_WEIGHT_LOADER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/checkpoint/checkpoint.h"
+#include "kernels/backend.h"
+
+namespace jamba {
+
+class WeightLoader {
+ public:
+  // `matrix_dtype`: kF32 or kBF16, the dtype of large matrices. Borrowed pointers must outlive
+  // the loader and every tensor it returns.
+  WeightLoader(Checkpoint* checkpoint, Backend* backend, DType matrix_dtype)
+      : checkpoint_(checkpoint), backend_(backend), matrix_dtype_(matrix_dtype) {}
+
+  bool Has(const std::string& name) const { return checkpoint_->Has(name); }
+
+  // A 2-D weight matrix of exactly `shape` in matrix_dtype.
+  absl::StatusOr<Tensor> Matrix(const std::string& name, std::vector<int64_t> shape);
+  // Matrix `index` of a stacked 3-D tensor `name` of shape [count, rows, cols].
+  absl::StatusOr<Tensor> StackedMatrix(const std::string& name, int64_t count, int64_t index,
+                                       int64_t rows, int64_t cols);
+  // A tensor of exactly `shape` converted to f32, returned as a contiguous tensor of shape
+  // `view_shape` (same element count), e.g. conv1d [Di, 1, K] viewed as [Di, K].
+  absl::StatusOr<Tensor> F32(const std::string& name, std::vector<int64_t> shape,
+                             std::vector<int64_t> view_shape = {});
+  // F32() then x -> -exp(x): the Mamba A matrix from A_log (pitfall 7).
+  absl::StatusOr<Tensor> NegExpF32(const std::string& name, std::vector<int64_t> shape);
+
+  // Bytes of weights held for this process (views into the mapping included).
+  int64_t bytes() const { return bytes_; }
+  // Transfers ownership of the converted buffers (the model keeps them alive).
+  std::vector<std::unique_ptr<DeviceBuffer>> TakeBuffers() { return std::move(buffers_); }
+
+ private:
+  absl::StatusOr<Tensor> Convert(const SafetensorsTensor& t, size_t elem_offset, int64_t numel,
+                                 DType want, std::vector<int64_t> dims);
+
+  Checkpoint* checkpoint_;
+  Backend* backend_;
+  DType matrix_dtype_;
+  std::vector<std::unique_ptr<DeviceBuffer>> buffers_;
+  int64_t bytes_ = 0;
+};
+
+}  // namespace jamba
+
+#endif  // JAMBA_ENGINE_MODEL_WEIGHT_LOADER_H_

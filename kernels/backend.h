@@ -1,0 +1,130 @@
+// The compute backend interface: every op of the engine, on one device and one stream.
+//
+// Contract:
+//  - Ops are enqueued on the backend's stream in call order and may run asynchronously; results
+//    are visible to the host only after Download() or Synchronize(). The CPU backend runs each
+//    op before returning. No op returns data to the host, so a forward pass has no host round
+//    trip per op.
+//  - All Tensors passed to ops live on this backend's device. Activations are f32; large weight
+//    matrices are f32 or bf16 (accumulation always in f32); small parameter vectors are f32.
+//  - Shape and dtype mismatches are programmer errors (checked, abort). Data-dependent failures
+//    (allocation, device faults) are reported as absl::Status by the memory functions and by
+//    Synchronize().
+//  - A backend is used by one thread at a time (one stream per worker). It may use several
+//    cores/SMs internally.
+#ifndef JAMBA_KERNELS_BACKEND_H_
+#define JAMBA_KERNELS_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kernels/batch_layout.h"
+#include "kernels/tensor.h"
+
+namespace jamba {
+
+// An owned, contiguous device allocation. Destroying it frees the memory (after the stream has
+// finished with it, for asynchronous backends).
+class DeviceBuffer {
+ public:
+  virtual ~DeviceBuffer() = default;
+  const Tensor& tensor() const { return tensor_; }
+
+ protected:
+  Tensor tensor_;
+};
+
+struct MambaScanArgs {
+  Tensor x;      // [n, Di] f32: conv output after SiLU (the SSM input x')
+  Tensor dt;     // [n, Di] f32: dt_proj output including its bias, before softplus
+  Tensor A;      // [Di, N] f32: -exp(A_log)
+  Tensor B;      // [n, N] f32 (may be a column view of the x_proj output)
+  Tensor C;      // [n, N] f32 (may be a column view)
+  Tensor D;      // [Di] f32
+  Tensor z;      // [n, Di] f32 gate, before SiLU (may be a column view of in_proj output)
+  Tensor state;  // [slots, Di, N] f32 pool, read at n_past > 0 and overwritten with h_last
+  Tensor y;      // [n, Di] f32 out: (sum_n h[d,n] C[n] + D[d] x[d]) * silu(z[d])
+};
+
+struct AttentionArgs {
+  Tensor q;        // [n, nh * hd] f32 (RoPE already applied where the model uses it)
+  Tensor k;        // [n, nkv * hd] f32, new keys: written to the cache before attending
+  Tensor v;        // [n, nkv * hd] f32
+  Tensor k_cache;  // [num_blocks, block_size, nkv, hd] f32 pool of this layer
+  Tensor v_cache;  // same shape as k_cache
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;  // query head h uses KV head h / (num_heads / num_kv_heads)
+  int64_t head_dim = 0;
+  float scale = 1.0f;  // applied to q.k
+  Tensor out;          // [n, nh * hd] f32: causal attention over positions [0, n_past + i]
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+
+  // ---- Memory ---------------------------------------------------------------------------
+  virtual absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(
+      DType dtype, std::initializer_list<int64_t> shape) = 0;
+  // Copies `bytes` of host memory into the contiguous device tensor `dst`.
+  virtual absl::Status Upload(const void* host, size_t bytes, const Tensor& dst) = 0;
+  // Copies a contiguous device tensor to host memory (waits for preceding ops).
+  virtual absl::Status Download(const Tensor& src, void* host) = 0;
+  virtual absl::Status Synchronize() = 0;
+
+  // ---- Ops (rows = first dimension, n = number of tokens) ------------------------------
+  // out[i, :] = table[ids[i], :]. table [V, H] f32|bf16, ids [n] i32 (in range), out [n, H] f32.
+  virtual void Embed(const Tensor& table, const Tensor& ids, const Tensor& out) = 0;
+  // out[i] = x[i] * rsqrt(mean(x[i]^2) + eps) * weight. x, out [n, d] f32 (row-strided views
+  // allowed; out may alias x); weight [d] f32, or nullptr for a weightless norm.
+  virtual void RmsNorm(const Tensor& x, const Tensor* weight, float eps, const Tensor& out) = 0;
+  // y = x w^T (+ bias). x [n, k] f32, w [m, k] f32|bf16 (row stride = k), bias [m] f32 or
+  // nullptr, y [n, m] f32 (row-strided view allowed). y must not alias x.
+  virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) = 0;
+  // out = silu(gate) * up, elementwise; all [n, d] f32 (strided views allowed; out may alias).
+  virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
+  // acc += a; both [n, d] f32.
+  virtual void Add(const Tensor& a, const Tensor& acc) = 0;
+  // t = 0; t [n, d] f32 (row-strided views allowed).
+  virtual void Zero(const Tensor& t) = 0;
+  // out[i] = x[idx[i]]. x [n, d] f32, idx [m] i32, out [m, d] f32.
+  virtual void GatherRows(const Tensor& x, const Tensor& idx, const Tensor& out) = 0;
+  // For i in order: out[idx[i]] += scale[i] * rows[i]. rows [m, d] f32, idx [m] i32,
+  // scale [m] f32, out [n, d] f32. Sequential semantics: a fixed summation order.
+  virtual void ScatterAddScaled(const Tensor& rows, const Tensor& idx, const Tensor& scale,
+                                const Tensor& out) = 0;
+
+  // Causal depthwise conv1d + SiLU over each sequence of the batch, continuing from the stored
+  // window of the previous K-1 inputs (zeros when n_past == 0), and storing the new window.
+  // x [n, Di] f32 (pre-conv, may be a column view), w [Di, K] f32, bias [Di] f32 or nullptr,
+  // state [slots, Di, K-1] f32 pool, out [n, Di] f32.
+  virtual void MambaConv(const BatchLayout& layout, const Tensor& x, const Tensor& w,
+                         const Tensor* bias, const Tensor& state, const Tensor& out) = 0;
+  // Selective scan + D skip + SiLU gate over each sequence, continuing from the stored state.
+  virtual void MambaScan(const BatchLayout& layout, const MambaScanArgs& args) = 0;
+
+  // Rotary embedding (half-split convention, as Llama/Mixtral) in place on x [n, heads * hd],
+  // with each row's absolute position taken from the layout (n_past + row offset).
+  virtual void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim,
+                    double theta) = 0;
+  // Writes the new k/v rows into the paged cache, then computes causal GQA attention.
+  virtual void Attention(const BatchLayout& layout, const AttentionArgs& args) = 0;
+
+  // Router: p = softmax(logits) over E in f32; ids/weights = top-k of p (descending; ties to the
+  // lower expert id); if renormalize, weights /= sum of the k. logits [n, E] f32,
+  // ids [n, k] i32, weights [n, k] f32.
+  virtual void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
+                        const Tensor& weights) = 0;
+};
+
+// The CPU reference backend; always available.
+std::unique_ptr<Backend> CreateCpuBackend();
+
+}  // namespace jamba
+
+#endif  // JAMBA_KERNELS_BACKEND_H_

@@ -1,0 +1,105 @@
+// CpuBackend: host memory, ops run synchronously (multi-threaded with OpenMP inside).
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_ops.h"
+
+namespace jamba {
+namespace {
+
+class CpuBuffer : public DeviceBuffer {
+ public:
+  CpuBuffer(void* data, DType dtype, std::initializer_list<int64_t> shape) : data_(data) {
+    tensor_ = Tensor::Contiguous(data, dtype, shape, Device::kCpu);
+  }
+  ~CpuBuffer() override { std::free(data_); }
+
+ private:
+  void* data_;
+};
+
+class CpuBackend : public Backend {
+ public:
+  Device device() const override { return Device::kCpu; }
+  std::string name() const override { return "cpu"; }
+
+  absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(
+      DType dtype, std::initializer_list<int64_t> shape) override {
+    size_t n = DTypeSize(dtype);
+    for (int64_t d : shape) {
+      if (d < 0) return absl::InvalidArgumentError("negative dimension in allocation");
+      n *= static_cast<size_t>(d);
+    }
+    // 64-byte alignment: whole cache lines, and aligned vector loads where kernels want them.
+    size_t bytes = (n + 63) / 64 * 64;
+    if (bytes == 0) bytes = 64;
+    void* p = std::aligned_alloc(64, bytes);
+    if (p == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot allocate ", n, " bytes"));
+    }
+    std::memset(p, 0, bytes);
+    return std::unique_ptr<DeviceBuffer>(new CpuBuffer(p, dtype, shape));
+  }
+
+  absl::Status Upload(const void* host, size_t bytes, const Tensor& dst) override {
+    if (!dst.contiguous() || dst.nbytes() != bytes) {
+      return absl::InvalidArgumentError("Upload: size mismatch or non-contiguous destination");
+    }
+    std::memcpy(dst.data, host, bytes);
+    return absl::OkStatus();
+  }
+  absl::Status Download(const Tensor& src, void* host) override {
+    if (!src.contiguous()) return absl::InvalidArgumentError("Download: non-contiguous source");
+    std::memcpy(host, src.data, src.nbytes());
+    return absl::OkStatus();
+  }
+  absl::Status Synchronize() override { return absl::OkStatus(); }
+
+  void Embed(const Tensor& table, const Tensor& ids, const Tensor& out) override {
+    cpu::Embed(table, ids, out);
+  }
+  void RmsNorm(const Tensor& x, const Tensor* weight, float eps, const Tensor& out) override {
+    cpu::RmsNorm(x, weight, eps, out);
+  }
+  void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
+    cpu::MatMul(x, w, bias, y);
+  }
+  void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
+    cpu::SiluMul(gate, up, out);
+  }
+  void Add(const Tensor& a, const Tensor& acc) override { cpu::Add(a, acc); }
+  void Zero(const Tensor& t) override { cpu::Zero(t); }
+  void GatherRows(const Tensor& x, const Tensor& idx, const Tensor& out) override {
+    cpu::GatherRows(x, idx, out);
+  }
+  void ScatterAddScaled(const Tensor& rows, const Tensor& idx, const Tensor& scale,
+                        const Tensor& out) override {
+    cpu::ScatterAddScaled(rows, idx, scale, out);
+  }
+  void MambaConv(const BatchLayout& layout, const Tensor& x, const Tensor& w, const Tensor* bias,
+                 const Tensor& state, const Tensor& out) override {
+    cpu::MambaConv(layout, x, w, bias, state, out);
+  }
+  void MambaScan(const BatchLayout& layout, const MambaScanArgs& args) override {
+    cpu::MambaScan(layout, args);
+  }
+  void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim, double theta) override {
+    cpu::Rope(layout, x, head_dim, theta);
+  }
+  void Attention(const BatchLayout& layout, const AttentionArgs& args) override {
+    cpu::Attention(layout, args);
+  }
+  void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
+                const Tensor& weights) override {
+    cpu::MoeRoute(logits, k, renormalize, ids, weights);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> CreateCpuBackend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace jamba

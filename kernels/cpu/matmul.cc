@@ -1,0 +1,178 @@
+// y = x w^T (+ bias) on the CPU.
+//
+// Two paths:
+//  - the skinny kernel, for few rows of x (decode steps): each weight row is read from memory
+//    once per call and multiplied into every token of the batch while it sits in cache, with
+//    bf16 weights widened to f32 in registers. Decode is bound by weight bandwidth, so this is
+//    what decides tokens/s at small batch.
+//  - the BLAS path (OpenBLAS sgemm), for prefill-sized x. bf16 weights are widened to f32 one
+//    panel of rows at a time (per thread) and multiplied with a single-threaded sgemm, so the
+//    full f32 copy of a matrix never exists.
+#include <immintrin.h>
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace jamba::cpu {
+namespace {
+
+constexpr int kSkinnyThreshold = 8;  // tuned with bench/jamba_bench --gemm (see README)
+constexpr int kPanelRows = 64;       // bf16 -> f32 panel height of the BLAS path
+
+inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 Load8(const uint16_t* p) {
+  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline float Load1(const float* p) { return *p; }
+inline float Load1(const uint16_t* p) { return Bf16ToF32(*p); }
+
+inline float HorizontalSum(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v);
+  __m128 hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  __m128 sh = _mm_movehdup_ps(lo);
+  __m128 s = _mm_add_ps(lo, sh);
+  sh = _mm_movehl_ps(sh, s);
+  s = _mm_add_ss(s, sh);
+  return _mm_cvtss_f32(s);
+}
+
+// out[t * R + r] = dot(w row r, x row t) for R weight rows and T tokens.
+template <typename WT, int R, int T>
+inline void DotBlock(const WT* w, int64_t ldw, const float* x, int64_t ldx, int64_t k,
+                     float* out) {
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= k; j += 8) {
+    __m256 xv[T];
+    for (int t = 0; t < T; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + j);
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = Load8(w + r * ldw + j);
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      float s = HorizontalSum(acc[r][t]);
+      for (int64_t jj = j; jj < k; ++jj) s += Load1(w + r * ldw + jj) * x[t * ldx + jj];
+      out[t * R + r] = s;
+    }
+  }
+}
+
+template <typename WT, int R>
+void SkinnyRows(const WT* w, int64_t ldw, const float* x, int64_t ldx, int64_t n, int64_t k,
+                int64_t row0, const float* bias, float* y, int64_t ldy) {
+  float out[R * 4];
+  int64_t t0 = 0;
+  auto emit = [&](int tcount) {
+    for (int t = 0; t < tcount; ++t)
+      for (int r = 0; r < R; ++r)
+        y[(t0 + t) * ldy + row0 + r] = out[t * R + r] + (bias ? bias[row0 + r] : 0.0f);
+  };
+  const WT* wr = w + row0 * ldw;
+  for (; t0 + 4 <= n; t0 += 4) {
+    DotBlock<WT, R, 4>(wr, ldw, x + t0 * ldx, ldx, k, out);
+    emit(4);
+  }
+  switch (n - t0) {
+    case 3: DotBlock<WT, R, 3>(wr, ldw, x + t0 * ldx, ldx, k, out); emit(3); break;
+    case 2: DotBlock<WT, R, 2>(wr, ldw, x + t0 * ldx, ldx, k, out); emit(2); break;
+    case 1: DotBlock<WT, R, 1>(wr, ldw, x + t0 * ldx, ldx, k, out); emit(1); break;
+    default: break;
+  }
+}
+
+template <typename WT>
+void SkinnyImpl(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  const int64_t n = x.dim(0), k = x.dim(1), m = w.dim(0);
+  const WT* wp = w.ptr<WT>();
+  const float* xp = x.ptr<float>();
+  float* yp = y.ptr<float>();
+  const float* bp = bias ? bias->ptr<float>() : nullptr;
+  const int64_t ldw = w.ld(), ldx = x.ld(), ldy = y.ld();
+  constexpr int R = 2;
+  const int64_t blocks = m / R;
+#pragma omp parallel for schedule(static) if (m * k > 65536)
+  for (int64_t b = 0; b < blocks; ++b) {
+    SkinnyRows<WT, R>(wp, ldw, xp, ldx, n, k, b * R, bp, yp, ldy);
+  }
+  for (int64_t r = blocks * R; r < m; ++r) SkinnyRows<WT, 1>(wp, ldw, xp, ldx, n, k, r, bp, yp, ldy);
+}
+
+void CheckShapes(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  JAMBA_CHECK(x.dtype == DType::kF32 && y.dtype == DType::kF32);
+  JAMBA_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16);
+  JAMBA_CHECK(x.ndim == 2 && w.ndim == 2 && y.ndim == 2);
+  JAMBA_CHECK(w.dim(1) == x.dim(1) && y.dim(0) == x.dim(0) && y.dim(1) == w.dim(0));
+  JAMBA_CHECK(bias == nullptr || (bias->dtype == DType::kF32 && bias->numel() == w.dim(0)));
+  JAMBA_CHECK(x.stride[1] == 1 && w.stride[1] == 1 && y.stride[1] == 1);
+}
+
+}  // namespace
+
+int SkinnyThreshold() { return kSkinnyThreshold; }
+
+void MatMulSkinny(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  CheckShapes(x, w, bias, y);
+  if (x.dim(0) == 0) return;
+  if (w.dtype == DType::kF32) {
+    SkinnyImpl<float>(x, w, bias, y);
+  } else {
+    SkinnyImpl<uint16_t>(x, w, bias, y);
+  }
+}
+
+void MatMulBlas(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  CheckShapes(x, w, bias, y);
+  const int64_t n = x.dim(0), k = x.dim(1), m = w.dim(0);
+  if (n == 0) return;
+  if (w.dtype == DType::kF32) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, k, 1.0f, x.ptr<float>(), x.ld(),
+                w.ptr<float>(), w.ld(), 0.0f, y.ptr<float>(), y.ld());
+  } else {
+    const int64_t panels = (m + kPanelRows - 1) / kPanelRows;
+#pragma omp parallel
+    {
+      std::vector<float> panel(static_cast<size_t>(kPanelRows) * k);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t r0 = p * kPanelRows, rows = std::min<int64_t>(kPanelRows, m - r0);
+        for (int64_t r = 0; r < rows; ++r) {
+          const uint16_t* src = w.ptr<uint16_t>() + (r0 + r) * w.ld();
+          float* dst = panel.data() + r * k;
+          int64_t j = 0;
+          for (; j + 8 <= k; j += 8) _mm256_storeu_ps(dst + j, Load8(src + j));
+          for (; j < k; ++j) dst[j] = Bf16ToF32(src[j]);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, k, 1.0f, x.ptr<float>(),
+                    x.ld(), panel.data(), k, 0.0f, y.ptr<float>() + r0, y.ld());
+      }
+    }
+  }
+  if (bias != nullptr) {
+    const float* b = bias->ptr<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      float* yr = y.ptr<float>() + i * y.ld();
+      for (int64_t j = 0; j < m; ++j) yr[j] += b[j];
+    }
+  }
+}
+
+void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  if (x.dim(0) <= kSkinnyThreshold) {
+    MatMulSkinny(x, w, bias, y);
+  } else {
+    MatMulBlas(x, w, bias, y);
+  }
+}
+
+}  // namespace jamba::cpu
