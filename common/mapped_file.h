@@ -14,7 +14,9 @@ namespace jamba {
 
 class MappedFile {
  public:
-  // Maps `path` read-only. Errors name the path and the failing system call.
+  // Maps `path` read-only. Errors name the path and the failing system call; anything but a
+  // regular file is InvalidArgument. The file must not be truncated while mapped (reading a
+  // page past the new end raises SIGBUS); checkpoints are immutable once written.
   static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
 
   ~MappedFile();

@@ -122,8 +122,16 @@ class Backend {
                         const Tensor& weights) = 0;
 };
 
+struct CpuBackendOptions {
+  // Every matrix product uses one fixed summation order per output, whatever the batch, so a
+  // sequence's logits are bit-identical alone or in any batch (and across the cluster's
+  // differently-batched workers). Off: OpenBLAS for prefill-sized products, faster prefill,
+  // results that depend on the batch in the last bits (see bench/README figures).
+  bool batch_invariant = true;
+};
+
 // The CPU reference backend; always available.
-std::unique_ptr<Backend> CreateCpuBackend();
+std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options = {});
 
 }  // namespace jamba
 

@@ -23,6 +23,8 @@ class CpuBuffer : public DeviceBuffer {
 
 class CpuBackend : public Backend {
  public:
+  explicit CpuBackend(const CpuBackendOptions& options) : options_(options) {}
+
   Device device() const override { return Device::kCpu; }
   std::string name() const override { return "cpu"; }
 
@@ -65,7 +67,7 @@ class CpuBackend : public Backend {
     cpu::RmsNorm(x, weight, eps, out);
   }
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
-    cpu::MatMul(x, w, bias, y);
+    cpu::MatMul(x, w, bias, y, options_.batch_invariant);
   }
   void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     cpu::SiluMul(gate, up, out);
@@ -96,10 +98,15 @@ class CpuBackend : public Backend {
                 const Tensor& weights) override {
     cpu::MoeRoute(logits, k, renormalize, ids, weights);
   }
+
+ private:
+  CpuBackendOptions options_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> CreateCpuBackend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
+}
 
 }  // namespace jamba

@@ -1,13 +1,20 @@
 // y = x w^T (+ bias) on the CPU.
 //
-// Two paths:
-//  - the skinny kernel, for few rows of x (decode steps): each weight row is read from memory
-//    once per call and multiplied into every token of the batch while it sits in cache, with
-//    bf16 weights widened to f32 in registers. Decode is bound by weight bandwidth, so this is
-//    what decides tokens/s at small batch.
-//  - the BLAS path (OpenBLAS sgemm), for prefill-sized x. bf16 weights are widened to f32 one
-//    panel of rows at a time (per thread) and multiplied with a single-threaded sgemm, so the
-//    full f32 copy of a matrix never exists.
+// Two kernels:
+//  - the dot kernel (MatMulSkinny): every output y[t, r] is one dot product of x row t with
+//    weight row r, accumulated in a fixed order (8 f32 lanes over k, a fixed horizontal sum,
+//    then the k % 8 tail) that does not depend on how many rows x has or which other rows share
+//    the call. A sequence therefore gets bit-identical results alone or inside any batch
+//    ("batch invariance"), which is what lets the cluster reproduce single-process tokens
+//    exactly. Weight rows are read once per block of kTokenBlock tokens and multiplied into
+//    them while in cache; bf16 weights are widened to f32 in registers. Decode is bound by
+//    weight bandwidth, so this is what decides tokens/s at small batch.
+//  - the BLAS path (OpenBLAS sgemm): faster for prefill-sized x, but its summation order
+//    depends on the batch shape. bf16 weights are widened to f32 one panel of rows at a time
+//    (per thread) and multiplied with a single-threaded sgemm, so the full f32 copy of a matrix
+//    never exists.
+// MatMul uses the dot kernel for every shape in batch-invariant mode (the default), else the
+// dot kernel up to kSkinnyThreshold rows and BLAS above.
 #include <immintrin.h>
 #include <cblas.h>
 #include <omp.h>
@@ -23,6 +30,8 @@ namespace {
 
 constexpr int kSkinnyThreshold = 8;  // tuned with bench/jamba_bench --gemm (see README)
 constexpr int kPanelRows = 64;       // bf16 -> f32 panel height of the BLAS path
+// Tokens whose x rows stay in L2 while a block of weight rows streams past them.
+constexpr int64_t kTokenBlock = 48;
 
 inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 Load8(const uint16_t* p) {
@@ -101,11 +110,18 @@ void SkinnyImpl(const Tensor& x, const Tensor& w, const Tensor* bias, const Tens
   const int64_t ldw = w.ld(), ldx = x.ld(), ldy = y.ld();
   constexpr int R = 2;
   const int64_t blocks = m / R;
-#pragma omp parallel for schedule(static) if (m * k > 65536)
-  for (int64_t b = 0; b < blocks; ++b) {
-    SkinnyRows<WT, R>(wp, ldw, xp, ldx, n, k, b * R, bp, yp, ldy);
+  for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
+    const int64_t nt = std::min(kTokenBlock, n - t0);
+    const float* xb = xp + t0 * ldx;
+    float* yb = yp + t0 * ldy;
+#pragma omp parallel for schedule(static) if (m * k * nt > 65536)
+    for (int64_t b = 0; b < blocks; ++b) {
+      SkinnyRows<WT, R>(wp, ldw, xb, ldx, nt, k, b * R, bp, yb, ldy);
+    }
+    for (int64_t r = blocks * R; r < m; ++r) {
+      SkinnyRows<WT, 1>(wp, ldw, xb, ldx, nt, k, r, bp, yb, ldy);
+    }
   }
-  for (int64_t r = blocks * R; r < m; ++r) SkinnyRows<WT, 1>(wp, ldw, xp, ldx, n, k, r, bp, yp, ldy);
 }
 
 void CheckShapes(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
@@ -167,8 +183,9 @@ void MatMulBlas(const Tensor& x, const Tensor& w, const Tensor* bias, const Tens
   }
 }
 
-void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
-  if (x.dim(0) <= kSkinnyThreshold) {
+void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+            bool batch_invariant) {
+  if (batch_invariant || x.dim(0) <= kSkinnyThreshold) {
     MatMulSkinny(x, w, bias, y);
   } else {
     MatMulBlas(x, w, bias, y);
