@@ -14,11 +14,17 @@ namespace jamba {
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
                                                    const LoadOptions& options, Backend* backend) {
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(dir));
+  return Load(std::move(checkpoint), options, backend);
+}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<Checkpoint> checkpoint,
+                                                   const LoadOptions& options, Backend* backend) {
   if (options.weight_dtype != DType::kF32 && options.weight_dtype != DType::kBF16) {
     return absl::InvalidArgumentError("weight dtype must be f32 or bf16");
   }
   std::unique_ptr<Model> model(new Model());
-  JAMBA_ASSIGN_OR_RETURN(model->checkpoint_, Checkpoint::Open(dir));
+  model->checkpoint_ = std::move(checkpoint);
   Checkpoint& ckpt = *model->checkpoint_;
   const ArchitectureSpec& arch = ArchitectureFor(ckpt.config().arch);
   JAMBA_RETURN_IF_ERROR(arch.resolve_config(ckpt, ckpt.mutable_config()));
@@ -53,6 +59,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
     model->weights_.layers.push_back(std::move(lw));
   }
   model->weight_bytes_ = loader.bytes();
+  model->num_parameters_ = loader.parameters();
   model->buffers_ = loader.TakeBuffers();
   return model;
 }

@@ -50,6 +50,11 @@ class Model {
                                                      const LoadOptions& options,
                                                      Backend* backend);
 
+  // Loads the shard from an opened checkpoint (e.g. Checkpoint::Synthetic for benchmarks).
+  static absl::StatusOr<std::unique_ptr<Model>> Load(std::unique_ptr<Checkpoint> checkpoint,
+                                                     const LoadOptions& options,
+                                                     Backend* backend);
+
   const ModelConfig& config() const { return checkpoint_->config(); }
   int64_t layer_begin() const { return layer_begin_; }
   int64_t layer_end() const { return layer_end_; }
@@ -58,6 +63,7 @@ class Model {
   int64_t num_mamba_layers() const { return num_mamba_; }      // held by this shard
   int64_t num_attention_layers() const { return num_attention_; }  // held by this shard
   int64_t weight_bytes() const { return weight_bytes_; }
+  int64_t num_parameters() const { return num_parameters_; }  // held by this shard
   const ModelWeights& weights() const { return weights_; }
 
   // hidden [n, H] f32 = embedding rows of ids [n] i32.
@@ -80,6 +86,7 @@ class Model {
   int64_t layer_begin_ = 0, layer_end_ = 0;
   int64_t num_mamba_ = 0, num_attention_ = 0;
   int64_t weight_bytes_ = 0;
+  int64_t num_parameters_ = 0;
 };
 
 }  // namespace jamba

@@ -54,6 +54,7 @@ absl::StatusOr<Tensor> WeightLoader::Convert(const SafetensorsTensor& t, size_t 
   const size_t in_size = DTypeSize(t.dtype);
   const uint8_t* src = t.data + elem_offset * in_size;
   bytes_ += numel * static_cast<int64_t>(DTypeSize(want));
+  parameters_ += numel;
   // In place from the mapping when no conversion is needed and the backend is host memory.
   if (t.dtype == want && backend_->device() == Device::kCpu) {
     return MakeView(src, want, dims);
@@ -122,6 +123,7 @@ absl::StatusOr<Tensor> WeightLoader::NegExpF32(const std::string& name,
   JAMBA_ASSIGN_OR_RETURN(auto buf, backend_->Allocate(DType::kF32, {shape[0], shape[1]}));
   JAMBA_RETURN_IF_ERROR(backend_->Upload(host.data(), n * sizeof(float), buf->tensor()));
   bytes_ += n * 4;
+  parameters_ += n;
   Tensor view = buf->tensor();
   buffers_.push_back(std::move(buf));
   return view;

@@ -39,6 +39,8 @@ class WeightLoader {
 
   // Bytes of weights held for this process (views into the mapping included).
   int64_t bytes() const { return bytes_; }
+  // Parameters (elements) of those weights.
+  int64_t parameters() const { return parameters_; }
   // Transfers ownership of the converted buffers (the model keeps them alive).
   std::vector<std::unique_ptr<DeviceBuffer>> TakeBuffers() { return std::move(buffers_); }
 
@@ -51,6 +53,7 @@ class WeightLoader {
   DType matrix_dtype_;
   std::vector<std::unique_ptr<DeviceBuffer>> buffers_;
   int64_t bytes_ = 0;
+  int64_t parameters_ = 0;
 };
 
 }  // namespace jamba
