@@ -81,6 +81,14 @@ template <typename WT, int R>
 void SkinnyRows(const WT* w, int64_t ldw, const float* x, int64_t ldx, int64_t n, int64_t k,
                 int64_t row0, const float* bias, float* y, int64_t ldy) {
   float out[R * 4];
+  if (R > 2) {  // few-token calls only (see SkinnyImpl): no 4-token tiles
+    const WT* wr = w + row0 * ldw;
+    for (int64_t t0 = 0; t0 < n; ++t0) {
+      DotBlock<WT, R, 1>(wr, ldw, x + t0 * ldx, ldx, k, out);
+      for (int r = 0; r < R; ++r) y[t0 * ldy + row0 + r] = out[r] + (bias ? bias[row0 + r] : 0.0f);
+    }
+    return;
+  }
   int64_t t0 = 0;
   auto emit = [&](int tcount) {
     for (int t = 0; t < tcount; ++t)
@@ -100,15 +108,17 @@ void SkinnyRows(const WT* w, int64_t ldw, const float* x, int64_t ldx, int64_t n
   }
 }
 
-template <typename WT>
-void SkinnyImpl(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+// Weight rows per block, by tokens per call: each (row, token) dot product is one dependency
+// chain of FMAs, so few tokens need more rows in flight to hide FMA latency. This changes only
+// which outputs are computed together, never the summation order of any output.
+template <typename WT, int R>
+void SkinnyImplR(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
   const int64_t n = x.dim(0), k = x.dim(1), m = w.dim(0);
   const WT* wp = w.ptr<WT>();
   const float* xp = x.ptr<float>();
   float* yp = y.ptr<float>();
   const float* bp = bias ? bias->ptr<float>() : nullptr;
   const int64_t ldw = w.ld(), ldx = x.ld(), ldy = y.ld();
-  constexpr int R = 2;
   const int64_t blocks = m / R;
   for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
     const int64_t nt = std::min(kTokenBlock, n - t0);
@@ -121,6 +131,16 @@ void SkinnyImpl(const Tensor& x, const Tensor& w, const Tensor* bias, const Tens
     for (int64_t r = blocks * R; r < m; ++r) {
       SkinnyRows<WT, 1>(wp, ldw, xb, ldx, nt, k, r, bp, yb, ldy);
     }
+  }
+}
+
+template <typename WT>
+void SkinnyImpl(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  switch (x.dim(0)) {
+    case 1: return SkinnyImplR<WT, 8>(x, w, bias, y);
+    case 2:
+    case 3: return SkinnyImplR<WT, 4>(x, w, bias, y);
+    default: return SkinnyImplR<WT, 2>(x, w, bias, y);
   }
 }
 
