@@ -1,0 +1,377 @@
+// CudaBackend: device memory, one stream, cuBLAS; ops are enqueued through the launchers of
+// kernels/cuda/cuda_kernels.h (nvcc-compiled, abseil-free). This file is host-compiled.
+#include "kernels/cuda/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/cublas_matmul.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device_memory.h"
+
+namespace jamba {
+namespace {
+
+using cuda::CudaBuffer;
+using cuda::CudaError;
+using cuda::PinnedStaging;
+using cuda::Scratch;
+using cuda::StreamContext;
+
+void CheckDevice(const Tensor& t) {
+  JAMBA_CHECK_MSG(t.device == Device::kCuda, "CudaBackend: tensor is not on the CUDA device");
+}
+
+class CudaBackend : public Backend {
+ public:
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(int device) {
+    std::unique_ptr<CudaBackend> b(new CudaBackend());
+    absl::Status s = b->Init(device);
+    if (!s.ok()) return s;
+    return std::unique_ptr<Backend>(std::move(b));
+  }
+
+  ~CudaBackend() override {
+    if (ctx_ == nullptr) return;
+    cudaSetDevice(ctx_->device);
+    if (ctx_->stream != nullptr) cudaStreamSynchronize(ctx_->stream);
+    if (cublas_ != nullptr) cublasDestroy(cublas_);
+    ctx_->Free(error_word_);
+    if (error_host_ != nullptr) cudaFreeHost(error_host_);
+  }
+
+  Device device() const override { return Device::kCuda; }
+  std::string name() const override { return absl::StrCat("cuda:", ctx_->device); }
+
+  // ---- Memory ---------------------------------------------------------------------------
+  absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(
+      DType dtype, std::initializer_list<int64_t> shape) override {
+    size_t n = DTypeSize(dtype);
+    for (int64_t d : shape) {
+      if (d < 0) return absl::InvalidArgumentError("negative dimension in allocation");
+      n *= static_cast<size_t>(d);
+    }
+    const size_t bytes = std::max<size_t>((n + 255) / 256 * 256, 256);
+    Activate();
+    void* p = nullptr;
+    cudaError_t e = ctx_->Malloc(&p, bytes);
+    if (e != cudaSuccess) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(name(), ": cannot allocate ", n, " bytes: ", cudaGetErrorString(e)));
+    }
+    auto buffer = std::make_unique<CudaBuffer>(ctx_, p, dtype, shape);
+    e = cudaMemsetAsync(p, 0, bytes, ctx_->stream);
+    if (e != cudaSuccess) return CudaError(e, "memset");
+    return std::unique_ptr<DeviceBuffer>(std::move(buffer));
+  }
+
+  absl::Status Upload(const void* host, size_t bytes, const Tensor& dst) override {
+    if (dst.device != Device::kCuda || !dst.contiguous() || dst.nbytes() != bytes) {
+      return absl::InvalidArgumentError(
+          "Upload: size mismatch, or destination not a contiguous CUDA tensor");
+    }
+    if (bytes == 0) return absl::OkStatus();
+    Activate();
+    return CopyToDevice(host, bytes, dst.data);
+  }
+
+  absl::Status Download(const Tensor& src, void* host) override {
+    if (src.device != Device::kCuda || !src.contiguous()) {
+      return absl::InvalidArgumentError("Download: source not a contiguous CUDA tensor");
+    }
+    Activate();
+    if (src.nbytes() > 0) {
+      cudaError_t e =
+          cudaMemcpyAsync(host, src.data, src.nbytes(), cudaMemcpyDeviceToHost, ctx_->stream);
+      if (e != cudaSuccess) Record(CudaError(e, "download"));
+    }
+    return Drain();
+  }
+
+  absl::Status Synchronize() override {
+    Activate();
+    return Drain();
+  }
+
+  // ---- Ops --------------------------------------------------------------------------------
+  void Embed(const Tensor& table, const Tensor& ids, const Tensor& out) override {
+    Activate();
+    RecordLaunch(cuda::LaunchEmbed(table, ids, out, error_word_, ctx_->stream), "Embed");
+  }
+
+  void RmsNorm(const Tensor& x, const Tensor* weight, float eps, const Tensor& out) override {
+    const float* w = nullptr;
+    if (weight != nullptr) {
+      CheckDevice(*weight);
+      JAMBA_CHECK(weight->dtype == DType::kF32 && weight->numel() == x.dim(1));
+      JAMBA_CHECK(weight->contiguous());
+      w = weight->ptr<float>();
+    }
+    Activate();
+    RecordLaunch(cuda::LaunchRmsNorm(x, w, eps, out, ctx_->stream), "RmsNorm");
+  }
+
+  void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
+    const float* b = nullptr;
+    if (bias != nullptr) {
+      CheckDevice(*bias);
+      JAMBA_CHECK(bias->dtype == DType::kF32 && bias->numel() == w.dim(0));
+      JAMBA_CHECK(bias->contiguous());
+      b = bias->ptr<float>();
+    }
+    Activate();
+    void* scratch = nullptr;
+    if (const size_t bytes = cuda::MatMulScratchBytes(x, w); bytes > 0) {
+      absl::StatusOr<void*> s = matmul_scratch_->Reserve(bytes);
+      if (!s.ok()) {
+        Record(s.status());
+        return;
+      }
+      scratch = *s;
+    }
+    Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, w, b, y, scratch));
+  }
+
+  void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
+    Activate();
+    RecordLaunch(cuda::LaunchSiluMul(gate, up, out, ctx_->stream), "SiluMul");
+  }
+
+  void Add(const Tensor& a, const Tensor& acc) override {
+    Activate();
+    RecordLaunch(cuda::LaunchAdd(a, acc, ctx_->stream), "Add");
+  }
+
+  void Zero(const Tensor& t) override {
+    Activate();
+    RecordLaunch(cuda::LaunchZero(t, ctx_->stream), "Zero");
+  }
+
+  void GatherRows(const Tensor& x, const Tensor& idx, const Tensor& out) override {
+    Activate();
+    RecordLaunch(cuda::LaunchGatherRows(x, idx, out, error_word_, ctx_->stream), "GatherRows");
+  }
+
+  void ScatterAddScaled(const Tensor& rows, const Tensor& idx, const Tensor& scale,
+                        const Tensor& out) override {
+    Activate();
+    RecordLaunch(cuda::LaunchScatterAddScaled(rows, idx, scale, out, error_word_, ctx_->stream),
+                 "ScatterAddScaled");
+  }
+
+  void MambaConv(const BatchLayout& layout, const Tensor& x, const Tensor& w, const Tensor* bias,
+                 const Tensor& state, const Tensor& out) override {
+    JAMBA_CHECK_MSG(false, "CudaBackend::MambaConv is not implemented on CUDA yet (issue #5)");
+  }
+
+  void MambaScan(const BatchLayout& layout, const MambaScanArgs& args) override {
+    JAMBA_CHECK_MSG(false, "CudaBackend::MambaScan is not implemented on CUDA yet (issue #5)");
+  }
+
+  void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim, double theta) override {
+    CheckDevice(x);
+    JAMBA_CHECK(x.ndim == 2 && head_dim > 0 && head_dim % 2 == 0 && x.dim(1) % head_dim == 0);
+    const int64_t rows = x.dim(0);
+    if (rows == 0) return;
+    Activate();
+    // Per-row absolute positions (-1: row not in the layout), uploaded without waiting.
+    positions_host_.assign(rows, -1);
+    for (const SeqSlice& s : layout.seqs) {
+      JAMBA_CHECK(s.token_begin >= 0 && s.token_begin + s.n_tokens <= rows);
+      for (int32_t t = 0; t < s.n_tokens; ++t) positions_host_[s.token_begin + t] = s.n_past + t;
+    }
+    const size_t pos_bytes = rows * sizeof(int32_t);
+    absl::StatusOr<void*> positions = positions_->Reserve(pos_bytes);
+    if (!positions.ok()) {
+      Record(positions.status());
+      return;
+    }
+    if (absl::Status s = CopyToDevice(positions_host_.data(), pos_bytes, *positions); !s.ok()) {
+      Record(std::move(s));
+      return;
+    }
+    // Inverse frequencies, computed on the host with the CPU kernel's f32 arithmetic; cached
+    // while head_dim and theta stay the same.
+    if (head_dim != inv_freq_head_dim_ || theta != inv_freq_theta_) {
+      const int64_t half = head_dim / 2;
+      std::vector<float> inv_freq(half);
+      for (int64_t i = 0; i < half; ++i) {
+        const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+        inv_freq[i] = 1.0f / std::pow(static_cast<float>(theta), exponent);
+      }
+      absl::StatusOr<void*> dev = inv_freq_->Reserve(half * sizeof(float));
+      if (!dev.ok()) {
+        Record(dev.status());
+        return;
+      }
+      if (absl::Status s = CopyToDevice(inv_freq.data(), half * sizeof(float), *dev); !s.ok()) {
+        Record(std::move(s));
+        return;
+      }
+      inv_freq_dev_ = static_cast<float*>(*dev);
+      inv_freq_head_dim_ = head_dim;
+      inv_freq_theta_ = theta;
+    }
+    RecordLaunch(cuda::LaunchRope(x, static_cast<const int32_t*>(*positions), inv_freq_dev_,
+                                  head_dim, ctx_->stream),
+                 "Rope");
+  }
+
+  void Attention(const BatchLayout& layout, const AttentionArgs& args) override {
+    JAMBA_CHECK_MSG(false, "CudaBackend::Attention is not implemented on CUDA yet (issue #5)");
+  }
+
+  void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
+                const Tensor& weights) override {
+    Activate();
+    RecordLaunch(cuda::LaunchMoeRoute(logits, k, renormalize, ids, weights, ctx_->stream),
+                 "MoeRoute");
+  }
+
+ private:
+  CudaBackend() = default;
+
+  absl::Status Init(int device) {
+    absl::StatusOr<int> count = CudaDeviceCount();
+    if (!count.ok()) return count.status();
+    if (device < 0 || device >= *count) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("CUDA device ", device, " does not exist (", *count, " present)"));
+    }
+    ctx_ = std::make_shared<StreamContext>();
+    ctx_->device = device;
+    cudaError_t e = cudaSetDevice(device);
+    if (e != cudaSuccess) return CudaError(e, "set device");
+    int pools = 0;
+    e = cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device);
+    if (e != cudaSuccess) return CudaError(e, "device attribute");
+    ctx_->pooled = pools != 0;
+    if (ctx_->pooled) {
+      // Keep freed blocks in the pool instead of returning them to the driver at every
+      // synchronisation: scratch and activations are reallocated all the time.
+      cudaMemPool_t pool;
+      e = cudaDeviceGetDefaultMemPool(&pool, device);
+      if (e != cudaSuccess) return CudaError(e, "memory pool");
+      uint64_t threshold = UINT64_MAX;
+      e = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold);
+      if (e != cudaSuccess) return CudaError(e, "memory pool attribute");
+    }
+    e = cudaStreamCreateWithFlags(&ctx_->stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+      ctx_->stream = nullptr;
+      return CudaError(e, "stream creation");
+    }
+    cublasStatus_t cs = cublasCreate(&cublas_);
+    if (cs != CUBLAS_STATUS_SUCCESS) {
+      cublas_ = nullptr;
+      return absl::InternalError(absl::StrCat("cublasCreate: ", cublasGetStatusString(cs)));
+    }
+    cs = cublasSetStream(cublas_, ctx_->stream);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH);
+    if (cs != CUBLAS_STATUS_SUCCESS) {
+      return absl::InternalError(absl::StrCat("cuBLAS setup: ", cublasGetStatusString(cs)));
+    }
+    void* word = nullptr;
+    e = ctx_->Malloc(&word, sizeof(int));
+    if (e != cudaSuccess) return CudaError(e, "error word allocation");
+    error_word_ = static_cast<int*>(word);
+    e = cudaMemsetAsync(error_word_, 0, sizeof(int), ctx_->stream);
+    if (e != cudaSuccess) return CudaError(e, "memset");
+    void* host_word = nullptr;
+    e = cudaMallocHost(&host_word, sizeof(int));
+    if (e != cudaSuccess) return CudaError(e, "pinned allocation");
+    error_host_ = static_cast<int*>(host_word);
+    *error_host_ = 0;
+    if (absl::Status s = staging_.Init(); !s.ok()) return s;
+    matmul_scratch_ = std::make_unique<Scratch>(ctx_);
+    positions_ = std::make_unique<Scratch>(ctx_);
+    inv_freq_ = std::make_unique<Scratch>(ctx_);
+    e = cudaStreamSynchronize(ctx_->stream);
+    if (e != cudaSuccess) return CudaError(e, "initial synchronisation");
+    return absl::OkStatus();
+  }
+
+  // Makes this backend's device current for the calling thread (several backends, on
+  // different devices, may be driven by one thread in turn).
+  void Activate() {
+    cudaError_t e = cudaSetDevice(ctx_->device);
+    if (e != cudaSuccess) Record(CudaError(e, "set device"));
+  }
+
+  // Keeps the first error until Drain() reports it.
+  void Record(absl::Status s) {
+    if (!s.ok() && pending_.ok()) pending_ = std::move(s);
+  }
+  void RecordLaunch(cudaError_t e, const char* op) {
+    if (e != cudaSuccess) Record(CudaError(e, op));
+  }
+
+  // Host -> device copy that returns once `host` may be reused.
+  absl::Status CopyToDevice(const void* host, size_t bytes, void* dst) {
+    if (bytes <= PinnedStaging::kSlotBytes) {
+      return staging_.Upload(host, bytes, dst, ctx_->stream);
+    }
+    cudaError_t e = cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, ctx_->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(ctx_->stream);
+    return e == cudaSuccess ? absl::OkStatus() : CudaError(e, "upload");
+  }
+
+  // Waits for the stream, then reports (and forgets) the first recorded error, the first
+  // execution error, or the first index error seen by a kernel.
+  absl::Status Drain() {
+    cudaError_t e = cudaMemcpyAsync(error_host_, error_word_, sizeof(int), cudaMemcpyDeviceToHost,
+                                    ctx_->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(ctx_->stream);
+    if (e != cudaSuccess) Record(CudaError(e, "stream synchronisation"));
+    if (e == cudaSuccess && *error_host_ != cuda::kKernelOk) {
+      Record(absl::InternalError(
+          absl::StrCat(name(), ": kernel reported ", cuda::KernelErrorName(*error_host_))));
+      *error_host_ = cuda::kKernelOk;
+      cudaMemsetAsync(error_word_, 0, sizeof(int), ctx_->stream);
+    }
+    absl::Status s = std::move(pending_);
+    pending_ = absl::OkStatus();
+    return s;
+  }
+
+  std::shared_ptr<StreamContext> ctx_;
+  cublasHandle_t cublas_ = nullptr;
+  int* error_word_ = nullptr;  // device int: first KernelError seen since the last Drain()
+  int* error_host_ = nullptr;  // pinned copy target of error_word_
+  PinnedStaging staging_;
+  std::unique_ptr<Scratch> matmul_scratch_;
+  std::unique_ptr<Scratch> positions_;  // [rows] i32 of the last Rope
+  std::unique_ptr<Scratch> inv_freq_;   // [head_dim / 2] f32
+  float* inv_freq_dev_ = nullptr;
+  int64_t inv_freq_head_dim_ = 0;
+  double inv_freq_theta_ = 0.0;
+  std::vector<int32_t> positions_host_;
+  absl::Status pending_;
+};
+
+}  // namespace
+
+absl::StatusOr<int> CudaDeviceCount() {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear, so later runtime calls do not report it again
+    return absl::UnavailableError(absl::StrCat("no usable CUDA device: ", cudaGetErrorName(e), " (",
+                                               cudaGetErrorString(e), ")"));
+  }
+  if (count <= 0) return absl::UnavailableError("no CUDA device present");
+  return count;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device) {
+  return CudaBackend::Create(device);
+}
+
+}  // namespace jamba

@@ -1,0 +1,76 @@
+// Host-side launchers of the CUDA kernels behind CudaBackend (kernels/cuda/cuda_backend.cc).
+//
+// This header is shared between nvcc-compiled .cu files and host-compiled .cc files, so it
+// includes no abseil (or gRPC/protobuf) header: only the CUDA runtime API and the plain tensor
+// types. Each launcher enqueues its kernel on `stream` and returns the launch status
+// (cudaGetLastError after the launch); execution errors surface at the next synchronisation.
+//
+// All tensors are device views (Tensor::device == Device::kCuda) with the shapes and dtypes of
+// the Backend method of the same name (kernels/backend.h); shape/dtype mismatches abort
+// (JAMBA_CHECK) as on the CPU. Index-carrying kernels do not abort on bad indices (a device
+// cannot): they skip the offending row and record a KernelError in `*error_word`, a device int
+// the backend checks at Synchronize()/Download().
+#ifndef JAMBA_KERNELS_CUDA_CUDA_KERNELS_H_
+#define JAMBA_KERNELS_CUDA_CUDA_KERNELS_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/tensor.h"
+
+namespace jamba::cuda {
+
+// Codes recorded in the device error word. The first recorded code wins.
+enum KernelError : int {
+  kKernelOk = 0,
+  kEmbedIdOutOfRange = 1,
+  kGatherIndexOutOfRange = 2,
+  kScatterIndexOutOfRange = 3,
+};
+const char* KernelErrorName(int code);
+
+// out[i, :] = table[ids[i], :]; table f32 or bf16 (widened exactly).
+cudaError_t LaunchEmbed(const Tensor& table, const Tensor& ids, const Tensor& out, int* error_word,
+                        cudaStream_t stream);
+// weight: device [d] f32, or nullptr for a weightless norm. The sum of squares is accumulated
+// in f32 (the CPU kernel uses f64), the scale is 1 / sqrtf (IEEE-rounded, not rsqrtf).
+cudaError_t LaunchRmsNorm(const Tensor& x, const float* weight, float eps, const Tensor& out,
+                          cudaStream_t stream);
+cudaError_t LaunchSiluMul(const Tensor& gate, const Tensor& up, const Tensor& out,
+                          cudaStream_t stream);
+cudaError_t LaunchAdd(const Tensor& a, const Tensor& acc, cudaStream_t stream);
+cudaError_t LaunchZero(const Tensor& t, cudaStream_t stream);
+cudaError_t LaunchGatherRows(const Tensor& x, const Tensor& idx, const Tensor& out, int* error_word,
+                             cudaStream_t stream);
+// Sequential semantics as on the CPU: each output column is updated by one thread, visiting
+// rows in index order, so the summation order is fixed.
+cudaError_t LaunchScatterAddScaled(const Tensor& rows, const Tensor& idx, const Tensor& scale,
+                                   const Tensor& out, int* error_word, cudaStream_t stream);
+// In-place half-split rotary embedding of x [n, heads * head_dim] f32.
+// positions: device [n] i32, the absolute position of each row, or -1 for rows the batch
+// layout does not cover (left untouched). inv_freq: device [head_dim / 2] f32, computed on the
+// host exactly as the CPU kernel does (device powf differs in the last bits, and the angle
+// pos * inv_freq magnifies that at long positions).
+cudaError_t LaunchRope(const Tensor& x, const int32_t* positions, const float* inv_freq,
+                       int64_t head_dim, cudaStream_t stream);
+// One thread per token: softmax in f32, top-k by repeated selection (descending, ties to the
+// lower expert id), optional renormalisation.
+cudaError_t LaunchMoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
+                           const Tensor& weights, cudaStream_t stream);
+
+// ---- Helpers of the cuBLAS matmul (kernels/cuda/cublas_matmul.cc) ----------------------
+// Splits x [n, k] f32 into bf16 halves, hi = bf16(x) (round to nearest even) and
+// lo = bf16(x - hi), so that hi + lo carries ~16 significant bits of x.
+// out: device [2n, k] bf16 (as uint16_t), rows [0, n) = hi, rows [n, 2n) = lo.
+cudaError_t LaunchSplitBf16(const Tensor& x, uint16_t* out, cudaStream_t stream);
+// y[i, :] = parts[i, :] + parts[n + i, :] (+ bias). parts: device [2n, m] f32 contiguous;
+// bias: device [m] f32 or nullptr; y [n, m] f32 (row-strided view allowed).
+cudaError_t LaunchSumHalves(const float* parts, const float* bias, const Tensor& y,
+                            cudaStream_t stream);
+// y[i, :] = bias for every row. bias: device [m] f32; y [n, m] f32.
+cudaError_t LaunchBroadcastRows(const float* bias, const Tensor& y, cudaStream_t stream);
+
+}  // namespace jamba::cuda
+
+#endif  // JAMBA_KERNELS_CUDA_CUDA_KERNELS_H_
