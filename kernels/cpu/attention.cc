@@ -46,7 +46,12 @@ void Attention(const BatchLayout& layout, const AttentionArgs& a) {
   for (const SeqSlice& s : layout.seqs)
     for (int32_t t = 0; t < s.n_tokens; ++t) work.push_back({&s, t});
   const int64_t items = static_cast<int64_t>(work.size()) * nh;
-#pragma omp parallel
+  // Visible positions summed over tokens: the work, in units of one q.k of one head.
+  int64_t visible_total = 0;
+  for (const Work& wk : work) visible_total += wk.seq->n_past + wk.t + 1;
+  // A parallel region costs microseconds (much more when another process holds a core), so
+  // small attention runs on the calling thread.
+#pragma omp parallel if (visible_total * nh * hd > (int64_t{1} << 17))
   {
     std::vector<float> scores;
     std::vector<float> acc(hd);

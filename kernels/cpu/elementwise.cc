@@ -44,7 +44,7 @@ void RmsNorm(const Tensor& x, const Tensor* weight, float eps, const Tensor& out
     JAMBA_CHECK(weight->dtype == DType::kF32 && weight->numel() == d);
     w = weight->ptr<float>();
   }
-#pragma omp parallel for schedule(static) if (n * d > 32768)
+#pragma omp parallel for schedule(static) if (n * d > 65536)
   for (int64_t i = 0; i < n; ++i) {
     const float* xi = RowF32(x, i);
     float* yi = MutRowF32(out, i);
@@ -62,7 +62,7 @@ void RmsNorm(const Tensor& x, const Tensor* weight, float eps, const Tensor& out
 void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) {
   const int64_t n = gate.dim(0), d = gate.dim(1);
   JAMBA_CHECK(up.dim(0) == n && up.dim(1) == d && out.dim(0) == n && out.dim(1) == d);
-#pragma omp parallel for schedule(static) if (n * d > 32768)
+#pragma omp parallel for schedule(static) if (n * d > 65536)
   for (int64_t i = 0; i < n; ++i) {
     const float* g = RowF32(gate, i);
     const float* u = RowF32(up, i);

@@ -31,7 +31,7 @@ void MambaConv(const BatchLayout& layout, const Tensor& x, const Tensor& w, cons
     const float* xs = x.ptr<float>() + static_cast<int64_t>(s.token_begin) * ldx;
     float* os = out.ptr<float>() + static_cast<int64_t>(s.token_begin) * ldo;
     const int64_t n = s.n_tokens;
-#pragma omp parallel for schedule(static) if (n * di > 16384)
+#pragma omp parallel for schedule(static) if (n * di > 32768)
     for (int64_t d = 0; d < di; ++d) {
       // window = [previous K-1 inputs | this chunk's inputs] for channel d.
       float window[64];
@@ -69,7 +69,7 @@ void MambaScan(const BatchLayout& layout, const MambaScanArgs& a) {
     JAMBA_CHECK(s.mamba_slot >= 0 && s.mamba_slot < a.state.dim(0));
     float* st = a.state.ptr<float>() + s.mamba_slot * a.state.stride[0];
     const int64_t n = s.n_tokens, t0 = s.token_begin;
-#pragma omp parallel for schedule(static) if (n * di * ns > 16384)
+#pragma omp parallel for schedule(static) if (n * di * ns > 65536)
     for (int64_t d = 0; d < di; ++d) {
       float h[256];
       float* sd = st + d * ns;

@@ -124,7 +124,7 @@ void SkinnyImplR(const Tensor& x, const Tensor& w, const Tensor* bias, const Ten
     const int64_t nt = std::min(kTokenBlock, n - t0);
     const float* xb = xp + t0 * ldx;
     float* yb = yp + t0 * ldy;
-#pragma omp parallel for schedule(static) if (m * k * nt > 65536)
+#pragma omp parallel for schedule(static) if (m * k * nt > (int64_t{1} << 19))
     for (int64_t b = 0; b < blocks; ++b) {
       SkinnyRows<WT, R>(wp, ldw, xb, ldx, nt, k, b * R, bp, yb, ldy);
     }
