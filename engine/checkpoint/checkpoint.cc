@@ -2,7 +2,6 @@
 
 #include <sys/stat.h>
 
-#include <exception>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -10,6 +9,8 @@
 #include "absl/strings/str_join.h"
 #include "common/mapped_file.h"
 #include "common/status_macros.h"
+#include "engine/checkpoint/synthetic_weights.h"
+#include "engine/config/strict_json.h"
 #include "nlohmann/json.hpp"
 
 namespace jamba {
@@ -26,23 +27,24 @@ bool FileExists(const std::string& path) {
 }
 
 // A shard must be a file of the checkpoint folder itself: an index must not be able to make
-// us map files elsewhere.
+// us map files elsewhere ("../x", "/etc/x", "sub/x"). Symbolic links in the folder are fine
+// (the Hugging Face cache links snapshot files to its blob store).
 bool IsPlainFileName(const std::string& name) {
-  return !name.empty() && name != "." && name.find('/') == std::string::npos &&
-         name.find("..") == std::string::npos && name.find('\0') == std::string::npos;
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
 }
 
+// `status` with `context` appended to its message, same code.
+absl::Status WithContext(const absl::Status& status, const std::string& context) {
+  return absl::Status(status.code(), absl::StrCat(status.message(), " ", context));
+}
+
+// At most the first 8 dimensions (a hostile header can declare millions).
 std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
-
-std::string JsonErrorText(const char* what) {
-  std::string text = what;
-  if (!text.empty() && text[0] == '[') {
-    size_t end = text.find("] ");
-    if (end != std::string::npos) text.erase(0, end + 2);
-  }
-  return text;
+  constexpr size_t kShown = 8;
+  if (shape.size() <= kShown) return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+  return absl::StrCat("[", absl::StrJoin(shape.begin(), shape.begin() + kShown, ", "), ", ... (",
+                      shape.size(), " dimensions)]");
 }
 
 }  // namespace
@@ -52,30 +54,29 @@ absl::StatusOr<std::map<std::string, std::string>> ParseSafetensorsIndex(
   auto error = [&](const std::string& message) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", message));
   };
-  Json root;
-  try {
-    root = Json::parse(json_text);
-  } catch (const Json::parse_error& e) {
-    return error(absl::StrCat("malformed JSON at byte ", e.byte, ": ", JsonErrorText(e.what())));
-  } catch (const std::exception& e) {
-    return error(absl::StrCat("malformed JSON: ", JsonErrorText(e.what())));
+  absl::StatusOr<Json> parsed = ParseStrictJson(json_text);
+  if (!parsed.ok()) return error(std::string(parsed.status().message()));
+  const Json& root = *parsed;
+  if (!root.is_object()) {
+    return error(absl::StrCat("must be a JSON object, got ", root.type_name()));
   }
-  if (!root.is_object()) return error(absl::StrCat("must be a JSON object, got ",
-                                                   root.type_name()));
   auto map = root.find("weight_map");
   if (map == root.end()) return error("missing 'weight_map'");
-  if (!map->is_object()) return error(absl::StrCat("'weight_map' must be an object, got ",
-                                                   map->type_name()));
+  if (!map->is_object()) {
+    return error(absl::StrCat("'weight_map' must be an object, got ", map->type_name()));
+  }
+  if (map->empty()) return error("'weight_map' lists no tensors");
   std::map<std::string, std::string> result;
   for (auto it = map->begin(); it != map->end(); ++it) {
     if (!it->is_string()) {
-      return error(absl::StrCat("tensor '", it.key(), "': shard must be a string, got ",
-                                it->type_name()));
+      return error(absl::StrCat("tensor ", QuoteForError(it.key()),
+                                ": shard must be a string, got ", it->type_name()));
     }
     const std::string& shard = it->get_ref<const std::string&>();
     if (!IsPlainFileName(shard)) {
-      return error(absl::StrCat("tensor '", it.key(), "': shard '", shard,
-                                "' is not a file name in the checkpoint folder"));
+      return error(absl::StrCat("tensor ", QuoteForError(it.key()), ": shard ",
+                                QuoteForError(shard),
+                                " is not a file name in the checkpoint folder"));
     }
     result.emplace(it.key(), shard);
   }
@@ -100,51 +101,93 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     for (const auto& entry : file->tensors()) ckpt->tensor_to_file_[entry.first] = kSingleName;
     ckpt->files_[kSingleName] = std::move(file);
   } else {
-    return absl::NotFoundError(absl::StrCat(dir, ": neither ", kIndexName, " nor ", kSingleName,
-                                            " exists"));
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": neither ", kIndexName, " nor ", kSingleName, " exists"));
   }
   return ckpt;
 }
 
+std::unique_ptr<Checkpoint> Checkpoint::Synthetic(ModelConfig config, uint64_t seed) {
+  std::unique_ptr<Checkpoint> c(new Checkpoint());
+  c->dir_ = "<synthetic>";
+  c->config_ = std::move(config);
+  c->synthetic_ = true;
+  c->synthetic_seed_ = seed;
+  return c;
+}
+
 bool Checkpoint::Has(const std::string& name) const {
+  if (synthetic_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return synthetic_tensors_.count(name) != 0;
+  }
   return tensor_to_file_.count(name) != 0;
 }
 
 absl::StatusOr<SafetensorsFile*> Checkpoint::FileFor(const std::string& name) {
   auto it = tensor_to_file_.find(name);
   if (it == tensor_to_file_.end()) {
-    return absl::NotFoundError(absl::StrCat(dir_, ": tensor '", name, "' not found"));
+    return absl::NotFoundError(
+        absl::StrCat(dir_, ": tensor ", QuoteForError(name), " not found in the checkpoint"));
   }
   auto opened = files_.find(it->second);
   if (opened != files_.end()) return opened->second.get();
-  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file,
-                         SafetensorsFile::Open(absl::StrCat(dir_, "/", it->second)));
-  return files_.emplace(it->second, std::move(file)).first->second.get();
+  // Not cached on failure: a later request retries (and reports the error again).
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
+      SafetensorsFile::Open(absl::StrCat(dir_, "/", it->second));
+  if (!file.ok()) {
+    return WithContext(file.status(),
+                       absl::StrCat("(while loading tensor ", QuoteForError(name), ", which ",
+                                    kIndexName, " places in ", QuoteForError(it->second), ")"));
+  }
+  return files_.emplace(it->second, *std::move(file)).first->second.get();
 }
 
 absl::StatusOr<const SafetensorsTensor*> Checkpoint::Get(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (synthetic_) {
+    auto it = synthetic_tensors_.find(name);
+    if (it == synthetic_tensors_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat(dir_, ": tensor ", QuoteForError(name), " not created yet"));
+    }
+    return &it->second->meta;
+  }
   JAMBA_ASSIGN_OR_RETURN(SafetensorsFile * file, FileFor(name));
   const SafetensorsTensor* t = file->Find(name);
   if (t == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(file->path(), ": tensor '", name,
-                                                   "' is listed in ", kIndexName,
+    return absl::InvalidArgumentError(absl::StrCat(file->path(), ": tensor ", QuoteForError(name),
+                                                   " is listed in ", kIndexName,
                                                    " but missing from this file"));
   }
   return t;
 }
 
-absl::StatusOr<const SafetensorsTensor*> Checkpoint::GetChecked(
-    const std::string& name, const std::vector<int64_t>& shape) {
+absl::StatusOr<const SafetensorsTensor*> Checkpoint::GetChecked(const std::string& name,
+                                                                const std::vector<int64_t>& shape) {
+  if (synthetic_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (synthetic_tensors_.count(name) == 0) {
+      auto st = std::make_unique<SyntheticTensor>();
+      st->bits = SyntheticWeightBf16(name, shape, synthetic_seed_);
+      st->meta.name = name;
+      st->meta.dtype = DType::kBF16;
+      st->meta.shape = shape;
+      st->meta.data = reinterpret_cast<const uint8_t*>(st->bits.data());
+      st->meta.nbytes = st->bits.size() * sizeof(uint16_t);
+      st->meta.file = dir_;
+      synthetic_tensors_[name] = std::move(st);
+    }
+  }
   JAMBA_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Get(name));
   if (t->shape != shape) {
-    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", name,
-                                                   "': expected shape ", ShapeString(shape),
+    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor ", QuoteForError(name),
+                                                   ": expected shape ", ShapeString(shape),
                                                    ", got ", ShapeString(t->shape)));
   }
   if (t->dtype != DType::kF32 && t->dtype != DType::kBF16 && t->dtype != DType::kF16) {
-    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", name,
-                                                   "': expected dtype f32, bf16 or f16, got ",
+    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor ", QuoteForError(name),
+                                                   ": expected dtype f32, bf16 or f16, got ",
                                                    DTypeName(t->dtype)));
   }
   return t;
@@ -152,6 +195,11 @@ absl::StatusOr<const SafetensorsTensor*> Checkpoint::GetChecked(
 
 std::vector<std::string> Checkpoint::TensorNames() const {
   std::vector<std::string> names;
+  if (synthetic_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& entry : synthetic_tensors_) names.push_back(entry.first);
+    return names;
+  }
   names.reserve(tensor_to_file_.size());
   for (const auto& entry : tensor_to_file_) names.push_back(entry.first);
   return names;

@@ -32,6 +32,13 @@ class Checkpoint {
   // single model.safetensors. Errors name the offending file.
   static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& dir);
 
+  // A checkpoint with no files that holds, for benchmarks, whatever tensor the model loader
+  // asks for: GetChecked(name, shape) creates `name` with that shape, bf16, filled with random
+  // values suited to its role (synthetic_weights.h); Has() and Get() see only tensors created
+  // so far, so loaders pick their default tensor layout (per-expert, untied where the config
+  // does not tie).
+  static std::unique_ptr<Checkpoint> Synthetic(ModelConfig config, uint64_t seed);
+
   const ModelConfig& config() const { return config_; }
   const std::string& dir() const { return dir_; }
 
@@ -62,6 +69,14 @@ class Checkpoint {
   std::map<std::string, std::string> tensor_to_file_;  // tensor name -> file name in dir_
   mutable std::mutex mu_;  // guards files_
   std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;  // opened so far
+
+  struct SyntheticTensor {
+    SafetensorsTensor meta;      // data points into `bits`
+    std::vector<uint16_t> bits;  // bf16
+  };
+  bool synthetic_ = false;
+  uint64_t synthetic_seed_ = 0;
+  std::map<std::string, std::unique_ptr<SyntheticTensor>> synthetic_tensors_;  // guarded by mu_
 };
 
 }  // namespace jamba

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "engine/config/strict_json.h"
 #include "nlohmann/json.hpp"
 
 namespace jamba {
@@ -39,8 +40,12 @@ const char* SafetensorsDTypeName(DType t) {
   return "?";
 }
 
+// Shapes of a hostile header can have millions of dimensions; messages show the first few.
 std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+  constexpr size_t kShown = 8;
+  if (shape.size() <= kShown) return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+  return absl::StrCat("[", absl::StrJoin(shape.begin(), shape.begin() + kShown, ", "), ", ... (",
+                      shape.size(), " dimensions)]");
 }
 
 std::string JsonErrorText(const char* what) {
@@ -50,6 +55,20 @@ std::string JsonErrorText(const char* what) {
     if (end != std::string::npos) text.erase(0, end + 2);
   }
   return text;
+}
+
+// A short rendering of a scalar or a small list of scalars, else its type: values of a
+// hostile header can be huge or deeply nested.
+std::string ShortDump(const Json& v) {
+  auto is_small_scalar = [](const Json& x) {
+    return x.is_number() || x.is_boolean() || x.is_null() ||
+           (x.is_string() && x.get_ref<const std::string&>().size() <= 40);
+  };
+  if (is_small_scalar(v) ||
+      (v.is_array() && v.size() <= 4 && std::all_of(v.begin(), v.end(), is_small_scalar))) {
+    return v.dump(-1, ' ', false, Json::error_handler_t::replace);
+  }
+  return v.type_name();
 }
 
 // A JSON integer in [0, INT64_MAX], or nullopt-like false.
@@ -71,51 +90,57 @@ absl::StatusOr<SafetensorsTensor> ParseEntry(const std::string& file, const std:
                                              const Json& entry, const uint8_t* data,
                                              uint64_t data_size, uint64_t* begin_out) {
   auto error = [&](const std::string& message) {
-    return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", name, "': ", message));
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": tensor ", QuoteForError(name), ": ", message));
   };
-  if (!entry.is_object()) return error(absl::StrCat("entry must be an object, got ",
-                                                    entry.type_name()));
+  if (!entry.is_object()) {
+    return error(absl::StrCat("entry must be an object, got ", entry.type_name()));
+  }
   SafetensorsTensor t;
   t.name = name;
   t.file = file;
 
   auto dtype = entry.find("dtype");
   if (dtype == entry.end()) return error("missing 'dtype'");
-  if (!dtype->is_string()) return error(absl::StrCat("'dtype' must be a string, got ",
-                                                     dtype->type_name()));
+  if (!dtype->is_string()) {
+    return error(absl::StrCat("'dtype' must be a string, got ", dtype->type_name()));
+  }
   const std::string& dtype_name = dtype->get_ref<const std::string&>();
   const DTypeEntry* found = nullptr;
   for (const DTypeEntry& e : kDTypes) {
     if (dtype_name == e.name) found = &e;
   }
-  if (found == nullptr) return error(absl::StrCat("unsupported dtype '", dtype_name, "'"));
+  if (found == nullptr) {
+    return error(absl::StrCat("unsupported dtype ", QuoteForError(dtype_name, 40),
+                              " (supported: F32, BF16, F16, I32, I64, I8, U8)"));
+  }
   t.dtype = found->dtype;
 
   auto shape = entry.find("shape");
   if (shape == entry.end()) return error("missing 'shape'");
-  if (!shape->is_array()) return error(absl::StrCat("'shape' must be a list, got ",
-                                                    shape->type_name()));
+  if (!shape->is_array()) {
+    return error(absl::StrCat("'shape' must be a list, got ", shape->type_name()));
+  }
+  // Like the reference implementation, every partial product of the dimensions must fit (here:
+  // in int64, so numel() and callers' index arithmetic cannot overflow), even when a later
+  // dimension is 0.
+  constexpr uint64_t kMaxInt64 = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
   uint64_t numel = 1;
   bool overflow = false;
   for (const Json& d : *shape) {
     uint64_t dim;
     if (!NonNegativeInt(d, &dim)) {
-      return error(absl::StrCat("'shape' entries must be non-negative integers, got ",
-                                d.is_number() ? d.dump() : d.type_name()));
+      return error(
+          absl::StrCat("'shape' entries must be non-negative integers, got ", ShortDump(d)));
     }
     t.shape.push_back(static_cast<int64_t>(dim));
-    // Checked product; keeps going so a later zero dimension still yields numel 0.
-    if (dim == 0) {
-      numel = 0;
-      overflow = false;
-    } else if (numel != 0 && (overflow || __builtin_mul_overflow(numel, dim, &numel))) {
+    if (!overflow && (__builtin_mul_overflow(numel, dim, &numel) || numel > kMaxInt64)) {
       overflow = true;
     }
   }
-  // nbytes must also fit int64 (numel() returns int64).
   uint64_t nbytes = 0;
   if (overflow || __builtin_mul_overflow(numel, DTypeSize(t.dtype), &nbytes) ||
-      nbytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      nbytes > kMaxInt64) {
     return error(absl::StrCat("shape ", ShapeString(t.shape), " is too large"));
   }
 
@@ -125,8 +150,7 @@ absl::StatusOr<SafetensorsTensor> ParseEntry(const std::string& file, const std:
   if (!offsets->is_array() || offsets->size() != 2 || !NonNegativeInt((*offsets)[0], &begin) ||
       !NonNegativeInt((*offsets)[1], &end)) {
     return error(absl::StrCat("'data_offsets' must be two non-negative integers, got ",
-                              offsets->is_array() && offsets->size() <= 4 ? offsets->dump()
-                                                                          : offsets->type_name()));
+                              ShortDump(*offsets)));
   }
   if (begin > end) {
     return error(absl::StrCat("data_offsets [", begin, ", ", end, "]: begin is after end"));
@@ -150,7 +174,7 @@ absl::StatusOr<SafetensorsTensor> ParseEntry(const std::string& file, const std:
 
 int64_t SafetensorsTensor::numel() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;  // validated at parse time: cannot overflow
+  for (int64_t d : shape) n *= d;  // every partial product was checked to fit at parse time
   return n;
 }
 
@@ -169,8 +193,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(const ui
     return absl::InvalidArgumentError(absl::StrCat(name, ": ", message));
   };
   if (size < 8) {
-    return error(absl::StrCat("file is ", size,
-                              " bytes, too short for the 8-byte header length"));
+    return error(absl::StrCat("file is ", size, " bytes, too short for the 8-byte header length"));
   }
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = header_len << 8 | data[i];  // little-endian
@@ -183,15 +206,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(const ui
                               " bytes after the length field"));
   }
   const char* header = reinterpret_cast<const char*>(data + 8);
-  Json root;
-  try {
-    root = Json::parse(header, header + header_len);
-  } catch (const Json::parse_error& e) {
-    return error(absl::StrCat("malformed JSON header at byte ", e.byte, ": ",
-                              JsonErrorText(e.what())));
-  } catch (const std::exception& e) {
-    return error(absl::StrCat("malformed JSON header: ", JsonErrorText(e.what())));
-  }
+  absl::StatusOr<Json> parsed = ParseStrictJson(header, header + header_len);
+  if (!parsed.ok()) return error(absl::StrCat("JSON header: ", parsed.status().message()));
+  const Json& root = *parsed;
   if (!root.is_object()) {
     return error(absl::StrCat("header must be a JSON object, got ", root.type_name()));
   }
@@ -209,8 +226,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(const ui
       }
       for (auto m = it->begin(); m != it->end(); ++m) {
         if (!m->is_string()) {
-          return error(absl::StrCat("'__metadata__' value of '", m.key(),
-                                    "' must be a string, got ", m->type_name()));
+          return error(absl::StrCat("'__metadata__' value of ", QuoteForError(m.key()),
+                                    " must be a string, got ", m->type_name()));
         }
         file->metadata_[m.key()] = m->get<std::string>();
       }
@@ -223,21 +240,40 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(const ui
     by_offset.emplace_back(begin, &inserted.first->second);
   }
 
-  // Tensors may leave gaps but must not share bytes. Empty tensors occupy nothing.
+  // As in the reference implementation, the tensors must tile the data section exactly: in
+  // offset order each starts where the previous one ended, and the last ends at the end of the
+  // file. A header whose offsets were shifted, or a file with bytes appended or cut, is
+  // rejected instead of being read at the wrong place.
   std::sort(by_offset.begin(), by_offset.end(), [](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first < b.first : a.second->nbytes < b.second->nbytes;
+    if (a.first != b.first) return a.first < b.first;
+    if (a.second->nbytes != b.second->nbytes) return a.second->nbytes < b.second->nbytes;
+    return a.second->name < b.second->name;  // deterministic messages
   });
   const SafetensorsTensor* previous = nullptr;
-  uint64_t previous_end = 0;
+  uint64_t expected = 0;  // end of the previous tensor
   for (const auto& [begin, t] : by_offset) {
-    if (t->nbytes == 0) continue;
-    if (previous != nullptr && begin < previous_end) {
-      return error(absl::StrCat("tensor '", t->name, "': data_offsets [", begin, ", ",
-                                begin + t->nbytes, "] overlap tensor '", previous->name,
-                                "' which ends at ", previous_end));
+    const uint64_t end = begin + t->nbytes;
+    if (begin < expected) {
+      return error(absl::StrCat("tensor ", QuoteForError(t->name), ": data_offsets [", begin, ", ",
+                                end, "] overlap tensor ", QuoteForError(previous->name),
+                                " which ends at ", expected));
+    }
+    if (begin > expected) {
+      return error(absl::StrCat(
+          "tensor ", QuoteForError(t->name), ": data_offsets [", begin, ", ", end,
+          "] leave bytes [", expected, ", ", begin, ") of the data section unused",
+          previous == nullptr ? std::string(" (the first tensor must start at 0)")
+                              : absl::StrCat(" after tensor ", QuoteForError(previous->name))));
     }
     previous = t;
-    previous_end = begin + t->nbytes;
+    expected = end;
+  }
+  if (expected != section_size) {
+    return error(absl::StrCat(
+        "the data section has ", section_size, " bytes but the tensors cover ", expected,
+        previous == nullptr ? std::string(" (no tensors)")
+                            : absl::StrCat(" (last: tensor ", QuoteForError(previous->name), ")"),
+        "; the header does not describe this file"));
   }
   return file;
 }
@@ -265,8 +301,8 @@ absl::Status WriteSafetensors(const std::string& path,
     uint64_t numel = 1;
     for (int64_t d : t.shape) {
       if (d < 0 || __builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel)) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", name, "': bad shape ",
-                                                       ShapeString(t.shape)));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": tensor '", name, "': bad shape ", ShapeString(t.shape)));
       }
     }
     uint64_t nbytes;
@@ -307,8 +343,7 @@ absl::Status WriteSafetensors(const std::string& path,
   int saved_errno = errno;
   if (std::fclose(f) != 0) ok = false;
   if (!ok) {
-    return absl::InternalError(
-        absl::StrCat(path, ": write failed: ", std::strerror(saved_errno)));
+    return absl::InternalError(absl::StrCat(path, ": write failed: ", std::strerror(saved_errno)));
   }
   return absl::OkStatus();
 }

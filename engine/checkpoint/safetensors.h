@@ -1,8 +1,10 @@
 // Parser of the safetensors format: 8-byte little-endian header length N, N bytes of JSON
 // header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the
 // data. Every field is validated before use: a truncated file, a header that lies about sizes
-// or offsets, overlapping or out-of-range data, or an unknown dtype yields InvalidArgument
-// naming the file and tensor. Never reads out of bounds.
+// or offsets (the tensors must tile the data section exactly, as the reference implementation
+// requires), overlapping or out-of-range data, a byte count that disagrees with shape * dtype,
+// an unknown dtype, a duplicate key or absurdly nested JSON yields InvalidArgument naming the
+// file and, where one is involved, the tensor. Never reads out of bounds.
 #ifndef JAMBA_ENGINE_CHECKPOINT_SAFETENSORS_H_
 #define JAMBA_ENGINE_CHECKPOINT_SAFETENSORS_H_
 
@@ -26,8 +28,8 @@ struct SafetensorsTensor {
   // is (the reference writer pads the header to 8 bytes and orders tensors by alignment);
   // read through memcpy or check alignment before casting.
   const uint8_t* data = nullptr;
-  size_t nbytes = 0;              // == product(shape) * DTypeSize(dtype), checked
-  std::string file;               // path, for error messages
+  size_t nbytes = 0;  // == product(shape) * DTypeSize(dtype), checked
+  std::string file;   // path, for error messages
 
   int64_t numel() const;
 };
@@ -38,7 +40,7 @@ class SafetensorsFile {
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
   // Validates an in-memory buffer (used by the fuzzer); `data` must outlive the result.
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Parse(const uint8_t* data, size_t size,
-                                                               const std::string& name);
+                                                                const std::string& name);
 
   const SafetensorsTensor* Find(const std::string& name) const;  // nullptr if absent
   const std::map<std::string, SafetensorsTensor>& tensors() const { return tensors_; }

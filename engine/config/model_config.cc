@@ -1,7 +1,6 @@
 #include "engine/config/model_config.h"
 
 #include <cmath>
-#include <exception>
 #include <limits>
 #include <utility>
 
@@ -10,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/mapped_file.h"
 #include "common/status_macros.h"
+#include "engine/config/strict_json.h"
 #include "nlohmann/json.hpp"
 
 namespace jamba {
@@ -130,8 +130,8 @@ absl::StatusOr<int64_t> DtRank(const Fields& f, const std::string& key, int64_t 
     return (hidden + 15) / 16;
   }
   if (v->is_string()) {
-    return f.Error(key, absl::StrCat("must be an integer or \"auto\", got \"",
-                                     v->get_ref<const std::string&>(), "\""));
+    return f.Error(key, absl::StrCat("must be an integer or \"auto\", got ",
+                                     QuoteForError(v->get_ref<const std::string&>())));
   }
   return f.IntValue(key, *v, 1, kMaxDimension);
 }
@@ -157,12 +157,12 @@ absl::Status ParseTokens(const Fields& f, int64_t default_bos, int64_t default_p
     if (v != nullptr) return *v;
     return default_value < 0 ? Json(nullptr) : Json(default_value);
   };
-  JAMBA_ASSIGN_OR_RETURN(c.bos_token_id, TokenIdValue(f, "bos_token_id",
-                                                      value_or("bos_token_id", default_bos),
-                                                      c.vocab_size));
-  JAMBA_ASSIGN_OR_RETURN(c.pad_token_id, TokenIdValue(f, "pad_token_id",
-                                                      value_or("pad_token_id", default_pad),
-                                                      c.vocab_size));
+  JAMBA_ASSIGN_OR_RETURN(
+      c.bos_token_id,
+      TokenIdValue(f, "bos_token_id", value_or("bos_token_id", default_bos), c.vocab_size));
+  JAMBA_ASSIGN_OR_RETURN(
+      c.pad_token_id,
+      TokenIdValue(f, "pad_token_id", value_or("pad_token_id", default_pad), c.vocab_size));
   c.eos_token_ids.clear();
   Json eos = value_or("eos_token_id", default_eos);
   if (eos.is_array()) {
@@ -187,7 +187,8 @@ absl::Status CheckActivation(const Fields& f) {
   }
   const std::string& act = v->get_ref<const std::string&>();
   if (act != "silu" && act != "swish") {
-    return f.Error("hidden_act", absl::StrCat("unsupported activation '", act, "' (only silu)"));
+    return f.Error("hidden_act",
+                   absl::StrCat("unsupported activation ", QuoteForError(act), " (only silu)"));
   }
   return absl::OkStatus();
 }
@@ -201,10 +202,10 @@ absl::Status ParseHeads(const Fields& f, int64_t default_kv, ModelConfig& c) {
     JAMBA_ASSIGN_OR_RETURN(c.num_kv_heads, f.Dim("num_key_value_heads", default_kv));
   }
   if (c.num_heads % c.num_kv_heads != 0) {
-    return f.Error("num_key_value_heads",
-                   absl::StrCat("num_attention_heads (", c.num_heads,
-                                ") is not divisible by num_key_value_heads (", c.num_kv_heads,
-                                ")"));
+    return f.Error(
+        "num_key_value_heads",
+        absl::StrCat("num_attention_heads (", c.num_heads,
+                     ") is not divisible by num_key_value_heads (", c.num_kv_heads, ")"));
   }
   return absl::OkStatus();
 }
@@ -292,8 +293,8 @@ absl::Status ParseJamba(const Fields& f, ModelConfig& c) {
   JAMBA_ASSIGN_OR_RETURN(c.mamba_d_conv, f.Dim("mamba_d_conv", 4));
   JAMBA_ASSIGN_OR_RETURN(int64_t expand, f.Dim("mamba_expand", 2));
   c.mamba_d_inner = expand * c.hidden_size;  // both <= 2^31: no overflow
-  JAMBA_RETURN_IF_ERROR(CheckDerived(f, "mamba_expand", "mamba_expand * hidden_size",
-                                     c.mamba_d_inner));
+  JAMBA_RETURN_IF_ERROR(
+      CheckDerived(f, "mamba_expand", "mamba_expand * hidden_size", c.mamba_d_inner));
   JAMBA_ASSIGN_OR_RETURN(c.mamba_dt_rank, DtRank(f, "mamba_dt_rank", c.hidden_size));
   JAMBA_RETURN_IF_ERROR(CheckMambaDerived(f, "mamba_expand", "mamba_d_state", c));
   JAMBA_ASSIGN_OR_RETURN(c.mamba_conv_bias, f.Bool("mamba_conv_bias", true));
@@ -304,8 +305,8 @@ absl::Status ParseJamba(const Fields& f, ModelConfig& c) {
   JAMBA_RETURN_IF_ERROR(ParseExperts(f, "num_experts", "num_local_experts", 16,
                                      /*routed_even_if_one=*/false, c));
   c.moe_renormalize = false;
-  JAMBA_RETURN_IF_ERROR(CheckDerived(f, "intermediate_size", "2 * intermediate_size",
-                                     2 * c.intermediate_size));
+  JAMBA_RETURN_IF_ERROR(
+      CheckDerived(f, "intermediate_size", "2 * intermediate_size", 2 * c.intermediate_size));
 
   JAMBA_ASSIGN_OR_RETURN(auto attn, Schedule(f, "attn_layer_period", 8, "attn_layer_offset", 4));
   JAMBA_ASSIGN_OR_RETURN(auto expert,
@@ -322,9 +323,9 @@ absl::Status ParseJamba(const Fields& f, ModelConfig& c) {
       return f.Error("layer_types", absl::StrCat("must be a list, got ", Fields::TypeOf(types)));
     }
     if (static_cast<int64_t>(types.size()) != c.num_layers) {
-      return f.Error("layer_types", absl::StrCat("has ", types.size(),
-                                                 " entries, but num_hidden_layers is ",
-                                                 c.num_layers));
+      return f.Error(
+          "layer_types",
+          absl::StrCat("has ", types.size(), " entries, but num_hidden_layers is ", c.num_layers));
     }
     for (int64_t i = 0; i < c.num_layers; ++i) {
       const Json& t = types[static_cast<size_t>(i)];
@@ -336,8 +337,7 @@ absl::Status ParseJamba(const Fields& f, ModelConfig& c) {
       } else {
         return f.Error("layer_types",
                        absl::StrCat("entry ", i, " must be \"attention\" or \"mamba\", got ",
-                                    name != nullptr ? absl::StrCat("\"", *name, "\"")
-                                                    : Fields::TypeOf(t)));
+                                    name != nullptr ? QuoteForError(*name) : Fields::TypeOf(t)));
       }
     }
   }
@@ -369,8 +369,8 @@ absl::Status ParseMamba(const Fields& f, bool falcon, ModelConfig& c) {
   } else {
     double d_inner = std::floor(expand * static_cast<double>(c.hidden_size));
     if (!(d_inner >= 1) || d_inner > static_cast<double>(kMaxDimension)) {
-      return f.Error("expand", absl::StrCat("expand * hidden_size = ", d_inner,
-                                            " is not a valid inner size"));
+      return f.Error(
+          "expand", absl::StrCat("expand * hidden_size = ", d_inner, " is not a valid inner size"));
     }
     c.mamba_d_inner = static_cast<int64_t>(d_inner);
   }
@@ -398,12 +398,13 @@ absl::Status CheckRopeType(const Fields& f, const std::string& key, const Json& 
     auto it = params.find(type_key);
     if (it == params.end() || it->is_null()) continue;
     if (!it->is_string()) {
-      return f.Error(key, absl::StrCat("'", type_key, "' must be a string, got ",
-                                       Fields::TypeOf(*it)));
+      return f.Error(key,
+                     absl::StrCat("'", type_key, "' must be a string, got ", Fields::TypeOf(*it)));
     }
     const std::string& type = it->get_ref<const std::string&>();
     if (type != "default") {
-      return f.Error(key, absl::StrCat("unsupported rope_type '", type, "' (only \"default\")"));
+      return f.Error(
+          key, absl::StrCat("unsupported rope_type ", QuoteForError(type), " (only \"default\")"));
     }
   }
   return absl::OkStatus();
@@ -419,8 +420,8 @@ absl::Status ParseMixtral(const Fields& f, ModelConfig& c) {
   JAMBA_ASSIGN_OR_RETURN(c.max_position_embeddings,
                          f.Int("max_position_embeddings", 131072, 0, kMaxDimension));
   JAMBA_RETURN_IF_ERROR(CheckActivation(f));
-  JAMBA_RETURN_IF_ERROR(CheckDerived(f, "intermediate_size", "2 * intermediate_size",
-                                     2 * c.intermediate_size));
+  JAMBA_RETURN_IF_ERROR(
+      CheckDerived(f, "intermediate_size", "2 * intermediate_size", 2 * c.intermediate_size));
 
   JAMBA_RETURN_IF_ERROR(ParseHeads(f, 8, c));
   if (f.IsUnset("head_dim")) {
@@ -465,16 +466,6 @@ absl::Status ParseMixtral(const Fields& f, ModelConfig& c) {
   return ParseTokens(f, /*bos=*/1, /*pad=*/-1, /*eos=*/2, c);
 }
 
-// nlohmann's message without its "[json.exception.parse_error.101] " prefix.
-std::string JsonErrorText(const char* what) {
-  std::string text = what;
-  if (!text.empty() && text[0] == '[') {
-    size_t end = text.find("] ");
-    if (end != std::string::npos) text.erase(0, end + 2);
-  }
-  return text;
-}
-
 }  // namespace
 
 const char* ArchitectureName(Architecture a) {
@@ -505,16 +496,11 @@ int64_t ModelConfig::NumMoeLayers() const {
 
 absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
                                              const std::string& source) {
-  Json root;
-  try {
-    root = Json::parse(json_text);
-  } catch (const Json::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": malformed JSON at byte ", e.byte,
-                                                   ": ", JsonErrorText(e.what())));
-  } catch (const std::exception& e) {  // e.g. number overflow (out_of_range)
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": malformed JSON: ", JsonErrorText(e.what())));
+  absl::StatusOr<Json> parsed = ParseStrictJson(json_text);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", parsed.status().message()));
   }
+  const Json& root = *parsed;
   if (!root.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": config must be a JSON object, got ", Fields::TypeOf(root)));
@@ -540,9 +526,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
     c.arch = Architecture::kMixtral;
     JAMBA_RETURN_IF_ERROR(ParseMixtral(f, c));
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": unsupported model_type '", name, "' (expected jamba, mamba, falcon_mamba or "
-        "mixtral)"));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported model_type ",
+                                                   QuoteForError(name),
+                                                   " (expected jamba, mamba, falcon_mamba or "
+                                                   "mixtral)"));
   }
   return c;
 }

@@ -92,7 +92,9 @@ TEST_P(FixtureTest, MatchesTransformers) {
   if (e.contains("mixer_rms_eps")) {
     EXPECT_FLOAT_EQ(c.mixer_rms_eps, e["mixer_rms_eps"].get<float>());
   }
-  if (e.contains("rope_theta")) EXPECT_DOUBLE_EQ(c.rope_theta, e["rope_theta"].get<double>());
+  if (e.contains("rope_theta")) {
+    EXPECT_DOUBLE_EQ(c.rope_theta, e["rope_theta"].get<double>());
+  }
 
   const Json& layers = e["layers"];
   ASSERT_EQ(c.layers.size(), layers.size());
@@ -174,9 +176,9 @@ TEST(ModelConfigTest, FalconMamba7bIntermediateSizeWinsOverExpand) {
 TEST(ModelConfigTest, MambaAutoDtRankAndDefaultTie) {
   absl::StatusOr<ModelConfig> c = LoadModelConfig(kFixtures + "/mamba_auto");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->mamba_dt_rank, 48);      // ceil(768 / 16)
+  EXPECT_EQ(c->mamba_dt_rank, 48);       // ceil(768 / 16)
   EXPECT_EQ(c->mamba_d_inner, 3 * 768);  // int(expand * H) without intermediate_size
-  EXPECT_TRUE(c->tie_word_embeddings);  // Mamba default
+  EXPECT_TRUE(c->tie_word_embeddings);   // Mamba default
 }
 
 TEST(ModelConfigTest, MixtralDefaults) {
@@ -193,7 +195,9 @@ TEST(ModelConfigTest, MixtralDefaults) {
 
 Json TinyJamba() { return ReadJson(kFixtures + "/jamba_tiny/config.json"); }
 
-absl::StatusOr<ModelConfig> ParseJson(const Json& j) { return ParseModelConfig(j.dump(), "x.json"); }
+absl::StatusOr<ModelConfig> ParseJson(const Json& j) {
+  return ParseModelConfig(j.dump(), "x.json");
+}
 
 TEST(ModelConfigTest, JambaDtRankAutoRoundsUp) {
   Json j = TinyJamba();
@@ -229,8 +233,8 @@ TEST(ModelConfigTest, LayerTypesOverrideAttentionSchedule) {
   EXPECT_EQ(Indices(*c, MixerKind::kAttention), (std::vector<int64_t>{1, 4}));
   EXPECT_EQ(MoeIndices(*c), (std::vector<int64_t>{1, 3, 5, 7}));  // MoE schedule unchanged
 
-  j["layer_types"] = {"linear_attention", "full_attention", "mamba", "mamba",
-                      "mamba",            "mamba",          "mamba", "mamba"};
+  j["layer_types"] = {
+      "linear_attention", "full_attention", "mamba", "mamba", "mamba", "mamba", "mamba", "mamba"};
   c = ParseJson(j);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(Indices(*c, MixerKind::kAttention), (std::vector<int64_t>{1}));
@@ -274,10 +278,10 @@ TEST(ModelConfigTest, IgnoresSlidingWindowAndUnknownKeys) {
 
 struct ErrorCase {
   std::string name;
-  std::string base;   // fixture folder
-  Json patch;         // merged into the base config (null values are written as null)
+  std::string base;  // fixture folder
+  Json patch;        // merged into the base config (null values are written as null)
   std::vector<std::string> remove;
-  std::string want;   // substring of the message
+  std::string want;  // substring of the message
 };
 
 class ErrorTest : public ::testing::TestWithParam<ErrorCase> {};
@@ -299,121 +303,283 @@ const Json kNull = Json(nullptr);
 INSTANTIATE_TEST_SUITE_P(
     Validation, ErrorTest,
     ::testing::Values(
-        ErrorCase{"unknown_type", "jamba_tiny", {{"model_type", "llama"}}, {},
+        ErrorCase{"unknown_type",
+                  "jamba_tiny",
+                  {{"model_type", "llama"}},
+                  {},
                   "unsupported model_type 'llama'"},
         ErrorCase{"missing_type", "jamba_tiny", {}, {"model_type"}, "field 'model_type': missing"},
-        ErrorCase{"type_not_string", "jamba_tiny", {{"model_type", 3}}, {},
+        ErrorCase{"type_not_string",
+                  "jamba_tiny",
+                  {{"model_type", 3}},
+                  {},
                   "field 'model_type': must be a string"},
-        ErrorCase{"zero_hidden", "jamba_tiny", {{"hidden_size", 0}}, {},
+        ErrorCase{"zero_hidden",
+                  "jamba_tiny",
+                  {{"hidden_size", 0}},
+                  {},
                   "field 'hidden_size': must be positive, got 0"},
-        ErrorCase{"negative_vocab", "jamba_tiny", {{"vocab_size", -5}}, {},
+        ErrorCase{"negative_vocab",
+                  "jamba_tiny",
+                  {{"vocab_size", -5}},
+                  {},
                   "field 'vocab_size': must be positive, got -5"},
-        ErrorCase{"hidden_string", "jamba_tiny", {{"hidden_size", "128"}}, {},
+        ErrorCase{"hidden_string",
+                  "jamba_tiny",
+                  {{"hidden_size", "128"}},
+                  {},
                   "field 'hidden_size': must be an integer, got string"},
-        ErrorCase{"hidden_float", "jamba_tiny", {{"hidden_size", 128.5}}, {},
+        ErrorCase{"hidden_float",
+                  "jamba_tiny",
+                  {{"hidden_size", 128.5}},
+                  {},
                   "field 'hidden_size': must be an integer, got a non-integer number"},
-        ErrorCase{"hidden_null", "jamba_tiny", {{"hidden_size", kNull}}, {},
+        ErrorCase{"hidden_null",
+                  "jamba_tiny",
+                  {{"hidden_size", kNull}},
+                  {},
                   "field 'hidden_size': must be an integer, got null"},
-        ErrorCase{"huge_hidden", "jamba_tiny", {{"hidden_size", int64_t{1} << 31}}, {},
+        ErrorCase{"huge_hidden",
+                  "jamba_tiny",
+                  {{"hidden_size", int64_t{1} << 31}},
+                  {},
                   "field 'hidden_size': must be at most 2147483647"},
-        ErrorCase{"u64_hidden", "jamba_tiny", {{"hidden_size", UINT64_MAX}}, {},
+        ErrorCase{"u64_hidden",
+                  "jamba_tiny",
+                  {{"hidden_size", UINT64_MAX}},
+                  {},
                   "field 'hidden_size': must be at most"},
-        ErrorCase{"too_many_layers", "jamba_tiny", {{"num_hidden_layers", 10001}}, {},
+        ErrorCase{"too_many_layers",
+                  "jamba_tiny",
+                  {{"num_hidden_layers", 10001}},
+                  {},
                   "field 'num_hidden_layers': must be at most 10000"},
-        ErrorCase{"zero_layers", "mamba_130m", {{"num_hidden_layers", 0}}, {},
+        ErrorCase{"zero_layers",
+                  "mamba_130m",
+                  {{"num_hidden_layers", 0}},
+                  {},
                   "field 'num_hidden_layers': must be positive"},
-        ErrorCase{"gqa", "jamba_tiny", {{"num_attention_heads", 4}, {"num_key_value_heads", 3}},
-                  {}, "num_attention_heads (4) is not divisible by num_key_value_heads (3)"},
-        ErrorCase{"head_dim", "jamba_tiny", {{"num_attention_heads", 3}, {"num_key_value_heads", 1}},
-                  {}, "hidden_size (128) is not divisible by num_attention_heads (3)"},
-        ErrorCase{"attn_offset", "jamba_tiny", {{"attn_layer_offset", 4}}, {},
+        ErrorCase{"gqa",
+                  "jamba_tiny",
+                  {{"num_attention_heads", 4}, {"num_key_value_heads", 3}},
+                  {},
+                  "num_attention_heads (4) is not divisible by num_key_value_heads (3)"},
+        ErrorCase{"head_dim",
+                  "jamba_tiny",
+                  {{"num_attention_heads", 3}, {"num_key_value_heads", 1}},
+                  {},
+                  "hidden_size (128) is not divisible by num_attention_heads (3)"},
+        ErrorCase{"attn_offset",
+                  "jamba_tiny",
+                  {{"attn_layer_offset", 4}},
+                  {},
                   "field 'attn_layer_offset': must be smaller than attn_layer_period (4), got 4"},
-        ErrorCase{"expert_offset", "jamba_tiny", {{"expert_layer_offset", 2}}, {},
+        ErrorCase{"expert_offset",
+                  "jamba_tiny",
+                  {{"expert_layer_offset", 2}},
+                  {},
                   "field 'expert_layer_offset': must be smaller than expert_layer_period"},
-        ErrorCase{"zero_period", "jamba_tiny", {{"attn_layer_period", 0}}, {},
+        ErrorCase{"zero_period",
+                  "jamba_tiny",
+                  {{"attn_layer_period", 0}},
+                  {},
                   "field 'attn_layer_period': must be positive, got 0"},
-        ErrorCase{"negative_offset", "jamba_tiny", {{"expert_layer_offset", -1}}, {},
+        ErrorCase{"negative_offset",
+                  "jamba_tiny",
+                  {{"expert_layer_offset", -1}},
+                  {},
                   "field 'expert_layer_offset': must be at least 0, got -1"},
-        ErrorCase{"k_gt_e", "jamba_tiny", {{"num_experts_per_tok", 5}}, {},
+        ErrorCase{"k_gt_e",
+                  "jamba_tiny",
+                  {{"num_experts_per_tok", 5}},
+                  {},
                   "field 'num_experts_per_tok': must be at most num_local_experts (4), got 5"},
-        ErrorCase{"k_zero", "jamba_tiny", {{"num_experts_per_tok", 0}}, {},
+        ErrorCase{"k_zero",
+                  "jamba_tiny",
+                  {{"num_experts_per_tok", 0}},
+                  {},
                   "field 'num_experts_per_tok': must be positive, got 0"},
-        ErrorCase{"zero_experts", "jamba_v0_1", {{"num_experts", 0}}, {},
+        ErrorCase{"zero_experts",
+                  "jamba_v0_1",
+                  {{"num_experts", 0}},
+                  {},
                   "field 'num_experts': must be positive"},
-        ErrorCase{"mixtral_k_gt_e", "mixtral_8x7b", {{"num_experts_per_tok", 9}}, {},
+        ErrorCase{"mixtral_k_gt_e",
+                  "mixtral_8x7b",
+                  {{"num_experts_per_tok", 9}},
+                  {},
                   "field 'num_experts_per_tok': must be at most num_local_experts (8), got 9"},
-        ErrorCase{"dt_rank_zero", "jamba_tiny", {{"mamba_dt_rank", 0}}, {},
+        ErrorCase{"dt_rank_zero",
+                  "jamba_tiny",
+                  {{"mamba_dt_rank", 0}},
+                  {},
                   "field 'mamba_dt_rank': must be positive, got 0"},
-        ErrorCase{"dt_rank_string", "mamba_130m", {{"time_step_rank", "big"}}, {},
-                  "field 'time_step_rank': must be an integer or \"auto\", got \"big\""},
-        ErrorCase{"bool_type", "jamba_tiny", {{"mamba_conv_bias", 1}}, {},
+        ErrorCase{"dt_rank_string",
+                  "mamba_130m",
+                  {{"time_step_rank", "big"}},
+                  {},
+                  "field 'time_step_rank': must be an integer or \"auto\", got 'big'"},
+        ErrorCase{"bool_type",
+                  "jamba_tiny",
+                  {{"mamba_conv_bias", 1}},
+                  {},
                   "field 'mamba_conv_bias': must be a boolean, got an integer"},
-        ErrorCase{"eps_zero", "jamba_tiny", {{"rms_norm_eps", 0}}, {},
+        ErrorCase{"eps_zero",
+                  "jamba_tiny",
+                  {{"rms_norm_eps", 0}},
+                  {},
                   "field 'rms_norm_eps': must be a positive finite number"},
-        ErrorCase{"eps_underflow", "mamba_130m", {{"layer_norm_epsilon", 1e-300}}, {},
+        ErrorCase{"eps_underflow",
+                  "mamba_130m",
+                  {{"layer_norm_epsilon", 1e-300}},
+                  {},
                   "field 'layer_norm_epsilon': is not representable as a positive float"},
-        ErrorCase{"eps_string", "falcon_mamba_7b", {{"mixer_rms_eps", "1e-6"}}, {},
+        ErrorCase{"eps_string",
+                  "falcon_mamba_7b",
+                  {{"mixer_rms_eps", "1e-6"}},
+                  {},
                   "field 'mixer_rms_eps': must be a number, got string"},
-        ErrorCase{"expand_product", "jamba_tiny", {{"hidden_size", 1 << 30}, {"mamba_expand", 4}},
-                  {}, "field 'mamba_expand': mamba_expand * hidden_size = 4294967296 exceeds"},
-        ErrorCase{"mamba_expand_product", "mamba_auto", {{"expand", 1e12}}, {},
+        ErrorCase{"expand_product",
+                  "jamba_tiny",
+                  {{"hidden_size", 1 << 30}, {"mamba_expand", 4}},
+                  {},
+                  "field 'mamba_expand': mamba_expand * hidden_size = 4294967296 exceeds"},
+        ErrorCase{"mamba_expand_product",
+                  "mamba_auto",
+                  {{"expand", 1e12}},
+                  {},
                   "field 'expand': expand * hidden_size"},
-        ErrorCase{"mamba_expand_negative", "mamba_auto", {{"expand", -2}}, {},
+        ErrorCase{"mamba_expand_negative",
+                  "mamba_auto",
+                  {{"expand", -2}},
+                  {},
                   "field 'expand': must be a positive finite number"},
-        ErrorCase{"layer_types_length", "jamba_tiny", {{"layer_types", {"mamba", "attention"}}},
-                  {}, "field 'layer_types': has 2 entries, but num_hidden_layers is 8"},
-        ErrorCase{"layer_types_value", "jamba_tiny",
-                  {{"layer_types", {"mamba", "mamba", "mamba", "mamba", "mamba", "mamba", "moe",
-                                    "mamba"}}},
-                  {}, "field 'layer_types': entry 6 must be \"attention\" or \"mamba\", got \"moe\""},
-        ErrorCase{"layer_types_type", "jamba_tiny", {{"layer_types", "mamba"}}, {},
+        ErrorCase{"layer_types_length",
+                  "jamba_tiny",
+                  {{"layer_types", {"mamba", "attention"}}},
+                  {},
+                  "field 'layer_types': has 2 entries, but num_hidden_layers is 8"},
+        ErrorCase{"layer_types_value",
+                  "jamba_tiny",
+                  {{"layer_types",
+                    {"mamba", "mamba", "mamba", "mamba", "mamba", "mamba", "moe", "mamba"}}},
+                  {},
+                  "field 'layer_types': entry 6 must be \"attention\" or \"mamba\", got 'moe'"},
+        ErrorCase{"layer_types_type",
+                  "jamba_tiny",
+                  {{"layer_types", "mamba"}},
+                  {},
                   "field 'layer_types': must be a list, got string"},
-        ErrorCase{"eos_outside_vocab", "jamba_tiny", {{"eos_token_id", {2, 5000}}}, {},
-                  "field 'eos_token_id': token id 5000 is outside the vocabulary (vocab_size 1024)"},
-        ErrorCase{"eos_negative", "jamba_tiny", {{"eos_token_id", -1}}, {},
+        ErrorCase{
+            "eos_outside_vocab",
+            "jamba_tiny",
+            {{"eos_token_id", {2, 5000}}},
+            {},
+            "field 'eos_token_id': token id 5000 is outside the vocabulary (vocab_size 1024)"},
+        ErrorCase{"eos_negative",
+                  "jamba_tiny",
+                  {{"eos_token_id", -1}},
+                  {},
                   "field 'eos_token_id': must be at least 0, got -1"},
-        ErrorCase{"eos_bad_entry", "jamba_tiny", {{"eos_token_id", {2, "x"}}}, {},
+        ErrorCase{"eos_bad_entry",
+                  "jamba_tiny",
+                  {{"eos_token_id", {2, "x"}}},
+                  {},
                   "field 'eos_token_id': must be an integer, got string"},
-        ErrorCase{"bos_type", "mamba_130m", {{"bos_token_id", {0}}}, {},
+        ErrorCase{"bos_type",
+                  "mamba_130m",
+                  {{"bos_token_id", {0}}},
+                  {},
                   "field 'bos_token_id': must be an integer, got array"},
-        ErrorCase{"default_bos_outside_vocab", "jamba_tiny", {{"vocab_size", 1}}, {"bos_token_id"},
+        ErrorCase{"default_bos_outside_vocab",
+                  "jamba_tiny",
+                  {{"vocab_size", 1}},
+                  {"bos_token_id"},
                   "field 'bos_token_id': token id 1 is outside the vocabulary (vocab_size 1)"},
-        ErrorCase{"rope_type", "mixtral_v5",
-                  {{"rope_parameters", {{"rope_type", "yarn"}, {"rope_theta", 1e4}}}}, {},
+        ErrorCase{"rope_type",
+                  "mixtral_v5",
+                  {{"rope_parameters", {{"rope_type", "yarn"}, {"rope_theta", 1e4}}}},
+                  {},
                   "field 'rope_parameters': unsupported rope_type 'yarn'"},
-        ErrorCase{"rope_scaling", "mixtral_8x7b", {{"rope_scaling", {{"type", "linear"}}}}, {},
+        ErrorCase{"rope_scaling",
+                  "mixtral_8x7b",
+                  {{"rope_scaling", {{"type", "linear"}}}},
+                  {},
                   "field 'rope_scaling': unsupported rope_type 'linear'"},
-        ErrorCase{"rope_parameters_type", "mixtral_v5", {{"rope_parameters", 3}}, {},
+        ErrorCase{"rope_parameters_type",
+                  "mixtral_v5",
+                  {{"rope_parameters", 3}},
+                  {},
                   "field 'rope_parameters': must be an object"},
-        ErrorCase{"rope_theta_negative", "mixtral_8x7b", {{"rope_theta", -1}}, {},
+        ErrorCase{"rope_theta_negative",
+                  "mixtral_8x7b",
+                  {{"rope_theta", -1}},
+                  {},
                   "field 'rope_theta': must be a positive finite number"},
-        ErrorCase{"head_dim_zero", "mixtral_v5", {{"head_dim", 0}}, {},
+        ErrorCase{"head_dim_zero",
+                  "mixtral_v5",
+                  {{"head_dim", 0}},
+                  {},
                   "field 'head_dim': must be positive, got 0"},
-        ErrorCase{"head_dim_odd", "mixtral_v5", {{"head_dim", 33}}, {},
+        ErrorCase{"head_dim_odd",
+                  "mixtral_v5",
+                  {{"head_dim", 33}},
+                  {},
                   "field 'head_dim': RoPE needs an even head_dim"},
-        ErrorCase{"activation", "mixtral_v5", {{"hidden_act", "gelu"}}, {},
+        ErrorCase{"activation",
+                  "mixtral_v5",
+                  {{"hidden_act", "gelu"}},
+                  {},
                   "field 'hidden_act': unsupported activation 'gelu'"},
-        ErrorCase{"tie_type", "mamba_130m", {{"tie_word_embeddings", "yes"}}, {},
+        ErrorCase{"tie_type",
+                  "mamba_130m",
+                  {{"tie_word_embeddings", "yes"}},
+                  {},
                   "field 'tie_word_embeddings': must be a boolean, got string"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
 
 TEST(ModelConfigTest, MalformedJsonReportsPosition) {
-  absl::StatusOr<ModelConfig> c = ParseModelConfig("{\"model_type\": \"jamba\",\n  \"x\": }", "a/config.json");
+  absl::StatusOr<ModelConfig> c =
+      ParseModelConfig("{\"model_type\": \"jamba\",\n  \"x\": }", "a/config.json");
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(c.status().message()), HasSubstr("a/config.json: malformed JSON at byte 30"));
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("a/config.json: malformed JSON at byte 32"));
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("line 2"));
 }
 
 TEST(ModelConfigTest, RejectsNonObjectsAndOddInputs) {
-  for (const char* text : {"", "[]", "null", "42", "\"jamba\"", "{", "{}}", "{\"a\":1e999}",
-                           "\xff\xfe{}"}) {
+  for (const char* text :
+       {"", "[]", "null", "42", "\"jamba\"", "{", "{}}", "{\"a\":1e999}", "\xff\xfe{}"}) {
     absl::StatusOr<ModelConfig> c = ParseModelConfig(text, "c.json");
     ASSERT_FALSE(c.ok()) << text;
     EXPECT_THAT(std::string(c.status().message()), HasSubstr("c.json: ")) << text;
   }
   EXPECT_THAT(std::string(ParseModelConfig("[1]", "c.json").status().message()),
               HasSubstr("config must be a JSON object, got array"));
+}
+
+TEST(ModelConfigTest, RejectsDuplicateKeysAndDeepNesting) {
+  // Python's json.load would silently keep the last value; we refuse to guess.
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(
+      R"({"model_type": "mamba", "hidden_size": 64, "hidden_size": 32})", "d/config.json");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(c.status().message()), "d/config.json: duplicate key 'hidden_size'");
+
+  std::string deep = "{\"model_type\": \"mamba\", \"x\": " + std::string(100000, '[') +
+                     std::string(100000, ']') + "}";
+  c = ParseModelConfig(deep, "d/config.json");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(std::string(c.status().message()), "d/config.json: JSON nested deeper than 64 levels");
+}
+
+TEST(ModelConfigTest, LongStringsAreShortenedInMessages) {
+  absl::StatusOr<ModelConfig> c =
+      ParseModelConfig("{\"model_type\": \"" + std::string(5000, 'q') + "\"}", "c.json");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("(5000 bytes)"));
+  EXPECT_LT(c.status().message().size(), 400u);
 }
 
 TEST(ModelConfigTest, LoadMissingFileNamesPath) {
