@@ -242,7 +242,8 @@ int Run(int argc, char** argv) {
     EngineOptions eo;
     eo.weight_dtype = dtype;
     eo.max_sequences = max_batch;
-    eo.kv_cache_tokens = int64_t{max_batch} * (o.prompt_len + o.decode_steps + 8);
+    // Every sequence: prompt + warm-up + timed decode tokens, rounded up to whole blocks.
+    eo.kv_cache_tokens = int64_t{max_batch} * (o.prompt_len + o.decode_steps + 2 + eo.kv_block_size);
     auto engine = Engine::Create(*std::move(model), eo, backend.get());
     if (!engine.ok()) return Fail(engine.status());
     config = (*engine)->config();

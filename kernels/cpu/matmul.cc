@@ -59,8 +59,17 @@ inline void DotBlock(const WT* w, int64_t ldw, const float* x, int64_t ldx, int6
   __m256 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  // Single-token calls read each weight row once, in short runs (one row is k elements) that
+  // the hardware prefetcher barely ramps up on; prefetching the next block's rows at the same
+  // column keeps DRAM busy. Prefetches past the matrix are harmless hints.
+  constexpr int64_t kLine = 64 / sizeof(WT);
   int64_t j = 0;
   for (; j + 8 <= k; j += 8) {
+    if (T == 1 && j % kLine == 0) {
+      for (int r = 0; r < R; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + (r + R) * ldw + j), _MM_HINT_T0);
+      }
+    }
     __m256 xv[T];
     for (int t = 0; t < T; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + j);
     for (int r = 0; r < R; ++r) {
