@@ -1,5 +1,7 @@
 #include "engine/config/model_config.h"
 
+#include <sys/stat.h>
+
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -9,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/mapped_file.h"
 #include "common/status_macros.h"
+#include "engine/config/generation_config.h"
 #include "engine/config/strict_json.h"
 #include "nlohmann/json.hpp"
 
@@ -538,7 +541,15 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
   std::string path = absl::StrCat(dir, "/config.json");
   JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
   std::string text(reinterpret_cast<const char*>(file->data()), file->size());
-  return ParseModelConfig(text, path);
+  JAMBA_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(text, path));
+  const std::string gen_path = absl::StrCat(dir, "/generation_config.json");
+  struct stat st;
+  if (::stat(gen_path.c_str(), &st) == 0) {
+    JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> gen, MappedFile::Open(gen_path));
+    std::string gen_text(reinterpret_cast<const char*>(gen->data()), gen->size());
+    JAMBA_RETURN_IF_ERROR(MergeGenerationConfig(gen_text, gen_path, &config));
+  }
+  return config;
 }
 
 }  // namespace jamba
