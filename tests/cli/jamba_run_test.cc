@@ -1,5 +1,6 @@
 // jamba-run as a user runs it: a real process, its stdout/stderr and exit status.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -27,9 +28,12 @@ struct RunResult {
 };
 
 RunResult RunJambaRun(const std::string& args) {
+  // ctest runs the tests of this file as parallel processes: every run gets its own file.
+  static int counter = 0;
   const fs::path dir = fs::path(::testing::TempDir()) / "jamba_run_test";
   fs::create_directories(dir);
-  const std::string err_path = (dir / "stderr.txt").string();
+  const std::string err_path =
+      (dir / absl::StrCat("stderr_", getpid(), "_", counter++, ".txt")).string();
   const std::string cmd = absl::StrCat(JAMBA_BINARY_DIR, "/cli/jamba-run ", args, " 2>",
                                        err_path);
   RunResult r;
@@ -66,7 +70,8 @@ TEST(JambaRunTest, GreedyJsonMatchesTransformers) {
 TEST(JambaRunTest, DumpLogitsWritesNpyOfEveryPromptPosition) {
   auto ref = LoadModelReference("mamba");
   ASSERT_TRUE(ref.ok()) << ref.status();
-  const std::string npy = (fs::path(::testing::TempDir()) / "logits.npy").string();
+  const std::string npy =
+      (fs::path(::testing::TempDir()) / absl::StrCat("logits_", getpid(), ".npy")).string();
   RunResult r = RunJambaRun(absl::StrCat("--model ", ModelFixtureDir("mamba"), " --token-ids ",
                                          Ids(ref->prompt), " --max-new-tokens 1 --json --quiet "
                                          "--prefill-chunk 3 --dump-logits ", npy));
@@ -115,7 +120,8 @@ TEST(JambaRunTest, BadInputGivesMessageAndNonZeroExit) {
 }
 
 TEST(JambaRunTest, TruncatedCheckpointIsAnErrorNamingTheFile) {
-  const fs::path dir = fs::path(::testing::TempDir()) / "truncated_model";
+  const fs::path dir =
+      fs::path(::testing::TempDir()) / absl::StrCat("truncated_model_", getpid());
   fs::remove_all(dir);
   fs::copy(ModelFixtureDir("jamba_moe_gqa"), dir);
   const fs::path weights = dir / "model.safetensors";

@@ -1,8 +1,11 @@
 #include "engine/config/generation_config.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -56,7 +59,8 @@ TEST(GenerationConfigTest, BadFilesNameTheFileAndField) {
 
 TEST(GenerationConfigTest, LoadModelConfigMergesTheFolder) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::path(::testing::TempDir()) / "gen_config_model";
+  const fs::path dir = fs::path(::testing::TempDir()) /
+                       ("gen_config_model_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   fs::copy_file(std::string(JAMBA_TEST_DATA_DIR) + "/config/jamba_tiny/config.json",
