@@ -184,6 +184,7 @@ int Run(int argc, char** argv) {
   } else {
     std::cout << "\n";
   }
+  std::cout << std::flush;  // the statistics below go to stderr: keep them after the text
   if (!o.quiet) {
     using Seconds = std::chrono::duration<double>;
     const double load_s = Seconds(t_start - t_load).count();
