@@ -39,10 +39,34 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<Checkpoint> c
   }
   model->layer_begin_ = s.layer_begin;
   model->layer_end_ = end;
-  const bool embedding = s.embedding.value_or(s.layer_begin == 0);
-  const bool head = s.head.value_or(end == c.num_layers);
+  model->experts_only_ = s.experts_only;
+  const bool embedding = !s.experts_only && s.embedding.value_or(s.layer_begin == 0);
+  const bool head = !s.experts_only && s.head.value_or(end == c.num_layers);
 
   WeightLoader loader(&ckpt, backend, options.weight_dtype);
+  if (s.experts_only) {
+    if (arch.moe_names == nullptr || c.NumMoeLayers() == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          ckpt.dir(), ": experts_only: a ", ArchitectureName(c.arch), " model has no experts"));
+    }
+    for (int64_t i = s.layer_begin; i < end; ++i) {
+      LayerWeights lw;
+      lw.layer_index = static_cast<int>(i);
+      lw.spec = c.layers[i];
+      if (lw.spec.ffn == FfnKind::kMoe) {
+        ExpertFilter filter;
+        if (s.want_expert) filter = [&s, i](int64_t e) { return s.want_expert(i, e); };
+        JAMBA_RETURN_IF_ERROR(
+            LoadExperts(loader, c, arch.moe_names(loader, i), filter, &lw.moe));
+      }
+      model->pool_index_.push_back(-1);
+      model->weights_.layers.push_back(std::move(lw));
+    }
+    model->weight_bytes_ = loader.bytes();
+    model->num_parameters_ = loader.parameters();
+    model->buffers_ = loader.TakeBuffers();
+    return model;
+  }
   JAMBA_RETURN_IF_ERROR(arch.load_globals(loader, c, embedding, head, &model->weights_));
   for (int64_t i = s.layer_begin; i < end; ++i) {
     LayerWeights lw;
@@ -69,8 +93,23 @@ void Model::Embed(const ForwardContext& ctx, const Tensor& ids, const Tensor& hi
   ctx.backend->Embed(weights_.embedding, ids, hidden);
 }
 
+bool Model::HoldsExpert(int64_t layer, int64_t expert) const {
+  if (layer < layer_begin_ || layer >= layer_end_) return false;
+  const LayerWeights& lw = weights_.layers[layer - layer_begin_];
+  return lw.spec.ffn == FfnKind::kMoe && expert >= 0 &&
+         expert < static_cast<int64_t>(lw.moe.experts.size()) &&
+         Present(lw.moe.experts[expert].down);
+}
+
+void Model::ExpertForward(const ForwardContext& ctx, int64_t layer, int64_t expert,
+                          const Tensor& x, const Tensor& out) const {
+  JAMBA_CHECK(HoldsExpert(layer, expert));
+  MlpForward(ctx, weights_.layers[layer - layer_begin_].moe.experts[expert], x, out);
+}
+
 void Model::ForwardLayers(const ForwardContext& ctx, const StatePools& pools,
                           const Tensor& hidden) const {
+  JAMBA_CHECK_MSG(!experts_only_, "an experts-only shard has no layers to run");
   const ModelConfig& c = config();
   Backend& be = *ctx.backend;
   const int64_t n = hidden.dim(0), h = c.hidden_size;

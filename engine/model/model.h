@@ -29,6 +29,9 @@ struct ShardSpec {
   absl::optional<bool> head;
   // Which experts of MoE layer `layer` to load; empty: all. Others are never read.
   std::function<bool(int64_t layer, int64_t expert)> want_expert;
+  // Expert workers: load only the (wanted) experts of the range's MoE layers - no embedding,
+  // head, mixers, norms, routers or dense MLPs. Such a model serves ExpertForward only.
+  bool experts_only = false;
 };
 
 struct LoadOptions {
@@ -72,6 +75,12 @@ class Model {
   // of every sequence of ctx.layout in `pools`.
   void ForwardLayers(const ForwardContext& ctx, const StatePools& pools,
                      const Tensor& hidden) const;
+  // True if this shard holds expert `expert` of MoE layer `layer`.
+  bool HoldsExpert(int64_t layer, int64_t expert) const;
+  // out [n, H] f32 = expert `expert` of MoE layer `layer` applied to x [n, H] f32 (normalised
+  // activations routed to it), unscaled by routing weights. The expert must be held.
+  void ExpertForward(const ForwardContext& ctx, int64_t layer, int64_t expert, const Tensor& x,
+                     const Tensor& out) const;
   // logits [m, V] f32 = lm_head(final_norm(hidden[rows])). rows [m] i32.
   void Logits(const ForwardContext& ctx, const Tensor& hidden, const Tensor& rows,
               const Tensor& logits) const;
@@ -87,6 +96,7 @@ class Model {
   int64_t num_mamba_ = 0, num_attention_ = 0;
   int64_t weight_bytes_ = 0;
   int64_t num_parameters_ = 0;
+  bool experts_only_ = false;
 };
 
 }  // namespace jamba

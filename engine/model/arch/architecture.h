@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "engine/checkpoint/checkpoint.h"
+#include "engine/model/blocks/moe.h"
 #include "engine/model/model_weights.h"
 #include "engine/model/weight_loader.h"
 
@@ -25,6 +26,9 @@ struct ArchitectureSpec {
   // Everything of layer `layer` (index in the full model).
   absl::Status (*load_layer)(WeightLoader& loader, const ModelConfig& config, int64_t layer,
                              const ExpertFilter& want_expert, LayerWeights* out);
+  // Tensor names of MoE layer `layer` (null for families without MoE); expert workers load
+  // just the experts through it.
+  MoeNames (*moe_names)(const WeightLoader& loader, int64_t layer);
 };
 
 const ArchitectureSpec& JambaArchitecture();

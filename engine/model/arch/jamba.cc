@@ -31,6 +31,12 @@ absl::Status LoadGlobals(WeightLoader& w, const ModelConfig& c, bool embedding, 
   return absl::OkStatus();
 }
 
+MoeNames JambaMoeNames(const WeightLoader&, int64_t i) {
+  const std::string f = absl::StrCat("model.layers.", i, ".feed_forward.");
+  return MoeNames{f + "router.weight", f + "experts.", "gate_proj", "up_proj", "down_proj",
+                  f + "experts.gate_up_proj", f + "experts.down_proj"};
+}
+
 absl::Status LoadLayer(WeightLoader& w, const ModelConfig& c, int64_t i,
                        const ExpertFilter& want_expert, LayerWeights* out) {
   const int64_t h = c.hidden_size;
@@ -43,11 +49,7 @@ absl::Status LoadLayer(WeightLoader& w, const ModelConfig& c, int64_t i,
   }
   JAMBA_ASSIGN_OR_RETURN(out->ffn_norm, w.F32(p + "pre_ff_layernorm.weight", {h}));
   const std::string f = p + "feed_forward.";
-  if (out->spec.ffn == FfnKind::kMoe) {
-    MoeNames names{f + "router.weight", f + "experts.", "gate_proj", "up_proj", "down_proj",
-                   f + "experts.gate_up_proj", f + "experts.down_proj"};
-    return LoadMoe(w, c, names, want_expert, &out->moe);
-  }
+  if (out->spec.ffn == FfnKind::kMoe) return LoadMoe(w, c, JambaMoeNames(w, i), want_expert, &out->moe);
   return LoadMlp(w, f + "gate_proj.weight", f + "up_proj.weight", f + "down_proj.weight",
                  c.intermediate_size, h, &out->mlp);
 }
@@ -55,7 +57,7 @@ absl::Status LoadLayer(WeightLoader& w, const ModelConfig& c, int64_t i,
 }  // namespace
 
 const ArchitectureSpec& JambaArchitecture() {
-  static const ArchitectureSpec spec{&ResolveConfig, &LoadGlobals, &LoadLayer};
+  static const ArchitectureSpec spec{&ResolveConfig, &LoadGlobals, &LoadLayer, &JambaMoeNames};
   return spec;
 }
 

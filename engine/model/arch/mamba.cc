@@ -55,7 +55,7 @@ absl::Status LoadLayer(WeightLoader& w, const ModelConfig& c, int64_t i, const E
 }  // namespace
 
 const ArchitectureSpec& MambaArchitecture() {
-  static const ArchitectureSpec spec{&ResolveConfig, &LoadGlobals, &LoadLayer};
+  static const ArchitectureSpec spec{&ResolveConfig, &LoadGlobals, &LoadLayer, nullptr};
   return spec;
 }
 

@@ -28,6 +28,16 @@ absl::Status LoadGlobals(WeightLoader& w, const ModelConfig& c, bool embedding, 
   return absl::OkStatus();
 }
 
+MoeNames MixtralMoeNames(const WeightLoader& w, int64_t i) {
+  // Hub checkpoints: block_sparse_moe.{gate, experts.e.w1/w3/w2}; newer transformers saves
+  // mlp.{gate, experts.gate_up_proj/down_proj}.
+  const std::string p = absl::StrCat("model.layers.", i, ".");
+  const bool hub = w.Has(p + "block_sparse_moe.gate.weight");
+  const std::string m = p + (hub ? "block_sparse_moe." : "mlp.");
+  return MoeNames{m + "gate.weight", m + "experts.", "w1", "w3", "w2",
+                  m + "experts.gate_up_proj", m + "experts.down_proj"};
+}
+
 absl::Status LoadLayer(WeightLoader& w, const ModelConfig& c, int64_t i,
                        const ExpertFilter& want_expert, LayerWeights* out) {
   const int64_t h = c.hidden_size;
@@ -35,19 +45,13 @@ absl::Status LoadLayer(WeightLoader& w, const ModelConfig& c, int64_t i,
   JAMBA_ASSIGN_OR_RETURN(out->input_norm, w.F32(p + "input_layernorm.weight", {h}));
   JAMBA_RETURN_IF_ERROR(LoadAttention(w, c, p + "self_attn.", &out->attention));
   JAMBA_ASSIGN_OR_RETURN(out->ffn_norm, w.F32(p + "post_attention_layernorm.weight", {h}));
-  // Hub checkpoints: block_sparse_moe.{gate, experts.e.w1/w3/w2}; newer transformers saves
-  // mlp.{gate, experts.gate_up_proj/down_proj}.
-  const bool hub = w.Has(p + "block_sparse_moe.gate.weight");
-  const std::string m = p + (hub ? "block_sparse_moe." : "mlp.");
-  MoeNames names{m + "gate.weight", m + "experts.", "w1", "w3", "w2",
-                 m + "experts.gate_up_proj", m + "experts.down_proj"};
-  return LoadMoe(w, c, names, want_expert, &out->moe);
+  return LoadMoe(w, c, MixtralMoeNames(w, i), want_expert, &out->moe);
 }
 
 }  // namespace
 
 const ArchitectureSpec& MixtralArchitecture() {
-  static const ArchitectureSpec spec{&ResolveConfig, &LoadGlobals, &LoadLayer};
+  static const ArchitectureSpec spec{&ResolveConfig, &LoadGlobals, &LoadLayer, &MixtralMoeNames};
   return spec;
 }
 

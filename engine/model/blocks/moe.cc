@@ -10,8 +10,13 @@ namespace jamba {
 
 absl::Status LoadMoe(WeightLoader& loader, const ModelConfig& c, const MoeNames& names,
                      const std::function<bool(int64_t)>& want_expert, MoeWeights* w) {
+  JAMBA_ASSIGN_OR_RETURN(w->router, loader.Matrix(names.router, {c.num_experts, c.hidden_size}));
+  return LoadExperts(loader, c, names, want_expert, w);
+}
+
+absl::Status LoadExperts(WeightLoader& loader, const ModelConfig& c, const MoeNames& names,
+                         const std::function<bool(int64_t)>& want_expert, MoeWeights* w) {
   const int64_t e_count = c.num_experts, h = c.hidden_size, inter = c.intermediate_size;
-  JAMBA_ASSIGN_OR_RETURN(w->router, loader.Matrix(names.router, {e_count, h}));
   w->experts.assign(e_count, MlpWeights{});
   const bool fused = loader.Has(names.fused_gate_up);
   for (int64_t e = 0; e < e_count; ++e) {

@@ -27,6 +27,10 @@ struct MoeNames {
 absl::Status LoadMoe(WeightLoader& loader, const ModelConfig& config, const MoeNames& names,
                      const std::function<bool(int64_t)>& want_expert, MoeWeights* out);
 
+// Only the experts (no router), for expert workers.
+absl::Status LoadExperts(WeightLoader& loader, const ModelConfig& config, const MoeNames& names,
+                         const std::function<bool(int64_t)>& want_expert, MoeWeights* out);
+
 // x: [n, H] f32 (normalised); out: [n, H] f32 (overwritten). Each token's expert outputs are
 // added in ascending expert id, as transformers does, so results do not depend on routing rank.
 void MoeForward(const ForwardContext& ctx, const MoeWeights& w, const Tensor& x,

@@ -1,9 +1,12 @@
 // Loading part of a model, as the cluster's workers do: a range of layers (only the shard files
 // holding them are opened), a subset of experts, and pipelined shards that together compute
 // exactly what transformers computes.
+#include <cmath>
+#include <cstring>
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "engine/model/model.h"
 #include "engine/model/workspace.h"
 #include "gtest/gtest.h"
@@ -51,6 +54,84 @@ TEST(ShardTest, ExpertSubsetLoadsOnlyThoseExperts) {
   const int64_t expert_bytes = 3 * c.hidden_size * c.intermediate_size * 4;
   EXPECT_EQ((*full)->weight_bytes() - (*half)->weight_bytes(),
             moe_layers * (c.num_experts / 2) * expert_bytes);
+}
+
+TEST(ShardTest, ExpertsOnlyShardComputesExpertsLikeTheFormula) {
+  auto backend = CreateCpuBackend();
+  LoadOptions options;
+  options.shard.experts_only = true;
+  options.shard.want_expert = [](int64_t, int64_t e) { return e == 1 || e == 3; };
+  auto model = Model::Load(ModelFixtureDir("jamba_moe_gqa"), options, backend.get());
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ModelConfig& c = (*model)->config();
+  EXPECT_FALSE((*model)->has_embedding());
+  EXPECT_FALSE((*model)->has_head());
+  int moe_layers = 0;
+  for (const LayerWeights& lw : (*model)->weights().layers) {
+    EXPECT_FALSE(Present(lw.input_norm));
+    EXPECT_FALSE(Present(lw.mamba.in_proj) || Present(lw.attention.q_proj));
+    EXPECT_FALSE(Present(lw.moe.router));
+    if (lw.spec.ffn == FfnKind::kMoe) ++moe_layers;
+    for (int64_t e = 0; e < c.num_experts; ++e) {
+      EXPECT_EQ((*model)->HoldsExpert(lw.layer_index, e),
+                lw.spec.ffn == FfnKind::kMoe && (e == 1 || e == 3));
+    }
+  }
+  ASSERT_GT(moe_layers, 0);
+  const int64_t h = c.hidden_size, inter = c.intermediate_size;
+  EXPECT_EQ((*model)->weight_bytes(), moe_layers * 2 * 3 * h * inter * 4);
+
+  // Expert 3 of the first MoE layer against down(silu(gate x) * up x) in double, straight from
+  // the checkpoint's tensors.
+  int64_t layer = 0;
+  while (c.layers[layer].ffn != FfnKind::kMoe) ++layer;
+  auto ckpt = Checkpoint::Open(ModelFixtureDir("jamba_moe_gqa"));
+  ASSERT_TRUE(ckpt.ok());
+  auto read = [&](const std::string& part) {
+    auto t = (*ckpt)->Get(absl::StrCat("model.layers.", layer, ".feed_forward.experts.3.", part,
+                                       ".weight"));
+    EXPECT_TRUE(t.ok());
+    std::vector<float> v((*t)->numel());
+    std::memcpy(v.data(), (*t)->data, (*t)->nbytes);
+    return v;
+  };
+  const std::vector<float> gate = read("gate_proj"), up = read("up_proj"), down = read("down_proj");
+  const int64_t n = 3;
+  std::vector<float> x(n * h);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37 * static_cast<double>(i)) * 1.5;
+  Workspace ws(backend.get());
+  BatchLayout layout;
+  ForwardContext ctx{backend.get(), &layout, &ws, &c};
+  Tensor xd = ws.Take(DType::kF32, {n, h});
+  ASSERT_TRUE(backend->Upload(x.data(), x.size() * sizeof(float), xd).ok());
+  Tensor yd = ws.Take(DType::kF32, {n, h});
+  (*model)->ExpertForward(ctx, layer, 3, xd, yd);
+  std::vector<float> y(n * h);
+  ASSERT_TRUE(backend->Download(yd, y.data()).ok());
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<double> act(inter);
+    for (int64_t i = 0; i < inter; ++i) {
+      double g = 0, u = 0;
+      for (int64_t j = 0; j < h; ++j) {
+        g += static_cast<double>(gate[i * h + j]) * x[t * h + j];
+        u += static_cast<double>(up[i * h + j]) * x[t * h + j];
+      }
+      act[i] = g / (1.0 + std::exp(-g)) * u;
+    }
+    for (int64_t j = 0; j < h; ++j) {
+      double want = 0;
+      for (int64_t i = 0; i < inter; ++i) want += static_cast<double>(down[j * inter + i]) * act[i];
+      EXPECT_NEAR(y[t * h + j], want, 1e-5 * (1.0 + std::abs(want))) << "token " << t;
+    }
+  }
+}
+
+TEST(ShardTest, ExpertsOnlyOfAModelWithoutExpertsIsAnError) {
+  auto backend = CreateCpuBackend();
+  LoadOptions options;
+  options.shard.experts_only = true;
+  absl::Status s = Model::Load(ModelFixtureDir("mamba"), options, backend.get()).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
 }
 
 // Two shards [0, split) + [split, L), each with its own state pools, run as a pipeline.
