@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/mapped_file.h"
 #include "common/status_macros.h"
@@ -104,6 +105,20 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     return absl::NotFoundError(
         absl::StrCat(dir, ": neither ", kIndexName, " nor ", kSingleName, " exists"));
   }
+  // FNV-1a 64 over config.json and the (tensor, file) list: cheap, and it never opens shards.
+  const std::string config_path = absl::StrCat(dir, "/config.json");
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> config_file, MappedFile::Open(config_path));
+  uint64_t hash = 0xcbf29ce484222325ull;
+  auto mix = [&hash](const void* data, size_t size) {
+    const uint8_t* p = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < size; ++i) hash = (hash ^ p[i]) * 0x100000001b3ull;
+  };
+  mix(config_file->data(), config_file->size());
+  for (const auto& [name, file] : ckpt->tensor_to_file_) {
+    mix(name.data(), name.size() + 1);  // + the terminating NUL as a separator
+    mix(file.data(), file.size() + 1);
+  }
+  ckpt->fingerprint_ = absl::StrFormat("%016x", hash);
   return ckpt;
 }
 
@@ -112,6 +127,7 @@ std::unique_ptr<Checkpoint> Checkpoint::Synthetic(ModelConfig config, uint64_t s
   c->dir_ = "<synthetic>";
   c->config_ = std::move(config);
   c->synthetic_ = true;
+  c->fingerprint_ = "synthetic";
   c->synthetic_seed_ = seed;
   return c;
 }

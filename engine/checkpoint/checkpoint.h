@@ -40,6 +40,10 @@ class Checkpoint {
   static std::unique_ptr<Checkpoint> Synthetic(ModelConfig config, uint64_t seed);
 
   const ModelConfig& config() const { return config_; }
+  // 16 hex digits identifying the checkpoint: a hash of config.json's bytes and of every tensor
+  // name with the file holding it. Workers report it so the gateway can refuse to assemble a
+  // cluster from different checkpoints. "synthetic" for Synthetic().
+  const std::string& fingerprint() const { return fingerprint_; }
   const std::string& dir() const { return dir_; }
 
   bool Has(const std::string& name) const;
@@ -66,6 +70,7 @@ class Checkpoint {
 
   std::string dir_;
   ModelConfig config_;
+  std::string fingerprint_;
   std::map<std::string, std::string> tensor_to_file_;  // tensor name -> file name in dir_
   mutable std::mutex mu_;  // guards files_
   std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;  // opened so far

@@ -59,6 +59,7 @@ class Model {
                                                      Backend* backend);
 
   const ModelConfig& config() const { return checkpoint_->config(); }
+  const std::string& fingerprint() const { return checkpoint_->fingerprint(); }
   int64_t layer_begin() const { return layer_begin_; }
   int64_t layer_end() const { return layer_end_; }
   bool has_embedding() const { return Present(weights_.embedding); }

@@ -392,5 +392,27 @@ TEST(CheckpointTest, ParseSafetensorsIndexDirectly) {
   EXPECT_THAT(Message(bad.status()), HasSubstr("idx: JSON nested deeper than 64 levels"));
 }
 
+TEST(CheckpointFingerprintTest, IdentifiesContentNotLocation) {
+  auto a = Checkpoint::Open(kModels + "/jamba_moe_gqa");
+  auto b = Checkpoint::Open(kModels + "/mixtral");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ((*a)->fingerprint().size(), 16u);
+  EXPECT_EQ((*a)->fingerprint().find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_NE((*a)->fingerprint(), (*b)->fingerprint());
+
+  TempDir dir;
+  for (const char* f : {"config.json", "model.safetensors"}) {
+    WriteBytes(dir / f, ReadBytes(kModels + "/jamba_moe_gqa/" + f));
+  }
+  auto copy = Checkpoint::Open(dir.path());
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_EQ((*copy)->fingerprint(), (*a)->fingerprint());
+  // A different config (here: one more space) is a different checkpoint.
+  WriteBytes(dir / "config.json", ReadBytes(kModels + "/jamba_moe_gqa/config.json") + " ");
+  auto changed = Checkpoint::Open(dir.path());
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_NE((*changed)->fingerprint(), (*a)->fingerprint());
+}
+
 }  // namespace
 }  // namespace jamba
