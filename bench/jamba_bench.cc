@@ -129,10 +129,10 @@ void GemmComparison(Backend* backend, int64_t m, int64_t k, DType dtype) {
   std::printf("  %6s %12s %12s %8s\n", "rows", "dot kernel", "OpenBLAS", "ratio");
   auto w = backend->Allocate(dtype, {m, k});
   if (!w.ok()) return;
-  std::vector<uint16_t> zeros16(m * k, 0x3c00);
+  std::vector<uint16_t> w_bf16(m * k, 0x3c00);  // bf16 0.0078125
   std::vector<float> ones(m * k, 0.01f);
   if (dtype == DType::kBF16) {
-    backend->Upload(zeros16.data(), zeros16.size() * 2, (*w)->tensor()).IgnoreError();
+    backend->Upload(w_bf16.data(), w_bf16.size() * 2, (*w)->tensor()).IgnoreError();
   } else {
     backend->Upload(ones.data(), ones.size() * 4, (*w)->tensor()).IgnoreError();
   }
@@ -192,14 +192,7 @@ int Run(int argc, char** argv) {
              "also run with OpenBLAS for large products (not batch-invariant)", "Run");
   flags.Bool("gemm", &o.gemm, "compare the dot kernel and OpenBLAS on the model's largest "
              "projection", "Run");
-  if (absl::Status s = flags.Parse(argc, argv, 1); !s.ok()) {
-    std::cerr << "jamba-bench: " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-bench")) return *exit;
   if (o.model.empty() == o.config.empty()) {
     std::cerr << "jamba-bench: give exactly one of --model and --config (see --help)\n";
     return 2;

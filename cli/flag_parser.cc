@@ -1,6 +1,7 @@
 #include "cli/flag_parser.h"
 
 #include <cmath>
+#include <iostream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -186,6 +187,19 @@ absl::Status FlagParser::Parse(int argc, const char* const* argv, int first,
     flag->seen = true;
   }
   return absl::OkStatus();
+}
+
+absl::optional<int> FlagParser::ParseMain(int argc, const char* const* argv,
+                                          const std::string& program) {
+  if (absl::Status s = Parse(argc, argv, 1); !s.ok()) {
+    std::cerr << program << ": " << s.message() << "\n";
+    return 2;
+  }
+  if (help_requested_) {
+    std::cout << Help();
+    return 0;
+  }
+  return absl::nullopt;
 }
 
 std::string FlagParser::Help() const {

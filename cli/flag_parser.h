@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/optional.h"
 
 namespace jamba {
 
@@ -46,6 +47,10 @@ class FlagParser {
   absl::Status Parse(int argc, const char* const* argv, int first,
                      std::vector<std::string>* positional = nullptr);
   bool help_requested() const { return help_requested_; }
+  // For a tool's main(): parses argv[1..]. With --help, prints Help() to stdout and returns 0;
+  // on a usage error, prints "<program>: <message>" to stderr and returns 2; otherwise returns
+  // nullopt and the tool goes on.
+  absl::optional<int> ParseMain(int argc, const char* const* argv, const std::string& program);
   // True if --name appeared on the command line.
   bool Seen(const std::string& name) const;
 

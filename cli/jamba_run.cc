@@ -81,14 +81,7 @@ int Run(int argc, char** argv) {
   flags.Int("max-context", &o.max_context,
             "longest sequence; 0 = the model's max_position_embeddings", eng);
 
-  if (absl::Status s = flags.Parse(argc, argv, 1); !s.ok()) {
-    std::cerr << "jamba-run: " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-run")) return *exit;
   if (o.model.empty()) {
     std::cerr << "jamba-run: --model DIR is required (see --help)\n";
     return 2;

@@ -29,14 +29,7 @@ int Run(int argc, char** argv) {
                "HOST:PORT");
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
-  if (absl::Status s = flags.Parse(argc, argv, 1); !s.ok()) {
-    std::cerr << "jamba-expert-worker: " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Help();
-    return 0;
-  }
+  if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-expert-worker")) return *exit;
   if (model_dir.empty() || (weights != "f32" && weights != "bf16") || threads < 0) {
     std::cerr << "jamba-expert-worker: --model is required, --weights is f32 or bf16, "
                  "--threads >= 0 (see --help)\n";

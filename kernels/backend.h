@@ -16,6 +16,7 @@
 #define JAMBA_KERNELS_BACKEND_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -35,6 +36,17 @@ class DeviceBuffer {
  protected:
   Tensor tensor_;
 };
+
+// Bytes of a dense tensor of `dtype` and `shape`, for Backend::Allocate implementations;
+// InvalidArgument for a negative dimension.
+inline absl::StatusOr<size_t> DenseBytes(DType dtype, std::initializer_list<int64_t> shape) {
+  size_t n = DTypeSize(dtype);
+  for (int64_t d : shape) {
+    if (d < 0) return absl::InvalidArgumentError("negative dimension in allocation");
+    n *= static_cast<size_t>(d);
+  }
+  return n;
+}
 
 struct MambaScanArgs {
   Tensor x;      // [n, Di] f32: conv output after SiLU (the SSM input x')

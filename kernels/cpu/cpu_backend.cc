@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_ops.h"
 
@@ -30,11 +31,7 @@ class CpuBackend : public Backend {
 
   absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(
       DType dtype, std::initializer_list<int64_t> shape) override {
-    size_t n = DTypeSize(dtype);
-    for (int64_t d : shape) {
-      if (d < 0) return absl::InvalidArgumentError("negative dimension in allocation");
-      n *= static_cast<size_t>(d);
-    }
+    JAMBA_ASSIGN_OR_RETURN(const size_t n, DenseBytes(dtype, shape));
     // 64-byte alignment: whole cache lines, and aligned vector loads where kernels want them.
     size_t bytes = (n + 63) / 64 * 64;
     if (bytes == 0) bytes = 64;

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "kernels/cuda/cublas_matmul.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device_memory.h"
@@ -53,11 +54,7 @@ class CudaBackend : public Backend {
   // ---- Memory ---------------------------------------------------------------------------
   absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(
       DType dtype, std::initializer_list<int64_t> shape) override {
-    size_t n = DTypeSize(dtype);
-    for (int64_t d : shape) {
-      if (d < 0) return absl::InvalidArgumentError("negative dimension in allocation");
-      n *= static_cast<size_t>(d);
-    }
+    JAMBA_ASSIGN_OR_RETURN(const size_t n, DenseBytes(dtype, shape));
     const size_t bytes = std::max<size_t>((n + 255) / 256 * 256, 256);
     Activate();
     void* p = nullptr;

@@ -8,6 +8,9 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/status/status.h"
+#include "engine/tokenizer/utf8.h"
+
 #define FUZZ_CHECK(cond)                                                                      \
   do {                                                                                        \
     if (!(cond)) {                                                                            \
@@ -18,36 +21,15 @@
 
 namespace jamba {
 
-// Error messages travel in RPC statuses and JSON logs, which require valid UTF-8.
-inline bool IsValidUtf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n;
-    unsigned int min;
-    unsigned int cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      n = 1, min = 0x80, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2, min = 0x800, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3, min = 0x10000, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;  // sequence cut short
-    for (size_t k = 1; k <= n; ++k) {
-      const unsigned char d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xc0) != 0x80) return false;
-      cp = cp << 6 | (d & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += n + 1;
-  }
-  return true;
+// The error contract of every parser of untrusted checkpoint files: InvalidArgument, starting
+// with the file's name, short, and valid UTF-8 (messages travel in RPC statuses and JSON logs).
+inline void CheckParseError(const absl::Status& status, const std::string& name) {
+  constexpr size_t kMaxMessage = 2000;
+  FUZZ_CHECK(status.code() == absl::StatusCode::kInvalidArgument);
+  const std::string message(status.message());
+  FUZZ_CHECK(message.compare(0, name.size() + 2, name + ": ") == 0);
+  FUZZ_CHECK(message.size() < kMaxMessage);
+  FUZZ_CHECK(IsValidUtf8(message));
 }
 
 }  // namespace jamba

@@ -39,9 +39,9 @@ namespace {
 using cuda_test::CudaTest;
 using cuda_test::kSentinel;
 using cuda_test::RandomVec;
+using cuda_test::RefBf16ToF32;
 using cuda_test::TruncToBf16;
 using cuda_test::Twin;
-using cuda_test::WidenBf16;
 
 class CudaParityTest : public CudaTest {};
 
@@ -65,7 +65,7 @@ TEST_F(CudaParityTest, EmbedF32AndBf16IntoStridedRows) {
     EXPECT_EQ(g, c) << (bf16 ? "bf16" : "f32");
     // Independent of the CPU: row i is the table row, widened exactly.
     for (int64_t j = 0; j < h; ++j) {
-      const float want = bf16 ? WidenBf16(table_bf16[ids[4] * h + j]) : table[ids[4] * h + j];
+      const float want = bf16 ? RefBf16ToF32(table_bf16[ids[4] * h + j]) : table[ids[4] * h + j];
       EXPECT_EQ(g[4 * (h + 5) + 2 + j], want);
     }
   }
@@ -185,7 +185,7 @@ class CudaMatMulTest : public CudaTest {
     if (c.bf16) {
       for (size_t i = 0; i < w.size(); ++i) {
         w_bf16[i] = TruncToBf16(w[i]);
-        w[i] = WidenBf16(w_bf16[i]);  // the reference uses the values actually stored
+        w[i] = RefBf16ToF32(w_bf16[i]);  // the reference uses the values actually stored
       }
     }
     const std::vector<float> b = RandomVec(&rng_, c.m);

@@ -16,11 +16,15 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "tests/kernels/kernel_test_util.h"
 
 namespace jamba::cuda_test {
 
-// Marks memory outside a view, which no op may write.
-constexpr float kSentinel = -12345.5f;
+// Test data helpers shared with the CPU kernel tests.
+using kernel_test::kSentinel;
+using kernel_test::RandomVec;
+using kernel_test::RefBf16ToF32;
+using kernel_test::TruncToBf16;
 
 // The same data on the CPU backend and on the CUDA backend.
 struct Twin {
@@ -31,27 +35,6 @@ struct Twin {
     return Twin{cpu.Cols(begin, count), gpu.Cols(begin, count)};
   }
 };
-
-inline std::vector<float> RandomVec(std::mt19937* rng, size_t n, float lo = -1.0f,
-                                    float hi = 1.0f) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(*rng);
-  return v;
-}
-
-// Truncation to bf16 (every bf16 value is valid test data) and exact widening.
-inline uint16_t TruncToBf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof(bits));
-  return static_cast<uint16_t>(bits >> 16);
-}
-inline float WidenBf16(uint16_t v) {
-  const uint32_t bits = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
 
 class CudaTest : public ::testing::Test {
  protected:
