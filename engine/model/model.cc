@@ -43,30 +43,11 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<Checkpoint> c
   const bool embedding = !s.experts_only && s.embedding.value_or(s.layer_begin == 0);
   const bool head = !s.experts_only && s.head.value_or(end == c.num_layers);
 
-  WeightLoader loader(&ckpt, backend, options.weight_dtype);
-  if (s.experts_only) {
-    if (arch.moe_names == nullptr || c.NumMoeLayers() == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          ckpt.dir(), ": experts_only: a ", ArchitectureName(c.arch), " model has no experts"));
-    }
-    for (int64_t i = s.layer_begin; i < end; ++i) {
-      LayerWeights lw;
-      lw.layer_index = static_cast<int>(i);
-      lw.spec = c.layers[i];
-      if (lw.spec.ffn == FfnKind::kMoe) {
-        ExpertFilter filter;
-        if (s.want_expert) filter = [&s, i](int64_t e) { return s.want_expert(i, e); };
-        JAMBA_RETURN_IF_ERROR(
-            LoadExperts(loader, c, arch.moe_names(loader, i), filter, &lw.moe));
-      }
-      model->pool_index_.push_back(-1);
-      model->weights_.layers.push_back(std::move(lw));
-    }
-    model->weight_bytes_ = loader.bytes();
-    model->num_parameters_ = loader.parameters();
-    model->buffers_ = loader.TakeBuffers();
-    return model;
+  if (s.experts_only && (arch.moe_names == nullptr || c.NumMoeLayers() == 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ckpt.dir(), ": experts_only: a ", ArchitectureName(c.arch), " model has no experts"));
   }
+  WeightLoader loader(&ckpt, backend, options.weight_dtype);
   JAMBA_RETURN_IF_ERROR(arch.load_globals(loader, c, embedding, head, &model->weights_));
   for (int64_t i = s.layer_begin; i < end; ++i) {
     LayerWeights lw;
@@ -74,11 +55,15 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<Checkpoint> c
     lw.spec = c.layers[i];
     ExpertFilter filter;
     if (s.want_expert) filter = [&s, i](int64_t e) { return s.want_expert(i, e); };
-    JAMBA_RETURN_IF_ERROR(arch.load_layer(loader, c, i, filter, &lw));
-    if (lw.spec.mixer == MixerKind::kMamba) {
-      model->pool_index_.push_back(model->num_mamba_++);
+    if (!s.experts_only) {
+      JAMBA_RETURN_IF_ERROR(arch.load_layer(loader, c, i, filter, &lw));
+      model->pool_index_.push_back(lw.spec.mixer == MixerKind::kMamba ? model->num_mamba_++
+                                                                      : model->num_attention_++);
     } else {
-      model->pool_index_.push_back(model->num_attention_++);
+      if (lw.spec.ffn == FfnKind::kMoe) {
+        JAMBA_RETURN_IF_ERROR(LoadExperts(loader, c, arch.moe_names(loader, i), filter, &lw.moe));
+      }
+      model->pool_index_.push_back(-1);  // no mixer, no state
     }
     model->weights_.layers.push_back(std::move(lw));
   }
