@@ -92,8 +92,8 @@ void Model::ExpertForward(const ForwardContext& ctx, int64_t layer, int64_t expe
   MlpForward(ctx, weights_.layers[layer - layer_begin_].moe.experts[expert], x, out);
 }
 
-void Model::ForwardLayers(const ForwardContext& ctx, const StatePools& pools,
-                          const Tensor& hidden) const {
+absl::Status Model::ForwardLayers(const ForwardContext& ctx, const StatePools& pools,
+                                  const Tensor& hidden) const {
   JAMBA_CHECK_MSG(!experts_only_, "an experts-only shard has no layers to run");
   const ModelConfig& c = config();
   Backend& be = *ctx.backend;
@@ -119,12 +119,13 @@ void Model::ForwardLayers(const ForwardContext& ctx, const StatePools& pools,
     if (lw.spec.ffn == FfnKind::kNone) continue;
     be.RmsNorm(hidden, &lw.ffn_norm, c.rms_norm_eps, normed);
     if (lw.spec.ffn == FfnKind::kMoe) {
-      MoeForward(ctx, lw.moe, normed, branch);
+      JAMBA_RETURN_IF_ERROR(MoeForward(ctx, lw.layer_index, lw.moe, normed, branch));
     } else {
       MlpForward(ctx, lw.mlp, normed, branch);
     }
     be.Add(branch, hidden);
   }
+  return absl::OkStatus();
 }
 
 void Model::Logits(const ForwardContext& ctx, const Tensor& hidden, const Tensor& rows,

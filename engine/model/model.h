@@ -73,9 +73,10 @@ class Model {
   // hidden [n, H] f32 = embedding rows of ids [n] i32.
   void Embed(const ForwardContext& ctx, const Tensor& ids, const Tensor& hidden) const;
   // Runs the shard's layers over hidden [n, H] f32 in place, reading and updating the state
-  // of every sequence of ctx.layout in `pools`.
-  void ForwardLayers(const ForwardContext& ctx, const StatePools& pools,
-                     const Tensor& hidden) const;
+  // of every sequence of ctx.layout in `pools`. Fails only when an MoE layer cannot reach an
+  // expert (see MoeForward); the batch's state is then partly updated and must be discarded.
+  absl::Status ForwardLayers(const ForwardContext& ctx, const StatePools& pools,
+                             const Tensor& hidden) const;
   // True if this shard holds expert `expert` of MoE layer `layer`.
   bool HoldsExpert(int64_t layer, int64_t expert) const;
   // out [n, H] f32 = expert `expert` of MoE layer `layer` applied to x [n, H] f32 (normalised

@@ -1,5 +1,5 @@
-// The single-process inference engine: one model (all layers, embedding and head) on one
-// backend, the state pools of its layers, and the sequences whose state they hold.
+// The single-process inference engine: one Stage holding the whole model (all layers,
+// embedding and head) on one backend, with engine-chosen sequence ids.
 //
 // A caller (jamba-run, the benchmark, the tests, later the gateway's local mode) creates
 // sequences, then runs Step() over a ragged batch: each item feeds some tokens of one sequence
@@ -17,15 +17,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/model/model.h"
-#include "engine/model/workspace.h"
-#include "engine/state/kv_cache_pool.h"
-#include "engine/state/mamba_state_pool.h"
+#include "engine/runtime/stage.h"
 #include "kernels/backend.h"
 
 namespace jamba {
@@ -41,38 +38,13 @@ struct EngineOptions {
   int64_t max_context = 0;
 };
 
-using SequenceId = int64_t;
-
-enum class LogitsRows { kNone, kLast, kAll };
-
 struct StepItem {
   SequenceId sequence = 0;
   absl::Span<const int32_t> tokens;  // >= 1 token ids, appended to the sequence in order
   LogitsRows logits = LogitsRows::kLast;
 };
 
-// Logits of one Step(), on the host: item i's rows are rows [row_begin[i], row_begin[i] +
-// row_count[i]) of `logits` [rows, vocab] f32 (row r of an item = its r-th token for kAll).
-struct StepOutput {
-  int64_t vocab = 0;
-  std::vector<float> logits;
-  std::vector<int64_t> row_begin;
-  std::vector<int64_t> row_count;
-
-  absl::Span<const float> Row(size_t item, int64_t r) const {
-    return absl::MakeConstSpan(logits.data() + (row_begin[item] + r) * vocab, vocab);
-  }
-  absl::Span<const float> Last(size_t item) const { return Row(item, row_count[item] - 1); }
-};
-
-struct EngineStats {
-  int32_t live_sequences = 0;
-  int32_t mamba_slots_used = 0, mamba_slots_total = 0;
-  int32_t kv_blocks_used = 0, kv_blocks_total = 0;
-  int64_t kv_bytes_per_token = 0;      // all attention layers, K + V
-  int64_t mamba_bytes_per_sequence = 0;  // all Mamba layers, conv + SSM
-  int64_t weight_bytes = 0;
-};
+using EngineStats = StageStats;
 
 class Engine {
  public:
@@ -84,10 +56,10 @@ class Engine {
                                                         const EngineOptions& options,
                                                         Backend* backend);
 
-  const ModelConfig& config() const { return model_->config(); }
-  const Model& model() const { return *model_; }
+  const ModelConfig& config() const { return stage_->config(); }
+  const Model& model() const { return stage_->model(); }
   int64_t vocab_size() const { return config().vocab_size; }
-  int64_t max_context() const { return max_context_; }
+  int64_t max_context() const { return stage_->max_context(); }
 
   // A new, empty sequence; ResourceExhausted when max_sequences are live.
   absl::StatusOr<SequenceId> AddSequence();
@@ -105,22 +77,9 @@ class Engine {
   EngineStats Stats() const;
 
  private:
-  struct Sequence {
-    int64_t length = 0;
-    int32_t mamba_slot = -1;
-    std::vector<int32_t> blocks;  // KV block table
-  };
-
   Engine() = default;
 
-  Backend* backend_ = nullptr;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<MambaStatePool> mamba_pool_;  // null without Mamba layers
-  std::unique_ptr<KvCachePool> kv_pool_;        // null without attention layers
-  std::unique_ptr<Workspace> workspace_;
-  int64_t max_context_ = 0;
-  int32_t max_sequences_ = 0;
-  std::unordered_map<SequenceId, Sequence> sequences_;
+  std::unique_ptr<Stage> stage_;
   SequenceId next_id_ = 1;
 };
 

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/optional.h"
+#include "engine/runtime/completion.h"
 #include "engine/runtime/engine.h"
 #include "engine/sampling/logprobs.h"
 #include "engine/sampling/sampling_params.h"
@@ -24,13 +25,6 @@ struct GenerateRequest {
   SamplingParams params;
   int32_t prefill_chunk = 256;  // prompt tokens per forward step (>= 1)
   bool keep_prompt_logits = false;  // fill GenerateResult::prompt_logits
-};
-
-// One streamed event: a generated token and the text it released.
-struct TokenEvent {
-  int32_t token = 0;
-  std::string text;  // may be empty (held back for UTF-8 completion or a possible stop string)
-  absl::optional<TokenLogprob> logprob;
 };
 
 struct GenerateResult {

@@ -4,6 +4,7 @@
 #define JAMBA_ENGINE_MODEL_BLOCKS_FORWARD_CONTEXT_H_
 
 #include "engine/config/model_config.h"
+#include "engine/model/blocks/expert_dispatcher.h"
 #include "engine/model/workspace.h"
 #include "kernels/backend.h"
 
@@ -14,6 +15,8 @@ struct ForwardContext {
   const BatchLayout* layout = nullptr;
   Workspace* ws = nullptr;
   const ModelConfig* config = nullptr;
+  // Computes the experts the shard does not hold; null: every routed expert must be held.
+  ExpertDispatcher* experts = nullptr;
 };
 
 }  // namespace jamba

@@ -36,8 +36,8 @@ absl::Status LoadExperts(WeightLoader& loader, const ModelConfig& c, const MoeNa
   return absl::OkStatus();
 }
 
-void MoeForward(const ForwardContext& ctx, const MoeWeights& w, const Tensor& x,
-                const Tensor& out) {
+absl::Status MoeForward(const ForwardContext& ctx, int64_t layer, const MoeWeights& w,
+                        const Tensor& x, const Tensor& out) {
   const ModelConfig& c = *ctx.config;
   Backend& be = *ctx.backend;
   const int64_t n = x.dim(0), e_count = c.num_experts, k = c.num_experts_per_tok;
@@ -50,11 +50,11 @@ void MoeForward(const ForwardContext& ctx, const MoeWeights& w, const Tensor& x,
   be.MoeRoute(logits, static_cast<int>(k), c.moe_renormalize, ids, weights);
 
   // Group (token, weight) pairs by expert on the host: the per-expert row counts decide the
-  // shapes of the expert GEMMs (and, in the cluster, the requests to expert workers).
+  // shapes of the expert GEMMs and the requests to expert workers.
   std::vector<int32_t> host_ids(n * k);
   std::vector<float> host_w(n * k);
-  JAMBA_CHECK(be.Download(ids, host_ids.data()).ok());
-  JAMBA_CHECK(be.Download(weights, host_w.data()).ok());
+  JAMBA_RETURN_IF_ERROR(be.Download(ids, host_ids.data()));
+  JAMBA_RETURN_IF_ERROR(be.Download(weights, host_w.data()));
   std::vector<std::vector<int32_t>> tokens(e_count);
   std::vector<std::vector<float>> scales(e_count);
   for (int64_t t = 0; t < n; ++t) {
@@ -64,22 +64,57 @@ void MoeForward(const ForwardContext& ctx, const MoeWeights& w, const Tensor& x,
       scales[e].push_back(host_w[t * k + j]);
     }
   }
+  // Per expert: its rows of x gathered on the device ([m, H] f32), and for experts computed
+  // elsewhere their host copies in `remote_x` / `remote_y` ([rows, H] f32 each, back to back).
+  std::vector<Tensor> idx(e_count), scale(e_count), xe(e_count);
+  std::vector<ExpertWork> remote;
+  std::vector<int64_t> remote_offset(e_count, -1);
+  int64_t remote_rows = 0;
+  for (int64_t e = 0; e < e_count; ++e) {
+    const int64_t m = static_cast<int64_t>(tokens[e].size());
+    if (m == 0) continue;
+    idx[e] = ctx.ws->Take(DType::kI32, {m});
+    scale[e] = ctx.ws->Take(DType::kF32, {m});
+    JAMBA_RETURN_IF_ERROR(be.Upload(tokens[e].data(), m * sizeof(int32_t), idx[e]));
+    JAMBA_RETURN_IF_ERROR(be.Upload(scales[e].data(), m * sizeof(float), scale[e]));
+    xe[e] = ctx.ws->Take(DType::kF32, {m, h});
+    be.GatherRows(x, idx[e], xe[e]);
+    if (!Present(w.experts[e].down)) {
+      if (ctx.experts == nullptr) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("layer ", layer, ": tokens routed to expert ", e,
+                         ", which this shard does not hold and no expert worker serves"));
+      }
+      remote_offset[e] = remote_rows;
+      remote_rows += m;
+    }
+  }
+  std::vector<float> remote_x(remote_rows * h), remote_y(remote_rows * h);
+  if (remote_rows > 0) {
+    for (int64_t e = 0; e < e_count; ++e) {
+      if (remote_offset[e] < 0) continue;
+      float* xr = remote_x.data() + remote_offset[e] * h;
+      JAMBA_RETURN_IF_ERROR(be.Download(xe[e], xr));
+      remote.push_back(ExpertWork{static_cast<int32_t>(e), xe[e].dim(0), xr,
+                                  remote_y.data() + remote_offset[e] * h});
+    }
+    JAMBA_RETURN_IF_ERROR(ctx.experts->Compute(layer, remote));
+  }
 
   be.Zero(out);
   for (int64_t e = 0; e < e_count; ++e) {
     const int64_t m = static_cast<int64_t>(tokens[e].size());
     if (m == 0) continue;
-    JAMBA_CHECK_MSG(Present(w.experts[e].down), "token routed to an expert this shard lacks");
-    Tensor idx = ctx.ws->Take(DType::kI32, {m});
-    Tensor scale = ctx.ws->Take(DType::kF32, {m});
-    JAMBA_CHECK(be.Upload(tokens[e].data(), m * sizeof(int32_t), idx).ok());
-    JAMBA_CHECK(be.Upload(scales[e].data(), m * sizeof(float), scale).ok());
-    Tensor xe = ctx.ws->Take(DType::kF32, {m, h});
-    be.GatherRows(x, idx, xe);
     Tensor ye = ctx.ws->Take(DType::kF32, {m, h});
-    MlpForward(ctx, w.experts[e], xe, ye);
-    be.ScatterAddScaled(ye, idx, scale, out);
+    if (remote_offset[e] >= 0) {
+      JAMBA_RETURN_IF_ERROR(
+          be.Upload(remote_y.data() + remote_offset[e] * h, m * h * sizeof(float), ye));
+    } else {
+      MlpForward(ctx, w.experts[e], xe[e], ye);
+    }
+    be.ScatterAddScaled(ye, idx[e], scale[e], out);
   }
+  return absl::OkStatus();
 }
 
 }  // namespace jamba

@@ -31,10 +31,13 @@ absl::Status LoadMoe(WeightLoader& loader, const ModelConfig& config, const MoeN
 absl::Status LoadExperts(WeightLoader& loader, const ModelConfig& config, const MoeNames& names,
                          const std::function<bool(int64_t)>& want_expert, MoeWeights* out);
 
-// x: [n, H] f32 (normalised); out: [n, H] f32 (overwritten). Each token's expert outputs are
-// added in ascending expert id, as transformers does, so results do not depend on routing rank.
-void MoeForward(const ForwardContext& ctx, const MoeWeights& w, const Tensor& x,
-                const Tensor& out);
+// MoE layer `layer`: x: [n, H] f32 (normalised); out: [n, H] f32 (overwritten). Experts the
+// shard does not hold go to ctx.experts. Each token's expert outputs are added in ascending
+// expert id, as transformers does, so results depend neither on routing rank nor on where an
+// expert ran. Errors: the dispatcher's, or FailedPrecondition when a token is routed to an
+// expert that is neither held nor reachable.
+absl::Status MoeForward(const ForwardContext& ctx, int64_t layer, const MoeWeights& w,
+                        const Tensor& x, const Tensor& out);
 
 }  // namespace jamba
 

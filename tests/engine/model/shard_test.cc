@@ -179,8 +179,8 @@ TEST(ShardTest, PipelinedShardsMatchTransformers) {
   ASSERT_TRUE(be->Upload(ref->prompt.data(), n * sizeof(int32_t), ids).ok());
   Tensor hidden = ws.Take(DType::kF32, {n, c.hidden_size});
   (*a)->Embed(ctx, ids, hidden);
-  (*a)->ForwardLayers(ctx, StatePools{pa.mamba.get(), pa.kv.get()}, hidden);
-  (*b)->ForwardLayers(ctx, StatePools{pb.mamba.get(), pb.kv.get()}, hidden);
+  ASSERT_TRUE((*a)->ForwardLayers(ctx, StatePools{pa.mamba.get(), pa.kv.get()}, hidden).ok());
+  ASSERT_TRUE((*b)->ForwardLayers(ctx, StatePools{pb.mamba.get(), pb.kv.get()}, hidden).ok());
   std::vector<int32_t> rows(n);
   for (int32_t i = 0; i < n; ++i) rows[i] = i;
   Tensor rows_dev = ws.Take(DType::kI32, {n});

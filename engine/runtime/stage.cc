@@ -1,0 +1,284 @@
+#include "engine/runtime/stage.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "common/status_macros.h"
+
+namespace jamba {
+
+absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(std::unique_ptr<Model> model,
+                                                     const StageOptions& options,
+                                                     Backend* backend) {
+  if (options.max_sequences < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_sequences must be >= 1, got ", options.max_sequences));
+  }
+  if (options.kv_block_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv_block_size must be >= 1, got ", options.kv_block_size));
+  }
+  if (options.max_context < 0 || options.kv_cache_tokens < 0) {
+    return absl::InvalidArgumentError("max_context and kv_cache_tokens must be >= 0");
+  }
+  std::unique_ptr<Stage> s(new Stage());
+  s->backend_ = backend;
+  s->model_ = std::move(model);
+  s->experts_ = options.experts;
+  const ModelConfig& c = s->model_->config();
+  const int64_t model_limit = c.max_position_embeddings > 0 ? c.max_position_embeddings : 1 << 20;
+  s->max_context_ = options.max_context > 0 ? std::min(options.max_context, model_limit)
+                                            : model_limit;
+  s->max_sequences_ = options.max_sequences;
+
+  if (s->model_->num_mamba_layers() > 0) {
+    JAMBA_ASSIGN_OR_RETURN(
+        s->mamba_pool_,
+        MambaStatePool::Create(backend, s->model_->num_mamba_layers(), c.mamba_d_inner,
+                               c.mamba_d_state, c.mamba_d_conv, options.max_sequences));
+  }
+  if (s->model_->num_attention_layers() > 0) {
+    const int64_t tokens =
+        options.kv_cache_tokens > 0
+            ? options.kv_cache_tokens
+            : options.max_sequences * std::min<int64_t>(s->max_context_, 4096);
+    const int64_t blocks = KvCachePool::BlocksFor(tokens, options.kv_block_size);
+    if (blocks > (int64_t{1} << 30)) {
+      return absl::InvalidArgumentError(absl::StrCat("kv_cache_tokens too large: ", tokens));
+    }
+    JAMBA_ASSIGN_OR_RETURN(
+        s->kv_pool_, KvCachePool::Create(backend, s->model_->num_attention_layers(),
+                                         c.num_kv_heads, c.head_dim, options.kv_block_size,
+                                         static_cast<int32_t>(blocks)));
+  }
+  s->workspace_ = std::make_unique<Workspace>(backend);
+  return s;
+}
+
+absl::Status Stage::AddSequences(absl::Span<const SequenceId> ids) {
+  std::unordered_set<SequenceId> seen;
+  for (SequenceId id : ids) {
+    if (!seen.insert(id).second) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", id, " given twice"));
+    }
+    if (sequences_.count(id) != 0) {
+      return absl::AlreadyExistsError(absl::StrCat("sequence ", id, " already exists"));
+    }
+  }
+  if (sequences_.size() + ids.size() > static_cast<size_t>(max_sequences_)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(ids.size(), " new sequences do not fit: ", sequences_.size(), " of ",
+                     max_sequences_, " sequence slots are in use"));
+  }
+  for (SequenceId id : ids) {
+    Sequence seq;
+    if (mamba_pool_ != nullptr) {
+      absl::StatusOr<int32_t> slot = mamba_pool_->Allocate();
+      JAMBA_CHECK_MSG(slot.ok(), "Mamba slots are sized to max_sequences");
+      seq.mamba_slot = *slot;
+    }
+    sequences_.emplace(id, std::move(seq));
+  }
+  return absl::OkStatus();
+}
+
+int Stage::RemoveSequences(absl::Span<const SequenceId> ids) {
+  int removed = 0;
+  for (SequenceId id : ids) {
+    auto it = sequences_.find(id);
+    if (it == sequences_.end()) continue;
+    if (mamba_pool_ != nullptr) mamba_pool_->Free(it->second.mamba_slot);
+    if (kv_pool_ != nullptr) kv_pool_->Release(&it->second.blocks);
+    sequences_.erase(it);
+    ++removed;
+  }
+  return removed;
+}
+
+absl::StatusOr<int64_t> Stage::SequenceLength(SequenceId id) const {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no sequence ", id));
+  return it->second.length;
+}
+
+absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
+                                           const StageInput& input) {
+  if (items.empty()) return absl::InvalidArgumentError("empty batch");
+  const ModelConfig& c = config();
+  const int64_t vocab = c.vocab_size, h = c.hidden_size;
+  const bool head = model_->has_head();
+
+  // ---- Validate everything before any state changes. ------------------------------------
+  std::vector<Sequence*> seqs(items.size());
+  std::unordered_set<SequenceId> seen;
+  int64_t n_tokens = 0, n_logit_rows = 0, blocks_needed = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const StageItem& item = items[i];
+    auto it = sequences_.find(item.sequence);
+    if (it == sequences_.end()) {
+      return absl::NotFoundError(absl::StrCat("no sequence ", item.sequence));
+    }
+    if (!seen.insert(item.sequence).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", item.sequence, " appears twice in one step"));
+    }
+    if (item.n_tokens < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", item.sequence, ": no tokens to feed"));
+    }
+    Sequence& s = it->second;
+    if (s.lost) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sequence ", item.sequence,
+                       ": its state was lost in a failed step; release and rebuild it"));
+    }
+    if (item.n_past >= 0 && item.n_past != s.length) {
+      return absl::FailedPreconditionError(absl::StrCat("sequence ", item.sequence, ": n_past ",
+                                                        item.n_past, " but this stage holds ",
+                                                        s.length, " tokens"));
+    }
+    const int64_t new_length = s.length + item.n_tokens;
+    if (new_length > max_context_) {
+      return absl::OutOfRangeError(absl::StrCat("sequence ", item.sequence, " would hold ",
+                                                new_length, " tokens, over the context limit ",
+                                                max_context_));
+    }
+    if (kv_pool_ != nullptr) {
+      blocks_needed += std::max<int64_t>(
+          0, KvCachePool::BlocksFor(new_length, kv_pool_->block_size()) -
+                 static_cast<int64_t>(s.blocks.size()));
+    }
+    seqs[i] = &s;
+    n_tokens += item.n_tokens;
+    if (head) {
+      n_logit_rows += item.logits == LogitsRows::kAll    ? item.n_tokens
+                      : item.logits == LogitsRows::kLast ? 1
+                                                         : 0;
+    }
+  }
+  if (n_tokens > (int64_t{1} << 30)) return absl::InvalidArgumentError("batch too large");
+  if (model_->has_embedding()) {
+    if (!input.hidden.empty() || static_cast<int64_t>(input.token_ids.size()) != n_tokens) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input: this stage embeds tokens and needs ", n_tokens,
+                       " token ids, got ", input.token_ids.size(), " ids and ",
+                       input.hidden.size(), " activations"));
+    }
+    for (size_t t = 0; t < input.token_ids.size(); ++t) {
+      if (input.token_ids[t] < 0 || input.token_ids[t] >= vocab) {
+        return absl::InvalidArgumentError(absl::StrCat("token id ", input.token_ids[t],
+                                                       " at position ", t,
+                                                       " is outside the vocabulary [0, ",
+                                                       vocab, ")"));
+      }
+    }
+  } else if (!input.token_ids.empty() ||
+             static_cast<int64_t>(input.hidden.size()) != n_tokens * h) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input: this stage needs activations [", n_tokens, ", ", h, "], got ",
+                     input.hidden.size(), " values and ", input.token_ids.size(), " token ids"));
+  }
+  if (kv_pool_ != nullptr && blocks_needed > kv_pool_->free_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat("KV cache: the step needs ", blocks_needed,
+                                                     " more blocks, ", kv_pool_->free_blocks(),
+                                                     " are free"));
+  }
+
+  // ---- Lay out the ragged batch and reserve KV blocks (cannot fail now). -----------------
+  BatchLayout layout;
+  layout.n_tokens = static_cast<int32_t>(n_tokens);
+  layout.kv_block_size = kv_pool_ != nullptr ? kv_pool_->block_size() : 0;
+  std::vector<int32_t> rows;  // [n_logit_rows] batch rows whose logits are wanted
+  rows.reserve(n_logit_rows);
+  StageOutput out;
+  out.logits.vocab = vocab;
+  int32_t token_begin = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const StageItem& item = items[i];
+    Sequence& s = *seqs[i];
+    SeqSlice slice;
+    slice.token_begin = token_begin;
+    slice.n_tokens = item.n_tokens;
+    slice.n_past = static_cast<int32_t>(s.length);
+    slice.mamba_slot = s.mamba_slot;
+    if (kv_pool_ != nullptr) {
+      JAMBA_CHECK(kv_pool_->Reserve(&s.blocks, s.length + slice.n_tokens).ok());
+      slice.kv_seq = static_cast<int32_t>(layout.block_tables.size());
+      layout.block_tables.push_back(s.blocks);
+    }
+    layout.seqs.push_back(slice);
+    token_begin += item.n_tokens;
+    if (!head) continue;
+    out.logits.row_begin.push_back(static_cast<int64_t>(rows.size()));
+    if (item.logits == LogitsRows::kAll) {
+      for (int32_t r = 0; r < slice.n_tokens; ++r) rows.push_back(slice.token_begin + r);
+    } else if (item.logits == LogitsRows::kLast) {
+      rows.push_back(slice.token_begin + slice.n_tokens - 1);
+    }
+    out.logits.row_count.push_back(static_cast<int64_t>(rows.size()) -
+                                   out.logits.row_begin.back());
+  }
+
+  // ---- Forward. ------------------------------------------------------------------------
+  workspace_->Reset();
+  ForwardContext ctx{backend_, &layout, workspace_.get(), &c, experts_};
+  Tensor hidden = workspace_->Take(DType::kF32, {n_tokens, h});  // [n, H] f32
+  if (model_->has_embedding()) {
+    Tensor ids_dev = workspace_->Take(DType::kI32, {n_tokens});  // [n] i32
+    JAMBA_RETURN_IF_ERROR(backend_->Upload(input.token_ids.data(),
+                                           input.token_ids.size() * sizeof(int32_t), ids_dev));
+    model_->Embed(ctx, ids_dev, hidden);
+  } else {
+    JAMBA_RETURN_IF_ERROR(
+        backend_->Upload(input.hidden.data(), input.hidden.size() * sizeof(float), hidden));
+  }
+  absl::Status forward = model_->ForwardLayers(ctx, StatePools{mamba_pool_.get(), kv_pool_.get()},
+                                               hidden);
+  if (!forward.ok()) {
+    for (Sequence* s : seqs) s->lost = true;
+    return forward;
+  }
+  if (head) {
+    if (!rows.empty()) {
+      const int64_t m = static_cast<int64_t>(rows.size());
+      Tensor rows_dev = workspace_->Take(DType::kI32, {m});  // [m] i32
+      JAMBA_RETURN_IF_ERROR(
+          backend_->Upload(rows.data(), rows.size() * sizeof(int32_t), rows_dev));
+      Tensor logits = workspace_->Take(DType::kF32, {m, vocab});  // [m, V] f32
+      model_->Logits(ctx, hidden, rows_dev, logits);
+      out.logits.logits.resize(static_cast<size_t>(m * vocab));
+      JAMBA_RETURN_IF_ERROR(backend_->Download(logits, out.logits.logits.data()));
+    } else {
+      JAMBA_RETURN_IF_ERROR(backend_->Synchronize());
+    }
+  } else {
+    out.hidden.resize(static_cast<size_t>(n_tokens * h));
+    JAMBA_RETURN_IF_ERROR(backend_->Download(hidden, out.hidden.data()));
+  }
+  for (size_t i = 0; i < items.size(); ++i) seqs[i]->length += items[i].n_tokens;
+  return out;
+}
+
+StageStats Stage::Stats() const {
+  StageStats s;
+  s.live_sequences = static_cast<int32_t>(sequences_.size());
+  s.max_sequences = max_sequences_;
+  if (mamba_pool_ != nullptr) {
+    s.mamba_slots_used = mamba_pool_->used();
+    s.mamba_slots_total = mamba_pool_->capacity();
+    s.mamba_bytes_per_sequence = mamba_pool_->BytesPerSequence();
+  }
+  if (kv_pool_ != nullptr) {
+    s.kv_blocks_used = kv_pool_->used_blocks();
+    s.kv_blocks_total = kv_pool_->num_blocks();
+    s.kv_block_size = kv_pool_->block_size();
+    s.kv_bytes_per_token = kv_pool_->BytesPerToken();
+  }
+  s.weight_bytes = model_->weight_bytes();
+  return s;
+}
+
+}  // namespace jamba

@@ -1,0 +1,150 @@
+// One pipeline stage: a model shard (a contiguous layer range, with or without the embedding
+// and the head), the state pools of its layers, and the sequences whose state they hold.
+// A layer worker serves one Stage; the single-process Engine is a Stage holding the whole
+// model. Sequence ids are chosen by the caller (the gateway), so every stage of a pipeline
+// knows a sequence by the same id.
+//
+// Forward() runs a ragged batch: each item feeds n_tokens rows of one sequence (a prefill
+// chunk or one decode token). Input is token ids for a stage with the embedding, activations
+// otherwise; output is activations for the next stage, or logits for a stage with the head.
+// Everything is validated before any state changes, so a bad batch fails without touching
+// another sequence. If a forward fails midway (an expert worker unreachable), the batch's
+// sequences are marked lost: their state is partly updated, and further steps on them fail
+// with FailedPrecondition until the caller releases them (and rebuilds from its token log).
+//
+// Not thread-safe: one thread drives a Stage (the backend is one stream).
+#ifndef JAMBA_ENGINE_RUNTIME_STAGE_H_
+#define JAMBA_ENGINE_RUNTIME_STAGE_H_
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/model/blocks/expert_dispatcher.h"
+#include "engine/model/model.h"
+#include "engine/model/workspace.h"
+#include "engine/state/kv_cache_pool.h"
+#include "engine/state/mamba_state_pool.h"
+#include "kernels/backend.h"
+
+namespace jamba {
+
+using SequenceId = int64_t;
+
+enum class LogitsRows { kNone, kLast, kAll };
+
+struct StageOptions {
+  int32_t max_sequences = 16;  // live sequences at once (= Mamba state slots)
+  int32_t kv_block_size = 16;  // token positions per KV block
+  // Token positions of KV cache over all sequences; 0: max_sequences * min(max_context, 4096).
+  int64_t kv_cache_tokens = 0;
+  // Longest sequence (prompt + generated); 0: the model's max_position_embeddings, or 1 << 20
+  // for models without a limit (Mamba).
+  int64_t max_context = 0;
+  // Computes the experts the shard does not hold (not owned; must outlive the stage). Null:
+  // every expert a token is routed to must be held.
+  ExpertDispatcher* experts = nullptr;
+};
+
+struct StageItem {
+  SequenceId sequence = 0;
+  int32_t n_tokens = 0;  // >= 1 rows of this sequence, in batch order
+  // Tokens the caller believes the sequence has absorbed; a stage whose state disagrees fails
+  // the batch (FailedPrecondition) instead of computing garbage. -1: not checked.
+  int64_t n_past = -1;
+  LogitsRows logits = LogitsRows::kNone;  // read by a stage with the head only
+};
+
+// Exactly one is non-empty: token_ids [n_tokens] i32 for a stage with the embedding, hidden
+// [n_tokens, hidden_size] f32 (row-major) for any other. Both are borrowed for the call.
+struct StageInput {
+  absl::Span<const int32_t> token_ids;
+  absl::Span<const float> hidden;
+};
+
+// Logits of one forward, on the host: item i's rows are rows [row_begin[i], row_begin[i] +
+// row_count[i]) of `logits` [rows, vocab] f32 (row r of an item = its r-th token for kAll).
+struct StepOutput {
+  int64_t vocab = 0;
+  std::vector<float> logits;
+  std::vector<int64_t> row_begin;
+  std::vector<int64_t> row_count;
+
+  absl::Span<const float> Row(size_t item, int64_t r) const {
+    return absl::MakeConstSpan(logits.data() + (row_begin[item] + r) * vocab, vocab);
+  }
+  absl::Span<const float> Last(size_t item) const { return Row(item, row_count[item] - 1); }
+};
+
+struct StageOutput {
+  std::vector<float> hidden;  // [n_tokens, hidden_size] f32; stages without the head
+  StepOutput logits;          // stages with the head
+};
+
+struct StageStats {
+  int32_t live_sequences = 0;
+  int32_t max_sequences = 0;
+  int32_t mamba_slots_used = 0, mamba_slots_total = 0;
+  int32_t kv_blocks_used = 0, kv_blocks_total = 0;
+  int32_t kv_block_size = 0;
+  int64_t kv_bytes_per_token = 0;        // this stage's attention layers, K + V
+  int64_t mamba_bytes_per_sequence = 0;  // this stage's Mamba layers, conv + SSM
+  int64_t weight_bytes = 0;
+};
+
+class Stage {
+ public:
+  static absl::StatusOr<std::unique_ptr<Stage>> Create(std::unique_ptr<Model> model,
+                                                       const StageOptions& options,
+                                                       Backend* backend);
+
+  const Model& model() const { return *model_; }
+  const ModelConfig& config() const { return model_->config(); }
+  int64_t max_context() const { return max_context_; }
+
+  // Creates empty sequences. All or nothing: InvalidArgument for an id given twice,
+  // AlreadyExists for a live id, ResourceExhausted when max_sequences would be exceeded.
+  absl::Status AddSequences(absl::Span<const SequenceId> ids);
+  // Frees the sequences' state; unknown ids are skipped. Returns how many were live.
+  int RemoveSequences(absl::Span<const SequenceId> ids);
+  // Tokens absorbed so far; NotFound for unknown ids.
+  absl::StatusOr<int64_t> SequenceLength(SequenceId id) const;
+
+  // Runs one forward over the items' rows. Errors (nothing has changed when one is returned,
+  // except as the header comment says for a failure inside the layers): InvalidArgument for an
+  // empty batch or item, a sequence twice, an input of the wrong kind or size, token ids
+  // outside [0, vocab); NotFound for an unknown sequence; FailedPrecondition for an n_past
+  // mismatch or a lost sequence; OutOfRange when a sequence would exceed max_context;
+  // ResourceExhausted when the KV cache lacks free blocks for the whole batch; the expert
+  // dispatcher's error when an MoE layer fails.
+  absl::StatusOr<StageOutput> Forward(absl::Span<const StageItem> items, const StageInput& input);
+
+  StageStats Stats() const;
+
+ private:
+  struct Sequence {
+    int64_t length = 0;
+    int32_t mamba_slot = -1;
+    std::vector<int32_t> blocks;  // KV block table
+    bool lost = false;            // a forward failed midway; state is garbage
+  };
+
+  Stage() = default;
+
+  Backend* backend_ = nullptr;
+  std::unique_ptr<Model> model_;
+  ExpertDispatcher* experts_ = nullptr;
+  std::unique_ptr<MambaStatePool> mamba_pool_;  // null without Mamba layers
+  std::unique_ptr<KvCachePool> kv_pool_;        // null without attention layers
+  std::unique_ptr<Workspace> workspace_;
+  int64_t max_context_ = 0;
+  int32_t max_sequences_ = 0;
+  std::unordered_map<SequenceId, Sequence> sequences_;
+};
+
+}  // namespace jamba
+
+#endif  // JAMBA_ENGINE_RUNTIME_STAGE_H_
