@@ -10,14 +10,17 @@
 #include "cli/flag_parser.h"
 #include "expert-worker/expert_service.h"
 #include "expert-worker/expert_set.h"
+#include "rpc/serve.h"
 #include "rpc/server.h"
 
 namespace jamba {
 namespace {
 
 int Run(int argc, char** argv) {
+  BlockTerminationSignals();
   std::string model_dir, listen = "127.0.0.1:0", experts = "all", weights = "f32";
-  int32_t threads = 0;
+  int32_t threads = 0, grace_s = 30;
+  bool check_config = false;
   FlagParser flags("jamba-expert-worker --model DIR [--experts SPEC] [--listen HOST:PORT]",
                    "Holds MoE experts of a checkpoint and computes routed token batches for the\n"
                    "cluster's layer workers (gRPC service jamba.v1.ExpertWorker, plus\n"
@@ -29,8 +32,11 @@ int Run(int argc, char** argv) {
                "HOST:PORT");
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
+  flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds in-flight calls get to finish");
+  flags.Bool("check-config", &check_config,
+             "validate the flags and exit without loading or serving");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-expert-worker")) return *exit;
-  if (model_dir.empty() || (weights != "f32" && weights != "bf16") || threads < 0) {
+  if (model_dir.empty() || (weights != "f32" && weights != "bf16") || threads < 0 || grace_s < 0) {
     std::cerr << "jamba-expert-worker: --model is required, --weights is f32 or bf16, "
                  "--threads >= 0 (see --help)\n";
     return 2;
@@ -39,6 +45,10 @@ int Run(int argc, char** argv) {
   if (!set.ok()) {
     std::cerr << "jamba-expert-worker: --" << set.status().message() << "\n";
     return 2;
+  }
+  if (check_config) {
+    std::cout << "configuration ok\n";
+    return 0;
   }
   if (threads > 0) omp_set_num_threads(threads);
   std::unique_ptr<Backend> backend = CreateCpuBackend();
@@ -60,9 +70,8 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-expert-worker: " << server.status().message() << "\n";
     return 1;
   }
-  const std::string host = listen.substr(0, listen.rfind(':'));
-  std::cout << "listening on " << host << ":" << server->port << std::endl;
-  server->server->Wait();
+  std::cout << "listening on " << BoundAddress(listen, server->port) << std::endl;
+  ServeUntilSignal(server->server.get(), absl::Seconds(grace_s));
   return 0;
 }
 

@@ -12,6 +12,9 @@ PACKAGES=(
   # gRPC/protobuf (see notes: protobuf-compiler-grpc is required even to link gRPC).
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   prometheus-cpp-dev
+  # The Python client (client/python) and its tests: Debian's gRPC/protobuf bindings, matching
+  # the protoc above (grpc_python_plugin comes with protobuf-compiler-grpc).
+  python3-grpcio python3-protobuf
   # Fuzzing and sanitizers (libFuzzer ships with clang's runtime).
   clang libclang-rt-14-dev
   # Public-domain text the demo model is trained on.

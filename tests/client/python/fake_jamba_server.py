@@ -3,7 +3,8 @@
 It answers like a gateway would, with made-up tokens: for a request with max_new_tokens n
 (0: 16) the completion is ids 100, 101, ..., 100 + n - 1, the text of id i is "<i>", and the
 stream sends them two per chunk with the finish reason (LENGTH) and usage on the last chunk.
-top_p outside (0, 1] is rejected with INVALID_ARGUMENT, as the gateway does.
+top_p outside (0, 1] and prompts that are not UTF-8 are rejected with INVALID_ARGUMENT, as the
+gateway does. (Request text fields are `bytes` on the wire.)
 
 Tests change behaviour per call through `FakeJamba.generate_script`: a function
 (request, context, call_number) -> iterator of GenerateChunk that replaces the default stream
@@ -65,6 +66,11 @@ def default_chunks(request):
 
 def validate(request, context):
     """Aborts the RPC like the gateway does for a bad request."""
+    if request.WhichOneof("prompt") == "text":
+        try:
+            request.text.decode("utf-8")
+        except UnicodeDecodeError:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text: not valid UTF-8")
     s = request.sampling
     if s.HasField("top_p") and not 0.0 < s.top_p <= 1.0:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -110,7 +116,11 @@ class FakeJamba(generate_pb2_grpc.JambaServicer):
         return response
 
     def Tokenize(self, request, context):
-        ids = [ord(c) for c in request.text]
+        try:
+            text = request.text.decode("utf-8")
+        except UnicodeDecodeError:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text is not valid UTF-8")
+        ids = [ord(c) for c in text]
         if request.add_special_tokens:
             ids.insert(0, 1)  # "BOS"
         return generate_pb2.TokenizeResponse(token_ids=ids)
@@ -147,15 +157,17 @@ class FakeHealth(health_pb2_grpc.HealthServicer):
 
 
 class RunningFake:
-    """A started server on 127.0.0.1 (a free port); stop() when done."""
+    """A started server on 127.0.0.1:`port` (0: a free one); stop() when done."""
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.jamba = FakeJamba()
         self.health = FakeHealth()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         generate_pb2_grpc.add_JambaServicer_to_server(self.jamba, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_insecure_port("127.0.0.1:%d" % port)
+        if self.port == 0:
+            raise RuntimeError("cannot listen on 127.0.0.1:%d" % port)
         self.target = "127.0.0.1:%d" % self.port
         self.server.start()
 

@@ -1,0 +1,59 @@
+// A gateway, assembled: the checkpoint's config and tokenizer, an executor (the layer workers'
+// pipeline, or the whole model in this process), the scheduler, and the public service.
+// Used by jamba-gateway's main() and by tests that run a cluster in one process.
+#ifndef JAMBA_GATEWAY_GATEWAY_H_
+#define JAMBA_GATEWAY_GATEWAY_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/checkpoint/checkpoint.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "gateway/executor.h"
+#include "gateway/jamba_service.h"
+#include "gateway/pipeline.h"
+#include "gateway/scheduler.h"
+
+namespace jamba {
+
+struct GatewayConfig {
+  std::string model_dir;  // config.json + tokenizer.json (weights only in local mode)
+  // Layer worker addresses in stage order. Empty: run the whole model in this process.
+  std::vector<std::string> layer_workers;
+  PipelineOptions pipeline;
+  SchedulerOptions scheduler;
+  StageOptions local;  // local mode: pool sizes and context limit
+  DType weight_dtype = DType::kF32;  // local mode
+};
+
+class Gateway {
+ public:
+  // Loads the config and tokenizer (a folder without tokenizer.json serves token ids only),
+  // then connects to and checks the layer workers, or loads the model in local mode.
+  static absl::StatusOr<std::unique_ptr<Gateway>> Create(const GatewayConfig& config);
+
+  JambaService* service() { return service_.get(); }
+  Scheduler* scheduler() { return scheduler_.get(); }
+  const Pipeline* pipeline() const { return pipeline_; }  // null in local mode
+  SequenceExecutor* executor() { return executor_.get(); }
+
+ private:
+  Gateway() = default;
+
+  // Declaration order is destruction order reversed: the service goes first, then the
+  // scheduler (which releases running sequences on the executor), then the executor.
+  std::unique_ptr<Checkpoint> checkpoint_;  // config and fingerprint (pipeline mode)
+  std::unique_ptr<Tokenizer> tokenizer_;    // null without tokenizer.json
+  std::unique_ptr<SequenceExecutor> executor_;
+  const Pipeline* pipeline_ = nullptr;  // executor_ in pipeline mode
+  ModelConfig config_;
+  std::string fingerprint_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<JambaService> service_;
+};
+
+}  // namespace jamba
+
+#endif  // JAMBA_GATEWAY_GATEWAY_H_

@@ -1,0 +1,106 @@
+// jamba-gateway: the cluster's front door. Serves the public jamba.v1.Jamba API (streaming
+// generation, tokenization, model info), schedules every request with continuous batching
+// over the layer workers (or over the whole model in this process when none are given),
+// samples, and streams tokens back. Also grpc.health.v1 and reflection.
+#include <omp.h>
+
+#include <iostream>
+#include <string>
+
+#include "absl/strings/str_split.h"
+#include "cli/flag_parser.h"
+#include "gateway/gateway.h"
+#include "rpc/serve.h"
+#include "rpc/server.h"
+
+namespace jamba {
+namespace {
+
+int Run(int argc, char** argv) {
+  BlockTerminationSignals();
+  GatewayConfig config;
+  std::string listen = "127.0.0.1:0", weights = "f32";
+  int32_t threads = 0, grace_s = 30;
+  int64_t connect_timeout_s = 120;
+  bool check_config = false;
+  FlagParser flags(
+      "jamba-gateway --model DIR [--layer-workers ADDR,...] [--listen HOST:PORT]",
+      "The public API of a jamba cluster. Reads config.json and tokenizer.json from DIR, checks\n"
+      "that the layer workers (given in stage order) hold every layer of that same checkpoint,\n"
+      "then schedules requests over them with continuous batching and chunked prefill. Without\n"
+      "--layer-workers it loads the whole model and serves it in this process. Prints\n"
+      "'listening on HOST:PORT' when ready.");
+  flags.String("model", &config.model_dir, "checkpoint folder (required)", "", "DIR");
+  flags.Custom(
+      "layer-workers",
+      [&](absl::string_view v) {
+        for (absl::string_view a : absl::StrSplit(v, ',', absl::SkipWhitespace())) {
+          config.layer_workers.emplace_back(a);
+        }
+        return absl::OkStatus();
+      },
+      "ADDR,...", "layer workers in stage order (comma-separated or repeated)");
+  flags.String("listen", &listen, "address to serve on; port 0 picks a free one", "",
+               "HOST:PORT");
+  flags.Int32("max-running", &config.scheduler.max_running,
+              "sequences in the running batch at once", "scheduling");
+  flags.Int32("max-tokens-per-step", &config.scheduler.max_tokens_per_step,
+              "token rows of one forward step (decodes + prompt chunks)", "scheduling");
+  flags.Int32("max-queue", &config.scheduler.max_queue,
+              "waiting requests; more are rejected with RESOURCE_EXHAUSTED", "scheduling");
+  flags.Int32("prefill-chunk", &config.scheduler.prefill_chunk,
+              "prompt tokens of one sequence per step", "scheduling");
+  flags.Int32("max-pending-tokens", &config.scheduler.max_pending_tokens,
+              "tokens a slow client may lag before its sequence pauses", "scheduling");
+  flags.Int("connect-timeout-s", &connect_timeout_s,
+            "how long to wait for the layer workers at start", "cluster");
+  flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds running streams get to finish",
+              "cluster");
+  flags.String("weights", &weights, "local mode: weight matrices in f32 or bf16", "local",
+               "f32|bf16");
+  flags.Int32("threads", &threads, "local mode: CPU threads; 0 = all cores", "local");
+  flags.Int32("max-sequences", &config.local.max_sequences,
+              "local mode: live sequences (Mamba state slots)", "local");
+  flags.Int("kv-cache-tokens", &config.local.kv_cache_tokens,
+            "local mode: KV cache positions; 0: max-sequences x min(context, 4096)", "local");
+  flags.Int("max-context", &config.local.max_context,
+            "local mode: longest sequence; 0: the model's limit", "local");
+  flags.Bool("check-config", &check_config,
+             "validate the flags and exit without loading or serving");
+  if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-gateway")) return *exit;
+  absl::Status sched = ValidateSchedulerOptions(config.scheduler);
+  if (config.model_dir.empty() || (weights != "f32" && weights != "bf16") || threads < 0 ||
+      connect_timeout_s < 1 || grace_s < 0 || !sched.ok()) {
+    std::cerr << "jamba-gateway: "
+              << (sched.ok() ? std::string("--model is required, --weights is f32 or bf16, "
+                                           "--threads >= 0, --connect-timeout-s >= 1 (see --help)")
+                             : std::string(sched.message()))
+              << "\n";
+    return 2;
+  }
+  if (check_config) {
+    std::cout << "configuration ok\n";
+    return 0;
+  }
+  config.weight_dtype = weights == "bf16" ? DType::kBF16 : DType::kF32;
+  config.pipeline.connect_timeout = absl::Seconds(connect_timeout_s);
+  if (threads > 0) omp_set_num_threads(threads);
+  auto gateway = Gateway::Create(config);
+  if (!gateway.ok()) {
+    std::cerr << "jamba-gateway: " << gateway.status().message() << "\n";
+    return 1;
+  }
+  auto server = StartServer(listen, {(*gateway)->service()});
+  if (!server.ok()) {
+    std::cerr << "jamba-gateway: " << server.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "listening on " << BoundAddress(listen, server->port) << std::endl;
+  ServeUntilSignal(server->server.get(), absl::Seconds(grace_s));
+  return 0;
+}
+
+}  // namespace
+}  // namespace jamba
+
+int main(int argc, char** argv) { return jamba::Run(argc, argv); }

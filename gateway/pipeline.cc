@@ -1,0 +1,202 @@
+#include "gateway/pipeline.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "grpcpp/client_context.h"
+#include "proto/wire/tensor_codec.h"
+#include "rpc/channel.h"
+#include "rpc/grpc_status.h"
+
+namespace jamba {
+namespace {
+
+v1::LogitsRows ToProto(LogitsRows rows) {
+  switch (rows) {
+    case LogitsRows::kLast:
+      return v1::LOGITS_ROWS_LAST;
+    case LogitsRows::kAll:
+      return v1::LOGITS_ROWS_ALL;
+    default:
+      return v1::LOGITS_ROWS_NONE;
+  }
+}
+
+// Prefixes a worker's error with its address and the method, keeping the code.
+absl::Status WorkerError(const std::string& address, const char* method,
+                         const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat("layer worker ", address, ": ", method, ": ",
+                                   s.error_message()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Connect(
+    const std::vector<std::string>& addresses, const ModelConfig& c,
+    const std::string& fingerprint, const PipelineOptions& options) {
+  if (addresses.empty()) return absl::InvalidArgumentError("no layer workers given");
+  std::unique_ptr<Pipeline> p(new Pipeline(options));
+  p->addresses_ = addresses;
+  const absl::Time deadline = absl::Now() + options.connect_timeout;
+  int64_t expected_begin = 0;
+  ExecutorLimits& l = p->limits_;
+  l.max_sequences = INT32_MAX;
+  l.max_context = INT64_MAX;
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    const std::string& a = addresses[i];
+    p->stubs_.push_back(v1::LayerWorker::NewStub(MakeInternalChannel(a)));
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(absl::ToChronoTime(deadline));
+    v1::ShardInfoResponse info;
+    grpc::Status s = p->stubs_.back()->ShardInfo(&ctx, v1::ShardInfoRequest(), &info);
+    if (!s.ok()) {
+      return absl::UnavailableError(absl::StrCat("layer worker ", a, " (stage ", i,
+                                                 ") did not answer: ", s.error_message()));
+    }
+    if (info.fingerprint() != fingerprint) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "layer worker ", a, " serves checkpoint ", info.fingerprint(), ", the gateway ",
+          fingerprint, ": every process must load the same model"));
+    }
+    if (info.layer_begin() != expected_begin || info.layer_end() <= info.layer_begin()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "layer worker ", a, " (stage ", i, ") holds layers [", info.layer_begin(), ", ",
+          info.layer_end(), "), expected a range starting at layer ", expected_begin,
+          ": stages must be given in order and cover every layer once"));
+    }
+    if (info.has_embedding() != (i == 0)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "layer worker ", a, ": only the first stage may (and must) hold the embedding"));
+    }
+    const bool last = i + 1 == addresses.size();
+    if (info.has_head() != last) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "layer worker ", a, ": only the last stage may (and must) hold the head"));
+    }
+    expected_begin = info.layer_end();
+    l.max_sequences = std::min(l.max_sequences, info.max_sequences());
+    l.max_context = std::min(l.max_context, info.max_context());
+    if (info.kv_blocks_total() > 0) {
+      if (l.kv_block_size != 0 && l.kv_block_size != info.kv_block_size()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "layer worker ", a, " uses KV blocks of ", info.kv_block_size(),
+            " positions, an earlier stage ", l.kv_block_size, ": start all with the same"));
+      }
+      l.kv_block_size = info.kv_block_size();
+      l.kv_blocks = l.kv_blocks < 0 ? info.kv_blocks_total()
+                                    : std::min<int64_t>(l.kv_blocks, info.kv_blocks_total());
+    }
+  }
+  if (expected_begin != c.num_layers) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the layer workers hold layers [0, ", expected_begin, ") of the model's ",
+        c.num_layers));
+  }
+  return p;
+}
+
+absl::Status Pipeline::Create(absl::Span<const SequenceId> ids) {
+  v1::CreateSequencesRequest request;
+  for (SequenceId id : ids) request.add_sequence_ids(static_cast<uint64_t>(id));
+  for (size_t i = 0; i < stubs_.size(); ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+    v1::CreateSequencesResponse response;
+    grpc::Status s = stubs_[i]->CreateSequences(&ctx, request, &response);
+    if (!s.ok()) {
+      // Undo the stages that did create them, so a failed admission leaks nothing.
+      v1::ReleaseSequencesRequest undo;
+      *undo.mutable_sequence_ids() = request.sequence_ids();
+      for (size_t j = 0; j < i; ++j) {
+        grpc::ClientContext uctx;
+        uctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+        v1::ReleaseSequencesResponse ur;
+        stubs_[j]->ReleaseSequences(&uctx, undo, &ur);
+      }
+      return WorkerError(addresses_[i], "CreateSequences", s);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Pipeline::Release(absl::Span<const SequenceId> ids) {
+  v1::ReleaseSequencesRequest request;
+  for (SequenceId id : ids) request.add_sequence_ids(static_cast<uint64_t>(id));
+  absl::Status first_error;
+  for (size_t i = 0; i < stubs_.size(); ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+    v1::ReleaseSequencesResponse response;
+    grpc::Status s = stubs_[i]->ReleaseSequences(&ctx, request, &response);
+    if (!s.ok() && first_error.ok()) first_error = WorkerError(addresses_[i], "Release", s);
+  }
+  return first_error;
+}
+
+absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
+                                             absl::Span<const int32_t> token_ids) {
+  v1::ForwardRequest request;
+  StepOutput out;
+  int64_t rows = 0;
+  for (const StageItem& item : items) {
+    v1::SequenceSlice* s = request.add_sequences();
+    s->set_sequence_id(static_cast<uint64_t>(item.sequence));
+    s->set_n_tokens(item.n_tokens);
+    s->set_n_past(item.n_past);
+    s->set_logits(ToProto(item.logits));
+    const int64_t count = item.logits == LogitsRows::kAll    ? item.n_tokens
+                          : item.logits == LogitsRows::kLast ? 1
+                                                             : 0;
+    out.row_begin.push_back(rows);
+    out.row_count.push_back(count);
+    rows += count;
+  }
+  request.mutable_token_ids()->mutable_ids()->Add(token_ids.begin(), token_ids.end());
+  v1::ForwardResponse response;
+  for (size_t i = 0; i < stubs_.size(); ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+    response.Clear();
+    grpc::Status s = stubs_[i]->Forward(&ctx, request, &response);
+    if (!s.ok()) return WorkerError(addresses_[i], "Forward", s);
+    if (i + 1 < stubs_.size()) {
+      if (!response.has_hidden()) {
+        return absl::InternalError(
+            absl::StrCat("layer worker ", addresses_[i], ": Forward returned no activations"));
+      }
+      // The activations move on to the next stage without a copy.
+      request.mutable_hidden()->Swap(response.mutable_hidden());
+    }
+  }
+  if (!response.has_logits()) {
+    return absl::InternalError(absl::StrCat("layer worker ", addresses_.back(),
+                                            ": Forward returned no logits"));
+  }
+  JAMBA_ASSIGN_OR_RETURN(WireF32View view, ViewF32(response.logits(), 2, "logits"));
+  if (view.shape[0] != rows) {
+    return absl::InternalError(absl::StrCat("layer worker ", addresses_.back(), ": returned ",
+                                            view.shape[0], " logit rows, expected ", rows));
+  }
+  out.vocab = view.shape[1];
+  out.logits.resize(static_cast<size_t>(view.numel));
+  std::memcpy(out.logits.data(), view.data, out.logits.size() * sizeof(float));
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::ShardInfoResponse>> Pipeline::ShardInfos() const {
+  std::vector<v1::ShardInfoResponse> out(stubs_.size());
+  for (size_t i = 0; i < stubs_.size(); ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+    grpc::Status s = stubs_[i]->ShardInfo(&ctx, v1::ShardInfoRequest(), &out[i]);
+    if (!s.ok()) return WorkerError(addresses_[i], "ShardInfo", s);
+  }
+  return out;
+}
+
+}  // namespace jamba

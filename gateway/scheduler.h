@@ -1,0 +1,110 @@
+// The gateway's continuous-batching scheduler. One thread runs steps back to back; each step:
+//   1. drops cancelled sequences, admits waiting requests (FIFO) while a running slot and
+//      their KV reservation are free, and creates their state on every stage;
+//   2. builds one ragged batch: a token for every decoding sequence whose reader keeps up,
+//      then prompt chunks of prefilling sequences (at most `prefill_chunk` each) until the
+//      step's token budget is spent - so a long prompt is spread over steps and never stalls
+//      running decodes;
+//   3. runs it on the executor, samples each sequence's next token with its own Completion
+//      (the code jamba-run uses, so tokens match the single process), streams the tokens,
+//      and releases finished sequences' state on every stage.
+// KV blocks are reserved at admission for the sequence's whole life (prompt + max_new_tokens,
+// capped by the context), as TGI does: a running sequence never runs out of cache and is never
+// preempted; a request that does not fit waits in the queue, and a full queue rejects at once.
+#ifndef JAMBA_GATEWAY_SCHEDULER_H_
+#define JAMBA_GATEWAY_SCHEDULER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/runtime/completion.h"
+#include "gateway/executor.h"
+#include "gateway/request_stream.h"
+
+namespace jamba {
+
+struct SchedulerOptions {
+  int32_t max_running = 16;          // sequences in the batch at once (<= workers' slots)
+  int32_t max_tokens_per_step = 512;  // rows of one forward (decodes + prompt chunks)
+  int32_t max_queue = 256;           // waiting requests; beyond: RESOURCE_EXHAUSTED
+  int32_t prefill_chunk = 256;       // prompt tokens of one sequence per step
+  int32_t max_pending_tokens = 64;   // tokens a reader may lag before its sequence pauses
+};
+
+absl::Status ValidateSchedulerOptions(const SchedulerOptions& options);
+
+struct SchedulerStats {
+  int64_t queued = 0;
+  int64_t running = 0;
+  int64_t kv_blocks_reserved = 0;
+  int64_t steps = 0;
+  int64_t step_tokens = 0;      // rows forwarded, all steps
+  int64_t generated_tokens = 0;
+  int64_t finished = 0;         // requests ended (any reason, incl. errors and cancels)
+  int64_t rejected_queue_full = 0;
+};
+
+class Scheduler {
+ public:
+  // Starts the scheduler thread. `executor` must outlive the scheduler.
+  Scheduler(SequenceExecutor* executor, const SchedulerOptions& options);
+  // Stops the thread; requests still queued or running end with Unavailable, and running
+  // sequences are released on the executor.
+  ~Scheduler();
+
+  // Queues a validated request. ResourceExhausted when the queue is full, or when the request
+  // could never fit (its KV reservation exceeds the whole cache).
+  absl::StatusOr<std::shared_ptr<RequestStream>> Submit(std::unique_ptr<Completion> completion);
+
+  SchedulerStats Stats() const;
+
+ private:
+  struct Sequence {
+    SequenceId id = 0;
+    std::unique_ptr<Completion> completion;
+    std::shared_ptr<RequestStream> stream;
+    int64_t fed = 0;        // tokens the executor has absorbed
+    int64_t kv_blocks = 0;  // reserved for the sequence's life
+  };
+
+  void Run();
+  void Wake();
+  int64_t KvBlocksFor(const Completion& c) const;
+  // Ends the sequences (their streams are finished by the caller) and frees their state.
+  void Retire(std::vector<std::unique_ptr<Sequence>>* done);
+  // Moves admissible queued requests into `admitted` (scheduler thread, under mu_).
+  void Admit(std::vector<std::unique_ptr<Sequence>>* admitted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One step; false if there was nothing to run.
+  bool Step();
+
+  SequenceExecutor* const executor_;
+  const SchedulerOptions options_;
+  const ExecutorLimits limits_;
+  const int32_t max_running_;
+
+  mutable absl::Mutex mu_;
+  std::deque<std::unique_ptr<Sequence>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t kv_blocks_reserved_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
+  SequenceId next_id_ ABSL_GUARDED_BY(mu_) = 1;
+
+  // Scheduler thread only.
+  std::vector<std::unique_ptr<Sequence>> running_;
+
+  std::atomic<int64_t> steps_{0}, step_tokens_{0}, generated_{0}, finished_{0},
+      rejected_full_{0};
+  std::thread thread_;
+};
+
+}  // namespace jamba
+
+#endif  // JAMBA_GATEWAY_SCHEDULER_H_
