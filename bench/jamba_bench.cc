@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_config.h"
 #include "bench/memory_bandwidth.h"
 #include "cli/flag_parser.h"
 #include "common/status_macros.h"
@@ -48,34 +49,12 @@ struct Options {
   int64_t bandwidth_mib = 1024;
 };
 
-// config.json text with --set key=value overrides applied (values parsed as JSON, else
-// taken as strings).
-absl::StatusOr<std::string> ConfigWithOverrides(const Options& o) {
-  std::ifstream in(o.config);
-  if (!in) return absl::NotFoundError(absl::StrCat(o.config, ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(o.config, ": not a JSON object"));
-  }
-  for (const std::string& kv : o.overrides) {
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("--set: expected KEY=VALUE, got '", kv, "'"));
-    }
-    nlohmann::json v = nlohmann::json::parse(kv.substr(eq + 1), nullptr, false);
-    j[kv.substr(0, eq)] = v.is_discarded() ? nlohmann::json(kv.substr(eq + 1)) : v;
-  }
-  return j.dump();
-}
-
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const Options& o, DType dtype,
                                                  Backend* backend) {
   LoadOptions load;
   load.weight_dtype = dtype;
   if (!o.model.empty()) return Model::Load(o.model, load, backend);
-  JAMBA_ASSIGN_OR_RETURN(std::string text, ConfigWithOverrides(o));
+  JAMBA_ASSIGN_OR_RETURN(std::string text, ConfigWithOverrides(o.config, o.overrides));
   JAMBA_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(text, o.config));
   return Model::Load(Checkpoint::Synthetic(std::move(config), /*seed=*/1234), load, backend);
 }

@@ -57,6 +57,10 @@ absl::StatusOr<std::unique_ptr<RemoteExperts>> RemoteExperts::Connect(
     v1::ExpertShardInfoRequest request;
     v1::ExpertShardInfoResponse info;
     absl::Status s = FromGrpcStatus(w->stub->ShardInfo(&ctx, request, &info));
+    if (absl::IsUnimplemented(s)) {  // it answers, but serves no ExpertWorker API
+      return absl::FailedPreconditionError(absl::StrCat(
+          "expert worker ", address, " is not an expert worker: ", s.message()));
+    }
     if (!s.ok()) {
       return absl::UnavailableError(
           absl::StrCat("expert worker ", address, ": ShardInfo failed: ", s.ToString()));

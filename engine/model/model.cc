@@ -49,6 +49,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<Checkpoint> c
   }
   WeightLoader loader(&ckpt, backend, options.weight_dtype);
   JAMBA_RETURN_IF_ERROR(arch.load_globals(loader, c, embedding, head, &model->weights_));
+  model->embeds_ = embedding;
   for (int64_t i = s.layer_begin; i < end; ++i) {
     LayerWeights lw;
     lw.layer_index = static_cast<int>(i);

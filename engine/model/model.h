@@ -59,10 +59,14 @@ class Model {
                                                      Backend* backend);
 
   const ModelConfig& config() const { return checkpoint_->config(); }
+  // The checkpoint the weights were read from (tools re-export a synthetic one to a folder).
+  Checkpoint* mutable_checkpoint() { return checkpoint_.get(); }
   const std::string& fingerprint() const { return checkpoint_->fingerprint(); }
   int64_t layer_begin() const { return layer_begin_; }
   int64_t layer_end() const { return layer_end_; }
-  bool has_embedding() const { return Present(weights_.embedding); }
+  // Whether the shard embeds token ids (it starts the pipeline). The last shard of a model
+  // with tied embeddings also holds the embedding matrix, as its lm_head, yet takes activations.
+  bool has_embedding() const { return embeds_; }
   bool has_head() const { return Present(weights_.lm_head); }
   int64_t num_mamba_layers() const { return num_mamba_; }      // held by this shard
   int64_t num_attention_layers() const { return num_attention_; }  // held by this shard
@@ -99,6 +103,7 @@ class Model {
   int64_t weight_bytes_ = 0;
   int64_t num_parameters_ = 0;
   bool experts_only_ = false;
+  bool embeds_ = false;
 };
 
 }  // namespace jamba

@@ -1,0 +1,138 @@
+#include "cli/cluster_command.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cli/cluster_plan.h"
+#include "cli/flag_parser.h"
+#include "cli/local_cluster.h"
+#include "engine/config/model_config.h"
+
+namespace jamba {
+namespace {
+
+int RunUp(int argc, char** argv) {
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGINT);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &term, nullptr);
+
+  std::string model, host = "127.0.0.1", weights = "f32", bin_dir;
+  int32_t layer_workers = 2, expert_workers = 2, replicas = 1, port = 50051, threads = 0;
+  int32_t max_running = 16, max_sequences = 16, grace_s = 30;
+  int64_t start_timeout_s = 300;
+  FlagParser flags(
+      "jambactl cluster up --model DIR [--layer-workers N] [--expert-workers M] "
+      "[--replicas R] [--port P]",
+      "Starts a whole cluster on this machine: M expert workers (every expert of every MoE\n"
+      "layer held by R of them), N layer workers (contiguous layer ranges, pipeline order) and\n"
+      "the gateway on HOST:P. Waits until every process is healthy, prints the endpoints and\n"
+      "'cluster ready: gateway HOST:P', forwards the processes' logs to stderr, and stops them\n"
+      "all cleanly on Ctrl-C or SIGTERM (exit 0). If a process dies, stops the rest (exit 1).");
+  flags.String("model", &model, "checkpoint folder (required)", "", "DIR");
+  flags.Int32("layer-workers", &layer_workers, "pipeline stages");
+  flags.Int32("expert-workers", &expert_workers,
+              "expert worker processes; 0: the layer workers hold the experts");
+  flags.Int32("replicas", &replicas, "expert workers holding each expert");
+  flags.Int32("port", &port, "gateway port (0: a free one)");
+  flags.String("host", &host, "address every process binds", "", "HOST");
+  flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
+  flags.Int32("threads", &threads, "CPU threads per process; 0 = all cores");
+  flags.Int32("max-running", &max_running, "gateway: sequences in the running batch");
+  flags.Int32("max-sequences", &max_sequences, "layer workers: live sequences (state slots)");
+  flags.Int("start-timeout-s", &start_timeout_s, "how long each process may take to start");
+  flags.Int32("grace-s", &grace_s, "on stop, seconds each process gets to drain");
+  flags.String("bin-dir", &bin_dir,
+               "folder with jamba-gateway, jamba-layer-worker, jamba-expert-worker; default: "
+               "next to jambactl or in its build tree", "", "DIR");
+  if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jambactl cluster up")) {
+    return *exit;
+  }
+  auto usage = [](const std::string& m) {
+    std::cerr << "jambactl cluster up: " << m << " (see --help)\n";
+    return 2;
+  };
+  if (model.empty()) return usage("--model is required");
+  if (port < 0 || port > 65535) return usage(absl::StrCat("--port must be in [0, 65535]"));
+  if (weights != "f32" && weights != "bf16") return usage("--weights is f32 or bf16");
+  if (threads < 0 || grace_s < 0 || start_timeout_s < 1 || max_running < 1 ||
+      max_sequences < 1) {
+    return usage("--threads and --grace-s must be >= 0, the others >= 1");
+  }
+  absl::StatusOr<ModelConfig> config = LoadModelConfig(model);
+  if (!config.ok()) {
+    std::cerr << "jambactl cluster up: " << config.status().message() << "\n";
+    return 1;
+  }
+  absl::StatusOr<ClusterPlan> plan = PlanCluster(*config, layer_workers, expert_workers,
+                                                 replicas);
+  if (!plan.ok()) return usage(std::string("--") + std::string(plan.status().message()));
+  LocalClusterOptions lo;
+  lo.model = model;
+  lo.plan = *std::move(plan);
+  lo.host = host;
+  lo.port = port;
+  lo.weights = weights;
+  lo.threads = threads;
+  lo.max_running = max_running;
+  lo.max_sequences = max_sequences;
+  lo.grace_s = grace_s;
+  lo.start_timeout = absl::Seconds(start_timeout_s);
+  lo.bin_dir = bin_dir;
+  absl::StatusOr<std::unique_ptr<LocalCluster>> cluster = LocalCluster::Start(lo);
+  if (!cluster.ok()) {
+    std::cerr << "jambactl cluster up: " << cluster.status().message() << "\n";
+    return 1;
+  }
+  const std::vector<std::string>& experts = (*cluster)->expert_workers();
+  const std::vector<std::string>& layers = (*cluster)->layer_workers();
+  for (size_t i = 0; i < experts.size(); ++i) {
+    std::cout << "expert worker " << i << "  " << experts[i] << "  experts "
+              << lo.plan.expert_specs[i] << "\n";
+  }
+  for (size_t i = 0; i < layers.size(); ++i) {
+    std::cout << "layer worker " << i << "   " << layers[i] << "  layers ["
+              << lo.plan.layer_ranges[i].first << ", " << lo.plan.layer_ranges[i].second
+              << ")\n";
+  }
+  std::cout << "cluster ready: gateway " << (*cluster)->gateway() << std::endl;
+
+  // Until Ctrl-C / SIGTERM, or a process dies.
+  while (true) {
+    timespec tick{0, 200 * 1000 * 1000};
+    const int sig = sigtimedwait(&term, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) break;
+    if (const ChildProcess* dead = (*cluster)->Dead()) {
+      std::cerr << "jambactl cluster up: " << dead->name() << " exited; stopping the cluster\n";
+      (*cluster)->Stop(absl::Seconds(grace_s));
+      return 1;
+    }
+  }
+  std::cerr << "jambactl cluster up: stopping\n";
+  return (*cluster)->Stop(absl::Seconds(grace_s + 5)) ? 0 : 1;
+}
+
+}  // namespace
+
+int RunClusterCommand(int argc, char** argv) {
+  const std::string action = argc >= 2 ? argv[1] : "";
+  if (action == "up") return RunUp(argc - 1, argv + 1);
+  if (action == "--help" || action == "-h") {
+    std::cout << "Usage: jambactl cluster up --model DIR [options]\n"
+                 "Starts a local cluster; see jambactl cluster up --help.\n";
+    return 0;
+  }
+  std::cerr << "jambactl cluster: unknown action '" << action << "' (expected: up)\n";
+  return 2;
+}
+
+}  // namespace jamba

@@ -1,0 +1,32 @@
+// How `jambactl cluster up` lays a model out over processes: contiguous, near-equal layer
+// ranges for the layer workers, and every (MoE layer, expert) pair on `replicas` expert
+// workers, dealt round-robin so each worker holds a near-equal share and replicas of one
+// expert sit on distinct workers. Kept apart from the process handling so it can be tested.
+#ifndef JAMBA_CLI_CLUSTER_PLAN_H_
+#define JAMBA_CLI_CLUSTER_PLAN_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/config/model_config.h"
+
+namespace jamba {
+
+struct ClusterPlan {
+  std::vector<std::pair<int64_t, int64_t>> layer_ranges;  // [begin, end) per layer worker
+  // Per expert worker: its --experts spec ("LAYER:E,E;LAYER:E").
+  std::vector<std::string> expert_specs;
+};
+
+// InvalidArgument when the counts do not fit the model (more layer workers than layers,
+// replicas outside [1, expert_workers], more expert workers than expert replicas to hold, or
+// expert workers for a model without experts).
+absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& config, int32_t layer_workers,
+                                        int32_t expert_workers, int32_t replicas);
+
+}  // namespace jamba
+
+#endif  // JAMBA_CLI_CLUSTER_PLAN_H_

@@ -1,0 +1,146 @@
+#include "cli/local_cluster.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/client.h"
+#include "common/status_macros.h"
+
+namespace jamba {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The server binaries: next to this executable (an install), or in the build tree's sibling
+// folders (build/cli/jambactl, build/gateway/jamba-gateway, ...).
+std::string FindBinary(const std::string& bin_dir, const std::string& name,
+                       const std::string& build_subdir) {
+  std::vector<fs::path> candidates;
+  if (!bin_dir.empty()) {
+    candidates.push_back(fs::path(bin_dir) / name);
+  } else {
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec).parent_path();
+    candidates.push_back(self / name);
+    candidates.push_back(self / ".." / build_subdir / name);
+  }
+  for (const fs::path& p : candidates) {
+    if (access(p.c_str(), X_OK) == 0) return fs::weakly_canonical(p).string();
+  }
+  return "";
+}
+
+absl::Status WaitHealthy(const std::string& name, const std::string& address,
+                         absl::Duration timeout) {
+  client::ClientOptions o;
+  o.deadline = timeout;
+  o.max_attempts = 20;
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<client::Client> c, client::Client::Connect(address, o));
+  absl::StatusOr<client::ServingStatus> s = c->Health();
+  if (!s.ok()) return absl::UnavailableError(absl::StrCat(name, ": ", s.status().message()));
+  if (*s != client::ServingStatus::kServing) {
+    return absl::UnavailableError(
+        absl::StrCat(name, " at ", address, " is ", client::ServingStatusName(*s)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClusterOptions& o) {
+  const std::string gateway_bin = FindBinary(o.bin_dir, "jamba-gateway", "gateway");
+  const std::string layer_bin = FindBinary(o.bin_dir, "jamba-layer-worker", "layer-worker");
+  const std::string expert_bin = FindBinary(o.bin_dir, "jamba-expert-worker", "expert-worker");
+  if (gateway_bin.empty() || layer_bin.empty() || expert_bin.empty()) {
+    return absl::NotFoundError(
+        "cannot find jamba-gateway, jamba-layer-worker and jamba-expert-worker; pass --bin-dir");
+  }
+  std::unique_ptr<LocalCluster> c(new LocalCluster());
+  const std::string listen_any = absl::StrCat(o.host, ":0");
+  auto with_common = [&](std::vector<std::string> argv) {
+    for (const std::string& a : {std::string("--model"), o.model, std::string("--weights"),
+                                 o.weights, std::string("--threads"), std::to_string(o.threads),
+                                 std::string("--grace-s"), std::to_string(o.grace_s)}) {
+      argv.push_back(a);
+    }
+    return argv;
+  };
+  for (size_t i = 0; i < o.plan.expert_specs.size(); ++i) {
+    JAMBA_ASSIGN_OR_RETURN(std::string a,
+                           c->Launch(absl::StrCat("expert-", i),
+                                     with_common({expert_bin, "--experts", o.plan.expert_specs[i],
+                                                  "--listen", listen_any}),
+                                     o.start_timeout));
+    c->experts_.push_back(a);
+  }
+  for (size_t i = 0; i < o.plan.layer_ranges.size(); ++i) {
+    std::vector<std::string> argv = with_common(
+        {layer_bin, "--layers",
+         absl::StrCat(o.plan.layer_ranges[i].first, ":", o.plan.layer_ranges[i].second),
+         "--listen", listen_any, "--max-sequences", std::to_string(o.max_sequences)});
+    if (!c->experts_.empty()) {
+      argv.push_back("--expert-workers");
+      argv.push_back(absl::StrJoin(c->experts_, ","));
+    }
+    JAMBA_ASSIGN_OR_RETURN(std::string a,
+                           c->Launch(absl::StrCat("layer-", i), argv, o.start_timeout));
+    c->layers_.push_back(a);
+  }
+  JAMBA_ASSIGN_OR_RETURN(
+      c->gateway_,
+      c->Launch("gateway",
+                {gateway_bin, "--model", o.model, "--layer-workers",
+                 absl::StrJoin(c->layers_, ","), "--listen", absl::StrCat(o.host, ":", o.port),
+                 "--max-running", std::to_string(o.max_running), "--grace-s",
+                 std::to_string(o.grace_s)},
+                o.start_timeout));
+  return c;
+}
+
+LocalCluster::~LocalCluster() { Stop(absl::Seconds(5)); }
+
+absl::StatusOr<std::string> LocalCluster::Launch(const std::string& name,
+                                                 const std::vector<std::string>& argv,
+                                                 absl::Duration timeout) {
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child, ChildProcess::Start(name, argv));
+  ChildProcess* p = child.get();
+  children_.push_back(std::move(child));
+  JAMBA_ASSIGN_OR_RETURN(std::string address, p->WaitListening(timeout));
+  JAMBA_RETURN_IF_ERROR(WaitHealthy(name, address, timeout));
+  return address;
+}
+
+std::vector<pid_t> LocalCluster::pids() const {
+  std::vector<pid_t> out;
+  for (const auto& c : children_) out.push_back(c->pid());
+  return out;
+}
+
+const ChildProcess* LocalCluster::Dead() {
+  for (const auto& c : children_) {
+    if (c->Exited()) return c.get();
+  }
+  return nullptr;
+}
+
+bool LocalCluster::Stop(absl::Duration grace) {
+  bool clean = true;
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+    const int status = (*it)->Stop(SIGTERM, grace);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::cerr << (*it)->name() << " exited with status "
+                << (WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) << "\n";
+      clean = false;
+    }
+  }
+  children_.clear();
+  return clean;
+}
+
+}  // namespace jamba
