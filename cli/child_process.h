@@ -21,9 +21,11 @@ namespace jamba {
 
 class ChildProcess {
  public:
-  // Starts argv[0] (a path) with the given arguments.
-  static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(const std::string& name,
-                                                             const std::vector<std::string>& argv);
+  // Starts argv[0] (a path) with the given arguments; `env` entries ("KEY=VALUE") are added to
+  // (or override) the inherited environment.
+  static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(
+      const std::string& name, const std::vector<std::string>& argv,
+      const std::vector<std::string>& env = {});
   ~ChildProcess();  // kills a still-running child
 
   const std::string& name() const { return name_; }
