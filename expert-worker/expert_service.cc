@@ -1,5 +1,6 @@
 #include "expert-worker/expert_service.h"
 
+#include <chrono>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -34,6 +35,13 @@ absl::Status ExpertService::ComputeBatches(const v1::ExpertRequest& request,
     inputs.push_back(std::move(view));
   }
   std::lock_guard<std::mutex> lock(mu_);
+  const auto start = std::chrono::steady_clock::now();
+  ++stats_.requests;
+  for (int i = 0; i < request.batches_size(); ++i) {
+    const v1::ExpertBatch& b = request.batches(i);
+    stats_.tokens[{b.layer(), b.expert()}] += inputs[i].shape[0];
+    ++stats_.batches;
+  }
   BatchLayout layout;  // experts are per token: no sequence state involved
   ForwardContext ctx{backend_.get(), &layout, &workspace_, &c};
   std::vector<float> host;
@@ -56,7 +64,14 @@ absl::Status ExpertService::ComputeBatches(const v1::ExpertRequest& request,
     const int64_t shape[] = {n, c.hidden_size};
     EncodeF32(host.data(), shape, out);
   }
+  stats_.compute_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return absl::OkStatus();
+}
+
+ExpertService::Stats ExpertService::GetStats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
 }
 
 grpc::Status ExpertService::Compute(grpc::ServerContext*, const v1::ExpertRequest* request,

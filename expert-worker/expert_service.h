@@ -4,7 +4,9 @@
 #ifndef JAMBA_EXPERT_WORKER_EXPERT_SERVICE_H_
 #define JAMBA_EXPERT_WORKER_EXPERT_SERVICE_H_
 
+#include <map>
 #include <memory>
+#include <utility>
 #include <mutex>
 
 #include "absl/status/statusor.h"
@@ -27,11 +29,22 @@ class ExpertService final : public v1::ExpertWorker::Service {
   // The service logic with errors as values; Compute converts at the gRPC boundary.
   absl::Status ComputeBatches(const v1::ExpertRequest& request, v1::ExpertResponse* response);
 
+  // Work done so far, for metrics.
+  struct Stats {
+    std::map<std::pair<int32_t, int32_t>, int64_t> tokens;  // routed tokens per (layer, expert)
+    int64_t requests = 0;
+    int64_t batches = 0;
+    double compute_seconds = 0;
+  };
+  Stats GetStats() const;
+  const Model& model() const { return *model_; }
+
  private:
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;
-  std::mutex mu_;  // one backend stream: requests compute one at a time
+  mutable std::mutex mu_;  // one backend stream: requests compute one at a time
   Workspace workspace_;
+  Stats stats_;  // guarded by mu_
 };
 
 }  // namespace jamba

@@ -8,8 +8,10 @@
 #include <string>
 
 #include "cli/flag_parser.h"
+#include "cli/topology.h"
 #include "expert-worker/expert_service.h"
 #include "expert-worker/expert_set.h"
+#include "metrics/telemetry.h"
 #include "rpc/serve.h"
 #include "rpc/server.h"
 
@@ -19,6 +21,7 @@ namespace {
 int Run(int argc, char** argv) {
   BlockTerminationSignals();
   std::string model_dir, listen = "127.0.0.1:0", experts = "all", weights = "f32";
+  std::string metrics_listen;
   int32_t threads = 0, grace_s = 30;
   bool check_config = false;
   FlagParser flags("jamba-expert-worker --model DIR [--experts SPEC] [--listen HOST:PORT]",
@@ -33,9 +36,23 @@ int Run(int argc, char** argv) {
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
   flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds in-flight calls get to finish");
+  flags.String("metrics-listen", &metrics_listen,
+               "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "",
+               "HOST:PORT");
+  TopologyFlags topology;
+  AddTopologyFlags(&flags, &topology, /*with_ordinal=*/true);
   flags.Bool("check-config", &check_config,
-             "validate the flags and exit without loading or serving");
+             "validate the flags (and read the --topology file), then exit; opens neither the "
+             "model folder nor the network, so it runs where the weights are absent");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-expert-worker")) return *exit;
+  absl::Status conflict = RejectReplacedFlags(flags, topology, {"experts"});
+  absl::StatusOr<absl::optional<TopologyExpertWorker>> own =
+      conflict.ok() ? ExpertWorkerFromTopology(topology, listen) : conflict;
+  if (!own.ok()) {
+    std::cerr << "jamba-expert-worker: " << own.status().message() << "\n";
+    return 2;
+  }
+  if (own->has_value()) experts = (*own)->experts;
   if (model_dir.empty() || (weights != "f32" && weights != "bf16") || threads < 0 || grace_s < 0) {
     std::cerr << "jamba-expert-worker: --model is required, --weights is f32 or bf16, "
                  "--threads >= 0 (see --help)\n";
@@ -65,10 +82,38 @@ int Run(int argc, char** argv) {
     return 1;
   }
   ExpertService service(std::move(backend), *std::move(model));
-  auto server = StartServer(listen, {&service});
+  Telemetry telemetry(BuildInfo{"expert_worker", "cpu", service.model().fingerprint()});
+  telemetry.AddScrapeTimeMetrics([&service] {
+    const ExpertService::Stats s = service.GetStats();
+    std::vector<std::pair<MetricLabels, double>> tokens;
+    for (const auto& [key, n] : s.tokens) {
+      tokens.push_back({{{"layer", std::to_string(key.first)},
+                         {"expert", std::to_string(key.second)}},
+                        static_cast<double>(n)});
+    }
+    return std::vector<prometheus::MetricFamily>{
+        CounterFamily("jamba_expert_tokens_total",
+                      "Token rows computed, per (MoE layer, expert) held here", tokens),
+        CounterFamily("jamba_expert_requests_total", "Compute requests served",
+                      {{{}, static_cast<double>(s.requests)}}),
+        CounterFamily("jamba_expert_batches_total", "(layer, expert) batches computed",
+                      {{{}, static_cast<double>(s.batches)}}),
+        CounterFamily("jamba_expert_compute_seconds_total", "Time spent computing experts",
+                      {{{}, s.compute_seconds}}),
+    };
+  });
+  absl::StatusOr<int> metrics_port = telemetry.Serve(metrics_listen);
+  if (!metrics_port.ok()) {
+    std::cerr << "jamba-expert-worker: " << metrics_port.status().message() << "\n";
+    return 1;
+  }
+  auto server = StartServer(listen, {&service}, telemetry.Interceptors());
   if (!server.ok()) {
     std::cerr << "jamba-expert-worker: " << server.status().message() << "\n";
     return 1;
+  }
+  if (*metrics_port != 0) {
+    std::cout << "metrics on " << BoundAddress(metrics_listen, *metrics_port) << std::endl;
   }
   std::cout << "listening on " << BoundAddress(listen, server->port) << std::endl;
   ServeUntilSignal(server->server.get(), absl::Seconds(grace_s));

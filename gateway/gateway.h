@@ -38,6 +38,7 @@ class Gateway {
   Scheduler* scheduler() { return scheduler_.get(); }
   const Pipeline* pipeline() const { return pipeline_; }  // null in local mode
   SequenceExecutor* executor() { return executor_.get(); }
+  const std::string& fingerprint() const { return fingerprint_; }
 
  private:
   Gateway() = default;

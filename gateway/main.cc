@@ -9,7 +9,9 @@
 
 #include "absl/strings/str_split.h"
 #include "cli/flag_parser.h"
+#include "cli/topology.h"
 #include "gateway/gateway.h"
+#include "metrics/telemetry.h"
 #include "rpc/serve.h"
 #include "rpc/server.h"
 
@@ -19,7 +21,7 @@ namespace {
 int Run(int argc, char** argv) {
   BlockTerminationSignals();
   GatewayConfig config;
-  std::string listen = "127.0.0.1:0", weights = "f32";
+  std::string listen = "127.0.0.1:0", weights = "f32", metrics_listen;
   int32_t threads = 0, grace_s = 30;
   int64_t connect_timeout_s = 120;
   bool check_config = false;
@@ -56,6 +58,9 @@ int Run(int argc, char** argv) {
             "how long to wait for the layer workers at start", "cluster");
   flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds running streams get to finish",
               "cluster");
+  flags.String("metrics-listen", &metrics_listen,
+               "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "",
+               "HOST:PORT");
   flags.String("weights", &weights, "local mode: weight matrices in f32 or bf16", "local",
                "f32|bf16");
   flags.Int32("threads", &threads, "local mode: CPU threads; 0 = all cores", "local");
@@ -65,9 +70,22 @@ int Run(int argc, char** argv) {
             "local mode: KV cache positions; 0: max-sequences x min(context, 4096)", "local");
   flags.Int("max-context", &config.local.max_context,
             "local mode: longest sequence; 0: the model's limit", "local");
+  TopologyFlags topology;
+  AddTopologyFlags(&flags, &topology, /*with_ordinal=*/false);
   flags.Bool("check-config", &check_config,
-             "validate the flags and exit without loading or serving");
+             "validate the flags (and read the --topology file), then exit; opens neither the "
+             "model folder nor the network, so it runs where the weights are absent");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-gateway")) return *exit;
+  if (!topology.file.empty()) {
+    absl::Status conflict = RejectReplacedFlags(flags, topology, {"layer-workers"});
+    absl::StatusOr<Topology> layout =
+        conflict.ok() ? ReadTopologyFile(topology.file) : conflict;
+    if (!layout.ok()) {
+      std::cerr << "jamba-gateway: " << layout.status().message() << "\n";
+      return 2;
+    }
+    config.layer_workers = layout->LayerWorkerAddresses();
+  }
   absl::Status sched = ValidateSchedulerOptions(config.scheduler);
   if (config.model_dir.empty() || (weights != "f32" && weights != "bf16") || threads < 0 ||
       connect_timeout_s < 1 || grace_s < 0 || !sched.ok()) {
@@ -90,10 +108,39 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-gateway: " << gateway.status().message() << "\n";
     return 1;
   }
-  auto server = StartServer(listen, {(*gateway)->service()});
+  Scheduler* scheduler = (*gateway)->scheduler();
+  Telemetry telemetry(BuildInfo{"gateway", config.layer_workers.empty() ? "cpu" : "remote",
+                                (*gateway)->fingerprint()});
+  telemetry.AddScrapeTimeMetrics([scheduler] {
+    const SchedulerStats s = scheduler->Stats();
+    auto one = [](double v) { return std::vector<std::pair<MetricLabels, double>>{{{}, v}}; };
+    return std::vector<prometheus::MetricFamily>{
+        GaugeFamily("jamba_requests_waiting", "Requests queued for admission", one(s.queued)),
+        GaugeFamily("jamba_requests_running", "Sequences in the running batch", one(s.running)),
+        GaugeFamily("jamba_kv_blocks_reserved", "KV blocks reserved by admitted sequences",
+                    one(s.kv_blocks_reserved)),
+        CounterFamily("jamba_scheduler_steps_total", "Forward steps run", one(s.steps)),
+        CounterFamily("jamba_scheduler_step_tokens_total", "Token rows of all steps",
+                      one(s.step_tokens)),
+        CounterFamily("jamba_generated_tokens_total", "Tokens generated", one(s.generated_tokens)),
+        CounterFamily("jamba_requests_finished_total", "Requests ended (any reason)",
+                      one(s.finished)),
+        CounterFamily("jamba_requests_rejected_total", "Requests refused, by reason",
+                      {{{{"reason", "queue_full"}}, static_cast<double>(s.rejected_queue_full)}}),
+    };
+  });
+  absl::StatusOr<int> metrics_port = telemetry.Serve(metrics_listen);
+  if (!metrics_port.ok()) {
+    std::cerr << "jamba-gateway: " << metrics_port.status().message() << "\n";
+    return 1;
+  }
+  auto server = StartServer(listen, {(*gateway)->service()}, telemetry.Interceptors());
   if (!server.ok()) {
     std::cerr << "jamba-gateway: " << server.status().message() << "\n";
     return 1;
+  }
+  if (*metrics_port != 0) {
+    std::cout << "metrics on " << BoundAddress(metrics_listen, *metrics_port) << std::endl;
   }
   std::cout << "listening on " << BoundAddress(listen, server->port) << std::endl;
   ServeUntilSignal(server->server.get(), absl::Seconds(grace_s));

@@ -54,6 +54,7 @@ absl::StatusOr<std::unique_ptr<LayerService>> LayerService::Create(
           config.expert_workers.size(), " given); start one with --experts covering it"));
     }
   }
+  service->fingerprint_ = model->fingerprint();
   StageOptions so = config.stage;
   so.experts = service->remote_.get();
   absl::MutexLock lock(&service->mu_);
@@ -98,7 +99,11 @@ absl::Status LayerService::DoForward(const v1::ForwardRequest& request,
   }
   absl::MutexLock lock(&mu_);
   const int64_t wait_before = remote_ != nullptr ? remote_->wait_micros() : 0;
+  const absl::Time start = absl::Now();
   JAMBA_ASSIGN_OR_RETURN(StageOutput out, stage_->Forward(items, input));
+  ++forward_calls_;
+  forward_seconds_ += absl::ToDoubleSeconds(absl::Now() - start);
+  for (const StageItem& item : items) forward_tokens_ += item.n_tokens;
   if (remote_ != nullptr) response->set_expert_wait_micros(remote_->wait_micros() - wait_before);
   if (stage_->model().has_head()) {
     const int64_t rows = out.logits.vocab == 0
@@ -155,6 +160,22 @@ void LayerService::DoShardInfo(v1::ShardInfoResponse* r) {
       }
     }
   }
+}
+
+LayerService::Stats LayerService::GetStats() {
+  Stats s;
+  {
+    absl::MutexLock lock(&mu_);
+    s.stage = stage_->Stats();
+    s.forward_calls = forward_calls_;
+    s.forward_seconds = forward_seconds_;
+    s.forward_tokens = forward_tokens_;
+  }
+  if (remote_ != nullptr) {
+    s.expert_wait_micros = remote_->wait_micros();
+    s.expert_workers = remote_->Stats();
+  }
+  return s;
 }
 
 grpc::Status LayerService::CreateSequences(grpc::ServerContext*,

@@ -54,6 +54,18 @@ class LayerService final : public v1::LayerWorker::Service {
   absl::Status DoForward(const v1::ForwardRequest& request, v1::ForwardResponse* response);
   void DoShardInfo(v1::ShardInfoResponse* response);
 
+  // For metrics.
+  struct Stats {
+    StageStats stage;
+    int64_t forward_calls = 0;
+    double forward_seconds = 0;
+    int64_t forward_tokens = 0;
+    int64_t expert_wait_micros = 0;
+    std::vector<ExpertWorkerStats> expert_workers;
+  };
+  Stats GetStats();
+  const std::string& fingerprint() const { return fingerprint_; }
+
  private:
   LayerService() = default;
 
@@ -61,6 +73,10 @@ class LayerService final : public v1::LayerWorker::Service {
   std::unique_ptr<RemoteExperts> remote_;  // null when every expert is local
   absl::Mutex mu_;  // one backend stream: the stage runs one call at a time
   std::unique_ptr<Stage> stage_ ABSL_GUARDED_BY(mu_);
+  std::string fingerprint_;
+  int64_t forward_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t forward_tokens_ ABSL_GUARDED_BY(mu_) = 0;
+  double forward_seconds_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace jamba

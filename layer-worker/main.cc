@@ -9,37 +9,22 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "cli/flag_parser.h"
+#include "cli/topology.h"
 #include "kernels/backend.h"
 #include "layer-worker/layer_service.h"
+#include "metrics/telemetry.h"
 #include "rpc/serve.h"
 #include "rpc/server.h"
 
 namespace jamba {
 namespace {
 
-absl::Status ParseLayerRange(absl::string_view text, int64_t* begin, int64_t* end) {
-  if (text == "all") {
-    *begin = 0;
-    *end = -1;
-    return absl::OkStatus();
-  }
-  std::vector<std::string> parts = absl::StrSplit(text, ':');
-  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], begin) ||
-      !absl::SimpleAtoi(parts[1], end) || *begin < 0 || *end <= *begin) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layers: expected BEGIN:END with 0 <= BEGIN < END, or all; got '", text,
-                     "'"));
-  }
-  return absl::OkStatus();
-}
-
 int Run(int argc, char** argv) {
   BlockTerminationSignals();
   LayerWorkerConfig config;
-  std::string listen = "127.0.0.1:0", weights = "f32", layers = "all";
+  std::string listen = "127.0.0.1:0", weights = "f32", layers = "all", metrics_listen;
   int32_t threads = 0, grace_s = 30;
   int64_t connect_timeout_s = 120, expert_timeout_ms = 30000;
   bool check_config = false;
@@ -83,10 +68,31 @@ int Run(int argc, char** argv) {
             "cluster");
   flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds in-flight calls get to finish",
               "cluster");
+  flags.String("metrics-listen", &metrics_listen,
+               "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "",
+               "HOST:PORT");
+  TopologyFlags topology;
+  AddTopologyFlags(&flags, &topology, /*with_ordinal=*/true);
   flags.Bool("check-config", &check_config,
-             "validate the flags and exit without loading or serving", "cluster");
+             "validate the flags (and read the --topology file), then exit; opens neither the "
+             "model folder nor the network, so it runs where the weights are absent",
+             "cluster");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-layer-worker")) return *exit;
-  absl::Status range = ParseLayerRange(layers, &config.layer_begin, &config.layer_end);
+  absl::Status conflict = RejectReplacedFlags(flags, topology, {"layers", "expert-workers"});
+  Topology layout;
+  absl::StatusOr<absl::optional<TopologyLayerWorker>> own =
+      conflict.ok() ? LayerWorkerFromTopology(topology, listen, &layout) : conflict;
+  if (!own.ok()) {
+    std::cerr << "jamba-layer-worker: " << own.status().message() << "\n";
+    return 2;
+  }
+  if (own->has_value()) {
+    layers = (*own)->layers;
+    // Every layer worker sends MoE tokens to every expert worker of the topology.
+    config.expert_workers = layout.ExpertWorkerAddresses();
+  }
+  absl::Status range =
+      ParseLayerRange(layers, /*allow_all=*/true, &config.layer_begin, &config.layer_end);
   if (config.model_dir.empty() || (weights != "f32" && weights != "bf16") || threads < 0 ||
       !range.ok() || connect_timeout_s < 1 || expert_timeout_ms < 1 || grace_s < 0) {
     std::cerr << "jamba-layer-worker: "
@@ -110,10 +116,60 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-layer-worker: " << service.status().message() << "\n";
     return 1;
   }
-  auto server = StartServer(listen, {service->get()});
+  LayerService* svc = service->get();
+  Telemetry telemetry(BuildInfo{"layer_worker", "cpu", svc->fingerprint()});
+  telemetry.AddScrapeTimeMetrics([svc] {
+    const LayerService::Stats s = svc->GetStats();
+    auto one = [](double v) { return std::vector<std::pair<MetricLabels, double>>{{{}, v}}; };
+    const double kv_bytes = static_cast<double>(s.stage.kv_blocks_used) *
+                            s.stage.kv_block_size * s.stage.kv_bytes_per_token;
+    const double mamba_bytes =
+        static_cast<double>(s.stage.mamba_slots_used) * s.stage.mamba_bytes_per_sequence;
+    std::vector<std::pair<MetricLabels, double>> rows, requests, failures;
+    for (const ExpertWorkerStats& w : s.expert_workers) {
+      rows.push_back({{{"worker", w.address}}, static_cast<double>(w.rows)});
+      requests.push_back({{{"worker", w.address}}, static_cast<double>(w.requests)});
+      failures.push_back({{{"worker", w.address}}, static_cast<double>(w.failures)});
+    }
+    return std::vector<prometheus::MetricFamily>{
+        GaugeFamily("jamba_kv_blocks_used", "KV cache blocks in use", one(s.stage.kv_blocks_used)),
+        GaugeFamily("jamba_kv_blocks_total", "KV cache blocks", one(s.stage.kv_blocks_total)),
+        GaugeFamily("jamba_mamba_slots_used", "Mamba state slots in use",
+                    one(s.stage.mamba_slots_used)),
+        GaugeFamily("jamba_mamba_slots_total", "Mamba state slots",
+                    one(s.stage.mamba_slots_total)),
+        GaugeFamily("jamba_live_sequences", "Sequences whose state this stage holds",
+                    one(s.stage.live_sequences)),
+        GaugeFamily("jamba_state_bytes", "Bytes of per-sequence state held, by kind",
+                    {{{{"kind", "kv"}}, kv_bytes}, {{{"kind", "mamba"}}, mamba_bytes}}),
+        GaugeFamily("jamba_weight_bytes", "Bytes of weights held", one(s.stage.weight_bytes)),
+        CounterFamily("jamba_forward_steps_total", "Forward calls run by this stage",
+                      one(s.forward_calls)),
+        CounterFamily("jamba_forward_tokens_total", "Token rows forwarded by this stage",
+                      one(s.forward_tokens)),
+        CounterFamily("jamba_forward_seconds_total", "Time spent in forward calls",
+                      one(s.forward_seconds)),
+        CounterFamily("jamba_expert_wait_seconds_total", "Time spent waiting on expert workers",
+                      one(s.expert_wait_micros * 1e-6)),
+        CounterFamily("jamba_expert_rows_sent_total", "Token rows sent, per expert worker", rows),
+        CounterFamily("jamba_expert_calls_total", "Compute calls sent, per expert worker",
+                      requests),
+        CounterFamily("jamba_expert_call_failures_total",
+                      "Compute calls that failed, per expert worker", failures),
+    };
+  });
+  absl::StatusOr<int> metrics_port = telemetry.Serve(metrics_listen);
+  if (!metrics_port.ok()) {
+    std::cerr << "jamba-layer-worker: " << metrics_port.status().message() << "\n";
+    return 1;
+  }
+  auto server = StartServer(listen, {svc}, telemetry.Interceptors());
   if (!server.ok()) {
     std::cerr << "jamba-layer-worker: " << server.status().message() << "\n";
     return 1;
+  }
+  if (*metrics_port != 0) {
+    std::cout << "metrics on " << BoundAddress(metrics_listen, *metrics_port) << std::endl;
   }
   std::cout << "listening on " << BoundAddress(listen, server->port) << std::endl;
   ServeUntilSignal(server->server.get(), absl::Seconds(grace_s));

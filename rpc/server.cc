@@ -8,8 +8,10 @@
 
 namespace jamba {
 
-absl::StatusOr<RunningServer> StartServer(const std::string& address,
-                                          const std::vector<grpc::Service*>& services) {
+absl::StatusOr<RunningServer> StartServer(
+    const std::string& address, const std::vector<grpc::Service*>& services,
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors) {
   grpc::EnableDefaultHealthCheckService(true);
   // Debian links with --as-needed: this call is what keeps the reflection library linked.
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -19,6 +21,7 @@ absl::StatusOr<RunningServer> StartServer(const std::string& address,
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   for (grpc::Service* s : services) builder.RegisterService(s);
+  if (!interceptors.empty()) builder.experimental().SetInterceptorCreators(std::move(interceptors));
   running.server = builder.BuildAndStart();
   if (running.server == nullptr || running.port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
+#include "grpcpp/support/server_interceptor.h"
 
 namespace jamba {
 
@@ -21,9 +22,12 @@ struct RunningServer {
   int port = 0;  // the port actually bound
 };
 
-// `address` is HOST:PORT; services must outlive the server.
-absl::StatusOr<RunningServer> StartServer(const std::string& address,
-                                          const std::vector<grpc::Service*>& services);
+// `address` is HOST:PORT; services must outlive the server. `interceptors` (e.g. metrics)
+// see every call.
+absl::StatusOr<RunningServer> StartServer(
+    const std::string& address, const std::vector<grpc::Service*>& services,
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors = {});
 
 }  // namespace jamba
 

@@ -1,0 +1,42 @@
+// The metrics set-up of one server process: a registry, the process metrics, per-method gRPC
+// metrics (an interceptor for StartServer), component metrics read at scrape time, and the
+// /metrics endpoint when --metrics-listen is given.
+#ifndef JAMBA_METRICS_TELEMETRY_H_
+#define JAMBA_METRICS_TELEMETRY_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "metrics/grpc_metrics.h"
+#include "metrics/metrics_server.h"
+#include "metrics/process_metrics.h"
+#include "metrics/scrape_time_metrics.h"
+#include "prometheus/registry.h"
+
+namespace jamba {
+
+class Telemetry {
+ public:
+  explicit Telemetry(const BuildInfo& info);
+
+  prometheus::Registry& registry() { return *registry_; }
+  void AddScrapeTimeMetrics(ScrapeTimeMetrics::Callback callback);
+  // For StartServer: records every call's method, status and latency.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+  Interceptors();
+  // Serves /metrics on `listen` (HOST:PORT) unless it is empty, and returns the bound port
+  // (0 when not serving).
+  absl::StatusOr<int> Serve(const std::string& listen);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
+  GrpcServerMetrics grpc_;
+  std::unique_ptr<MetricsServer> server_;
+};
+
+}  // namespace jamba
+
+#endif  // JAMBA_METRICS_TELEMETRY_H_
