@@ -78,8 +78,7 @@ int Run(int argc, char** argv) {
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-gateway")) return *exit;
   if (!topology.file.empty()) {
     absl::Status conflict = RejectReplacedFlags(flags, topology, {"layer-workers"});
-    absl::StatusOr<Topology> layout =
-        conflict.ok() ? ReadTopologyFile(topology.file) : conflict;
+    absl::StatusOr<Topology> layout = conflict.ok() ? ReadTopologyFile(topology.file) : conflict;
     if (!layout.ok()) {
       std::cerr << "jamba-gateway: " << layout.status().message() << "\n";
       return 2;

@@ -15,6 +15,8 @@ PACKAGES=(
   # The Python client (client/python) and its tests: Debian's gRPC/protobuf bindings, matching
   # the protoc above (grpc_python_plugin comes with protobuf-compiler-grpc).
   python3-grpcio python3-protobuf
+  # The deploy tests (tests/deploy) install kubernetes-validate from PyPI into a venv.
+  python3-venv
   # Fuzzing and sanitizers (libFuzzer ships with clang's runtime).
   clang libclang-rt-14-dev
   # Public-domain text the demo model is trained on.
