@@ -180,9 +180,11 @@ void Scheduler::Run() {
     {
       absl::MutexLock lock(&mu_);
       // Sleep until there is something to do: a new request, a cancellation or a drained
-      // reader (all signalled through wake_), or running sequences that made progress.
+      // reader (all signalled through wake_), or running sequences that made progress - or
+      // queued requests after a step that may have freed room for them (the last running
+      // sequence finishing wakes nobody else).
       auto ready = [this, idle]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ || wake_ || (!idle && !running_.empty());
+        return stop_ || wake_ || (!idle && (!running_.empty() || !queue_.empty()));
       };
       mu_.Await(absl::Condition(&ready));
       if (stop_) return;
