@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_config.h"
+#include "bench/engine_timing.h"
 #include "cli/cluster_plan.h"
 #include "cli/flag_parser.h"
 #include "cli/local_cluster.h"
@@ -71,36 +72,6 @@ absl::Status MaterializeSynthetic(const std::string& config_text, const std::str
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/config.json") << config_text;
   return WriteSafetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
-}
-
-absl::StatusOr<Result> SingleProcess(Engine* engine, int batch, const Options& o,
-                                     std::mt19937* rng) {
-  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(engine->vocab_size()) - 1);
-  std::vector<SequenceId> seqs;
-  std::vector<std::vector<int32_t>> prompts(batch);
-  std::vector<StepItem> items;
-  for (int b = 0; b < batch; ++b) {
-    JAMBA_ASSIGN_OR_RETURN(SequenceId id, engine->AddSequence());
-    seqs.push_back(id);
-    for (int t = 0; t < o.prompt_len; ++t) prompts[b].push_back(token(*rng));
-    items.push_back(StepItem{id, absl::MakeConstSpan(prompts[b]), LogitsRows::kLast});
-  }
-  JAMBA_RETURN_IF_ERROR(engine->Step(items).status());
-  std::vector<int32_t> next(batch);
-  auto decode = [&]() -> absl::Status {
-    items.clear();
-    for (int b = 0; b < batch; ++b) {
-      next[b] = token(*rng);
-      items.push_back(StepItem{seqs[b], absl::MakeConstSpan(&next[b], 1), LogitsRows::kLast});
-    }
-    return engine->Step(items).status();
-  };
-  for (int i = 0; i < 2; ++i) JAMBA_RETURN_IF_ERROR(decode());  // warm-up
-  const auto t0 = Clock::now();
-  for (int i = 0; i < o.decode_steps; ++i) JAMBA_RETURN_IF_ERROR(decode());
-  const double secs = Seconds(t0, Clock::now());
-  for (SequenceId id : seqs) JAMBA_RETURN_IF_ERROR(engine->RemoveSequence(id));
-  return Result{batch * o.decode_steps / secs, 1e3 * secs / o.decode_steps};
 }
 
 // `batch` concurrent greedy streams through the gateway. The decode window runs from the
@@ -230,9 +201,9 @@ int Run(int argc, char** argv) {
     auto engine = Engine::Create(dir, eo, backend.get());
     if (!engine.ok()) return Fail(engine.status());
     for (int b : batches) {
-      auto r = SingleProcess(engine->get(), b, o, &rng);
+      auto r = TimeEngineBatch(engine->get(), b, o.prompt_len, o.decode_steps, &rng);
       if (!r.ok()) return Fail(r.status());
-      single.push_back(*r);
+      single.push_back(Result{r->decode_tok_s, r->decode_step_ms});
     }
   }
 
@@ -256,15 +227,16 @@ int Run(int argc, char** argv) {
   }
   (*cluster)->Stop(absl::Seconds(10));
 
-  std::printf("\nmodel %s: %lld layers, hidden %lld, %lld experts; %s weights; %d threads/process\n",
-              dir.c_str(), static_cast<long long>(config->num_layers),
-              static_cast<long long>(config->hidden_size),
-              static_cast<long long>(config->num_experts), o.weights.c_str(), o.threads);
+  std::printf(
+      "\nmodel %s: %lld layers, hidden %lld, %lld experts; %s weights; %d threads/process\n",
+      dir.c_str(), static_cast<long long>(config->num_layers),
+      static_cast<long long>(config->hidden_size), static_cast<long long>(config->num_experts),
+      o.weights.c_str(), o.threads);
   std::printf("cluster: %d layer workers, %d expert workers (replicas %d), gateway; loopback\n",
               o.layer_workers, o.expert_workers, o.replicas);
   std::printf("decode, %d prompt tokens, %d timed steps\n", o.prompt_len, o.decode_steps);
-  std::printf("  %5s %14s %12s %14s %12s %8s\n", "batch", "single tok/s", "single ms", "cluster tok/s",
-              "cluster ms", "ratio");
+  std::printf("  %5s %14s %12s %14s %12s %8s\n", "batch", "single tok/s", "single ms",
+              "cluster tok/s", "cluster ms", "ratio");
   for (size_t i = 0; i < batches.size(); ++i) {
     std::printf("  %5d %14.1f %12.2f %14.1f %12.2f %7.0f%%\n", batches[i], single[i].tok_s,
                 single[i].step_ms, clustered[i].tok_s, clustered[i].step_ms,

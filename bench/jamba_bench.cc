@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_config.h"
+#include "bench/engine_timing.h"
 #include "bench/memory_bandwidth.h"
 #include "cli/flag_parser.h"
 #include "common/status_macros.h"
@@ -57,48 +58,6 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const Options& o, DType dtype,
   JAMBA_ASSIGN_OR_RETURN(std::string text, ConfigWithOverrides(o.config, o.overrides));
   JAMBA_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(text, o.config));
   return Model::Load(Checkpoint::Synthetic(std::move(config), /*seed=*/1234), load, backend);
-}
-
-struct Throughput {
-  double prefill_tok_s = 0, decode_tok_s = 0, decode_step_ms = 0;
-};
-
-absl::StatusOr<Throughput> RunBatch(Engine* engine, int batch, const Options& o,
-                                    std::mt19937* rng) {
-  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(engine->vocab_size()) - 1);
-  std::vector<SequenceId> seqs;
-  std::vector<std::vector<int32_t>> prompts(batch);
-  for (int b = 0; b < batch; ++b) {
-    JAMBA_ASSIGN_OR_RETURN(SequenceId id, engine->AddSequence());
-    seqs.push_back(id);
-    for (int t = 0; t < o.prompt_len; ++t) prompts[b].push_back(token(*rng));
-  }
-  Throughput r;
-  std::vector<StepItem> items;
-  for (int b = 0; b < batch; ++b) {
-    items.push_back(StepItem{seqs[b], absl::MakeConstSpan(prompts[b]), LogitsRows::kLast});
-  }
-  auto t0 = Clock::now();
-  JAMBA_RETURN_IF_ERROR(engine->Step(items).status());
-  r.prefill_tok_s = batch * o.prompt_len / Since(t0);
-
-  std::vector<int32_t> next(batch);
-  auto decode = [&]() -> absl::Status {
-    items.clear();
-    for (int b = 0; b < batch; ++b) {
-      next[b] = token(*rng);
-      items.push_back(StepItem{seqs[b], absl::MakeConstSpan(&next[b], 1), LogitsRows::kLast});
-    }
-    return engine->Step(items).status();
-  };
-  for (int i = 0; i < 2; ++i) JAMBA_RETURN_IF_ERROR(decode());  // warm-up
-  t0 = Clock::now();
-  for (int i = 0; i < o.decode_steps; ++i) JAMBA_RETURN_IF_ERROR(decode());
-  const double secs = Since(t0);
-  r.decode_step_ms = 1e3 * secs / o.decode_steps;
-  r.decode_tok_s = batch * o.decode_steps / secs;
-  for (SequenceId id : seqs) JAMBA_RETURN_IF_ERROR(engine->RemoveSequence(id));
-  return r;
 }
 
 // GFLOP/s of y[n, m] = x[n, k] w[m, k]^T for the dot kernel and OpenBLAS.
@@ -221,7 +180,7 @@ int Run(int argc, char** argv) {
     config = (*engine)->config();
     stats = (*engine)->Stats();
     for (int b : batches) {
-      auto r = RunBatch(engine->get(), b, o, &rng);
+      auto r = TimeEngineBatch(engine->get(), b, o.prompt_len, o.decode_steps, &rng);
       if (!r.ok()) return Fail(r.status());
       results[mi].push_back(*r);
     }

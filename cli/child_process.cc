@@ -1,7 +1,7 @@
 #include "cli/child_process.h"
 
-#include <signal.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -93,9 +93,7 @@ void ChildProcess::ReadOutput(int fd) {
 
 absl::StatusOr<std::string> ChildProcess::WaitListening(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !listening_.empty() || eof_;
-  };
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !listening_.empty() || eof_; };
   if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) {
     return absl::DeadlineExceededError(
         absl::StrCat(name_, " did not start serving within ", absl::FormatDuration(timeout)));

@@ -53,7 +53,8 @@ int RunUp(int argc, char** argv) {
   flags.Int32("grace-s", &grace_s, "on stop, seconds each process gets to drain");
   flags.String("bin-dir", &bin_dir,
                "folder with jamba-gateway, jamba-layer-worker, jamba-expert-worker; default: "
-               "next to jambactl or in its build tree", "", "DIR");
+               "next to jambactl or in its build tree",
+               "", "DIR");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jambactl cluster up")) {
     return *exit;
   }
@@ -64,8 +65,7 @@ int RunUp(int argc, char** argv) {
   if (model.empty()) return usage("--model is required");
   if (port < 0 || port > 65535) return usage(absl::StrCat("--port must be in [0, 65535]"));
   if (weights != "f32" && weights != "bf16") return usage("--weights is f32 or bf16");
-  if (threads < 0 || grace_s < 0 || start_timeout_s < 1 || max_running < 1 ||
-      max_sequences < 1) {
+  if (threads < 0 || grace_s < 0 || start_timeout_s < 1 || max_running < 1 || max_sequences < 1) {
     return usage("--threads and --grace-s must be >= 0, the others >= 1");
   }
   absl::StatusOr<ModelConfig> config = LoadModelConfig(model);
@@ -73,8 +73,7 @@ int RunUp(int argc, char** argv) {
     std::cerr << "jambactl cluster up: " << config.status().message() << "\n";
     return 1;
   }
-  absl::StatusOr<ClusterPlan> plan = PlanCluster(*config, layer_workers, expert_workers,
-                                                 replicas);
+  absl::StatusOr<ClusterPlan> plan = PlanCluster(*config, layer_workers, expert_workers, replicas);
   if (!plan.ok()) return usage(std::string("--") + std::string(plan.status().message()));
   LocalClusterOptions lo;
   lo.model = model;
@@ -101,8 +100,7 @@ int RunUp(int argc, char** argv) {
   }
   for (size_t i = 0; i < layers.size(); ++i) {
     std::cout << "layer worker " << i << "   " << layers[i] << "  layers ["
-              << lo.plan.layer_ranges[i].first << ", " << lo.plan.layer_ranges[i].second
-              << ")\n";
+              << lo.plan.layer_ranges[i].first << ", " << lo.plan.layer_ranges[i].second << ")\n";
   }
   std::cout << "cluster ready: gateway " << (*cluster)->gateway() << std::endl;
 

@@ -11,9 +11,8 @@ namespace jamba {
 absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& c, int32_t layer_workers,
                                         int32_t expert_workers, int32_t replicas) {
   if (layer_workers < 1 || layer_workers > c.num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "layer-workers must be in [1, ", c.num_layers, "] (the model's layers), got ",
-        layer_workers));
+    return absl::InvalidArgumentError(absl::StrCat("layer-workers must be in [1, ", c.num_layers,
+                                                   "] (the model's layers), got ", layer_workers));
   }
   if (expert_workers < 0) {
     return absl::InvalidArgumentError(
@@ -35,9 +34,9 @@ absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& c, int32_t layer_work
         "replicas must be in [1, expert-workers = ", expert_workers, "], got ", replicas));
   }
   if (pairs * replicas < expert_workers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expert-workers: ", expert_workers, " workers but only ", pairs * replicas,
-        " expert replicas to hold; some worker would be idle"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert-workers: ", expert_workers, " workers but only ", pairs * replicas,
+                     " expert replicas to hold; some worker would be idle"));
   }
   // held[w][layer] = experts of that layer on worker w.
   std::vector<std::map<int64_t, std::vector<int64_t>>> held(expert_workers);

@@ -81,10 +81,10 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
     c->experts_.push_back(a);
   }
   for (size_t i = 0; i < o.plan.layer_ranges.size(); ++i) {
-    std::vector<std::string> argv = with_common(
-        {layer_bin, "--layers",
-         absl::StrCat(o.plan.layer_ranges[i].first, ":", o.plan.layer_ranges[i].second),
-         "--listen", listen_any, "--max-sequences", std::to_string(o.max_sequences)});
+    std::vector<std::string> argv =
+        with_common({layer_bin, "--layers",
+                     absl::StrCat(o.plan.layer_ranges[i].first, ":", o.plan.layer_ranges[i].second),
+                     "--listen", listen_any, "--max-sequences", std::to_string(o.max_sequences)});
     if (!c->experts_.empty()) {
       argv.push_back("--expert-workers");
       argv.push_back(absl::StrJoin(c->experts_, ","));
@@ -96,10 +96,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
   JAMBA_ASSIGN_OR_RETURN(
       c->gateway_,
       c->Launch("gateway",
-                {gateway_bin, "--model", o.model, "--layer-workers",
-                 absl::StrJoin(c->layers_, ","), "--listen", absl::StrCat(o.host, ":", o.port),
-                 "--max-running", std::to_string(o.max_running), "--grace-s",
-                 std::to_string(o.grace_s)},
+                {gateway_bin, "--model", o.model, "--layer-workers", absl::StrJoin(c->layers_, ","),
+                 "--listen", absl::StrCat(o.host, ":", o.port), "--max-running",
+                 std::to_string(o.max_running), "--grace-s", std::to_string(o.grace_s)},
                 o.start_timeout));
   return c;
 }
@@ -115,8 +114,7 @@ absl::StatusOr<std::string> LocalCluster::Launch(const std::string& name,
   // on the benchmark's 282M model, 2 cores). An explicit setting in our environment wins.
   std::vector<std::string> env;
   if (getenv("OMP_WAIT_POLICY") == nullptr) env.push_back("OMP_WAIT_POLICY=PASSIVE");
-  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child,
-                         ChildProcess::Start(name, argv, env));
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child, ChildProcess::Start(name, argv, env));
   ChildProcess* p = child.get();
   children_.push_back(std::move(child));
   JAMBA_ASSIGN_OR_RETURN(std::string address, p->WaitListening(timeout));

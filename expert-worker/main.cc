@@ -29,16 +29,16 @@ int Run(int argc, char** argv) {
                    "cluster's layer workers (gRPC service jamba.v1.ExpertWorker, plus\n"
                    "grpc.health.v1 and reflection). Prints 'listening on HOST:PORT' when ready.");
   flags.String("model", &model_dir, "checkpoint folder (required)", "", "DIR");
-  flags.String("experts", &experts, "experts to hold: all, or LAYER:E,E;LAYER:E,... "
-               "(only these are read from the checkpoint)", "", "SPEC");
-  flags.String("listen", &listen, "address to serve on; port 0 picks a free one", "",
-               "HOST:PORT");
+  flags.String("experts", &experts,
+               "experts to hold: all, or LAYER:E,E;LAYER:E,... "
+               "(only these are read from the checkpoint)",
+               "", "SPEC");
+  flags.String("listen", &listen, "address to serve on; port 0 picks a free one", "", "HOST:PORT");
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
   flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds in-flight calls get to finish");
   flags.String("metrics-listen", &metrics_listen,
-               "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "",
-               "HOST:PORT");
+               "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "", "HOST:PORT");
   TopologyFlags topology;
   AddTopologyFlags(&flags, &topology, /*with_ordinal=*/true);
   flags.Bool("check-config", &check_config,
@@ -87,9 +87,9 @@ int Run(int argc, char** argv) {
     const ExpertService::Stats s = service.GetStats();
     std::vector<std::pair<MetricLabels, double>> tokens;
     for (const auto& [key, n] : s.tokens) {
-      tokens.push_back({{{"layer", std::to_string(key.first)},
-                         {"expert", std::to_string(key.second)}},
-                        static_cast<double>(n)});
+      tokens.push_back(
+          {{{"layer", std::to_string(key.first)}, {"expert", std::to_string(key.second)}},
+           static_cast<double>(n)});
     }
     return std::vector<prometheus::MetricFamily>{
         CounterFamily("jamba_expert_tokens_total",
@@ -102,22 +102,8 @@ int Run(int argc, char** argv) {
                       {{{}, s.compute_seconds}}),
     };
   });
-  absl::StatusOr<int> metrics_port = telemetry.Serve(metrics_listen);
-  if (!metrics_port.ok()) {
-    std::cerr << "jamba-expert-worker: " << metrics_port.status().message() << "\n";
-    return 1;
-  }
-  auto server = StartServer(listen, {&service}, telemetry.Interceptors());
-  if (!server.ok()) {
-    std::cerr << "jamba-expert-worker: " << server.status().message() << "\n";
-    return 1;
-  }
-  if (*metrics_port != 0) {
-    std::cout << "metrics on " << BoundAddress(metrics_listen, *metrics_port) << std::endl;
-  }
-  std::cout << "listening on " << BoundAddress(listen, server->port) << std::endl;
-  ServeUntilSignal(server->server.get(), absl::Seconds(grace_s));
-  return 0;
+  return ServeUntilTerminated("jamba-expert-worker", telemetry, listen, metrics_listen, {&service},
+                              absl::Seconds(grace_s));
 }
 
 }  // namespace

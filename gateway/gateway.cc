@@ -31,17 +31,17 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(const GatewayConfig& co
     JAMBA_ASSIGN_OR_RETURN(g->checkpoint_, Checkpoint::Open(config.model_dir));
     g->config_ = g->checkpoint_->config();
     g->fingerprint_ = g->checkpoint_->fingerprint();
-    JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Pipeline> pipeline,
-                           Pipeline::Connect(config.layer_workers, g->config_, g->fingerprint_,
-                                             config.pipeline));
+    JAMBA_ASSIGN_OR_RETURN(
+        std::unique_ptr<Pipeline> pipeline,
+        Pipeline::Connect(config.layer_workers, g->config_, g->fingerprint_, config.pipeline));
     g->pipeline_ = pipeline.get();
     g->executor_ = std::move(pipeline);
   }
   const ExecutorLimits limits = g->executor_->limits();
   g->scheduler_ = std::make_unique<Scheduler>(g->executor_.get(), config.scheduler);
-  g->service_ = std::make_unique<JambaService>(&g->config_, g->fingerprint_, g->tokenizer_.get(),
-                                               g->scheduler_.get(), g->pipeline_,
-                                               limits.max_context);
+  g->service_ =
+      std::make_unique<JambaService>(&g->config_, g->fingerprint_, g->tokenizer_.get(),
+                                     g->scheduler_.get(), g->pipeline_, limits.max_context);
   return g;
 }
 

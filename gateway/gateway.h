@@ -24,7 +24,7 @@ struct GatewayConfig {
   std::vector<std::string> layer_workers;
   PipelineOptions pipeline;
   SchedulerOptions scheduler;
-  StageOptions local;  // local mode: pool sizes and context limit
+  StageOptions local;                // local mode: pool sizes and context limit
   DType weight_dtype = DType::kF32;  // local mode
 };
 

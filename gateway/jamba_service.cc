@@ -23,8 +23,7 @@ absl::Status Field(const absl::Status& s, absl::string_view prefix) {
 absl::Status CheckUtf8(absl::string_view text, absl::string_view field) {
   const size_t valid = ValidUtf8PrefixLength(text);
   if (valid == text.size()) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": malformed UTF-8 at byte ", valid));
+  return absl::InvalidArgumentError(absl::StrCat(field, ": malformed UTF-8 at byte ", valid));
 }
 
 absl::StatusOr<SamplingParams> FromProto(const v1::SamplingParams& p, int32_t vocab) {
@@ -126,9 +125,9 @@ absl::StatusOr<std::unique_ptr<Completion>> JambaService::Prepare(
       if (ids.empty()) return absl::InvalidArgumentError("prompt.token_ids: empty");
       for (int i = 0; i < ids.size(); ++i) {
         if (ids[i] < 0 || ids[i] >= vocab) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "prompt.token_ids: id ", ids[i], " at position ", i,
-              " is outside the vocabulary [0, ", vocab, ")"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("prompt.token_ids: id ", ids[i], " at position ", i,
+                           " is outside the vocabulary [0, ", vocab, ")"));
         }
       }
       prompt.assign(ids.begin(), ids.end());
@@ -147,10 +146,9 @@ absl::StatusOr<std::unique_ptr<Completion>> JambaService::Prepare(
   return c;
 }
 
-grpc::Status JambaService::Generate(grpc::ServerContext* context,
-                                    const v1::GenerateRequest* request,
-                                    grpc::ServerWriter<v1::GenerateChunk>* writer) {
-  absl::StatusOr<std::unique_ptr<Completion>> completion = Prepare(*request);
+grpc::Status JambaService::Serve(grpc::ServerContext* context, const v1::GenerateRequest& request,
+                                 const std::function<bool(const StreamUpdate&)>& deliver) {
+  absl::StatusOr<std::unique_ptr<Completion>> completion = Prepare(request);
   if (!completion.ok()) return ToGrpcStatus(completion.status());
   absl::StatusOr<std::shared_ptr<RequestStream>> stream =
       scheduler_->Submit(*std::move(completion));
@@ -162,36 +160,32 @@ grpc::Status JambaService::Generate(grpc::ServerContext* context,
     }
     StreamUpdate u;
     if (!(*stream)->Take(kPollInterval, &u)) continue;
-    if (!u.events.empty() || (u.done && u.status.ok())) {
-      v1::GenerateChunk chunk;
-      AppendUpdate(u, &chunk);
-      if (!writer->Write(chunk)) {  // the client is gone
-        (*stream)->Cancel();
-        return grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading");
-      }
+    if (!deliver(u)) {  // the client is gone
+      (*stream)->Cancel();
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading");
     }
     if (u.done) return ToGrpcStatus(u.status);
   }
 }
 
+grpc::Status JambaService::Generate(grpc::ServerContext* context,
+                                    const v1::GenerateRequest* request,
+                                    grpc::ServerWriter<v1::GenerateChunk>* writer) {
+  return Serve(context, *request, [writer](const StreamUpdate& u) {
+    if (u.events.empty() && !(u.done && u.status.ok())) return true;  // nothing to send
+    v1::GenerateChunk chunk;
+    AppendUpdate(u, &chunk);
+    return writer->Write(chunk);
+  });
+}
+
 grpc::Status JambaService::GenerateUnary(grpc::ServerContext* context,
                                          const v1::GenerateRequest* request,
                                          v1::GenerateResponse* response) {
-  absl::StatusOr<std::unique_ptr<Completion>> completion = Prepare(*request);
-  if (!completion.ok()) return ToGrpcStatus(completion.status());
-  absl::StatusOr<std::shared_ptr<RequestStream>> stream =
-      scheduler_->Submit(*std::move(completion));
-  if (!stream.ok()) return ToGrpcStatus(stream.status());
-  while (true) {
-    if (context->IsCancelled()) {
-      (*stream)->Cancel();
-      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled or past its deadline");
-    }
-    StreamUpdate u;
-    if (!(*stream)->Take(kPollInterval, &u)) continue;
+  return Serve(context, *request, [response](const StreamUpdate& u) {
     AppendUpdate(u, response);
-    if (u.done) return ToGrpcStatus(u.status);
-  }
+    return true;
+  });
 }
 
 grpc::Status JambaService::Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,
@@ -205,8 +199,7 @@ grpc::Status JambaService::Tokenize(grpc::ServerContext*, const v1::TokenizeRequ
   absl::StatusOr<std::vector<int32_t>> ids =
       tokenizer_->Encode(request->text(), request->add_special_tokens());
   if (!ids.ok()) {
-    return ToGrpcStatus(
-        absl::InvalidArgumentError(absl::StrCat("text: ", ids.status().message())));
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("text: ", ids.status().message())));
   }
   response->mutable_token_ids()->Add(ids->begin(), ids->end());
   return grpc::Status::OK;

@@ -6,6 +6,7 @@
 #define JAMBA_GATEWAY_JAMBA_SERVICE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,11 @@ class JambaService final : public v1::Jamba::Service {
   absl::Status DescribeModel(v1::ModelInfoResponse* response) const;
 
  private:
+  // Validates and submits `request`, then hands each update of its stream to `deliver`
+  // (false: the client is gone) until the sequence ends, watching for cancellation.
+  grpc::Status Serve(grpc::ServerContext* context, const v1::GenerateRequest& request,
+                     const std::function<bool(const StreamUpdate&)>& deliver);
+
   const ModelConfig* config_;
   const std::string fingerprint_;
   const Tokenizer* tokenizer_;

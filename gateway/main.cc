@@ -42,8 +42,7 @@ int Run(int argc, char** argv) {
         return absl::OkStatus();
       },
       "ADDR,...", "layer workers in stage order (comma-separated or repeated)");
-  flags.String("listen", &listen, "address to serve on; port 0 picks a free one", "",
-               "HOST:PORT");
+  flags.String("listen", &listen, "address to serve on; port 0 picks a free one", "", "HOST:PORT");
   flags.Int32("max-running", &config.scheduler.max_running,
               "sequences in the running batch at once", "scheduling");
   flags.Int32("max-tokens-per-step", &config.scheduler.max_tokens_per_step,
@@ -56,11 +55,9 @@ int Run(int argc, char** argv) {
               "tokens a slow client may lag before its sequence pauses", "scheduling");
   flags.Int("connect-timeout-s", &connect_timeout_s,
             "how long to wait for the layer workers at start", "cluster");
-  flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds running streams get to finish",
-              "cluster");
+  flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds running streams get to finish", "cluster");
   flags.String("metrics-listen", &metrics_listen,
-               "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "",
-               "HOST:PORT");
+               "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "", "HOST:PORT");
   flags.String("weights", &weights, "local mode: weight matrices in f32 or bf16", "local",
                "f32|bf16");
   flags.Int32("threads", &threads, "local mode: CPU threads; 0 = all cores", "local");
@@ -128,22 +125,8 @@ int Run(int argc, char** argv) {
                       {{{{"reason", "queue_full"}}, static_cast<double>(s.rejected_queue_full)}}),
     };
   });
-  absl::StatusOr<int> metrics_port = telemetry.Serve(metrics_listen);
-  if (!metrics_port.ok()) {
-    std::cerr << "jamba-gateway: " << metrics_port.status().message() << "\n";
-    return 1;
-  }
-  auto server = StartServer(listen, {(*gateway)->service()}, telemetry.Interceptors());
-  if (!server.ok()) {
-    std::cerr << "jamba-gateway: " << server.status().message() << "\n";
-    return 1;
-  }
-  if (*metrics_port != 0) {
-    std::cout << "metrics on " << BoundAddress(metrics_listen, *metrics_port) << std::endl;
-  }
-  std::cout << "listening on " << BoundAddress(listen, server->port) << std::endl;
-  ServeUntilSignal(server->server.get(), absl::Seconds(grace_s));
-  return 0;
+  return ServeUntilTerminated("jamba-gateway", telemetry, listen, metrics_listen,
+                              {(*gateway)->service()}, absl::Seconds(grace_s));
 }
 
 }  // namespace

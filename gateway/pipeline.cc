@@ -26,18 +26,17 @@ v1::LogitsRows ToProto(LogitsRows rows) {
 }
 
 // Prefixes a worker's error with its address and the method, keeping the code.
-absl::Status WorkerError(const std::string& address, const char* method,
-                         const grpc::Status& s) {
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      absl::StrCat("layer worker ", address, ": ", method, ": ",
-                                   s.error_message()));
+absl::Status WorkerError(const std::string& address, const char* method, const grpc::Status& s) {
+  return absl::Status(
+      static_cast<absl::StatusCode>(s.error_code()),
+      absl::StrCat("layer worker ", address, ": ", method, ": ", s.error_message()));
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Connect(
-    const std::vector<std::string>& addresses, const ModelConfig& c,
-    const std::string& fingerprint, const PipelineOptions& options) {
+    const std::vector<std::string>& addresses, const ModelConfig& c, const std::string& fingerprint,
+    const PipelineOptions& options) {
   if (addresses.empty()) return absl::InvalidArgumentError("no layer workers given");
   std::unique_ptr<Pipeline> p(new Pipeline(options));
   p->addresses_ = addresses;
@@ -55,13 +54,13 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Connect(
     v1::ShardInfoResponse info;
     grpc::Status s = p->stubs_.back()->ShardInfo(&ctx, v1::ShardInfoRequest(), &info);
     if (!s.ok()) {
-      return absl::UnavailableError(absl::StrCat("layer worker ", a, " (stage ", i,
-                                                 ") did not answer: ", s.error_message()));
+      return absl::UnavailableError(
+          absl::StrCat("layer worker ", a, " (stage ", i, ") did not answer: ", s.error_message()));
     }
     if (info.fingerprint() != fingerprint) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "layer worker ", a, " serves checkpoint ", info.fingerprint(), ", the gateway ",
-          fingerprint, ": every process must load the same model"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("layer worker ", a, " serves checkpoint ", info.fingerprint(),
+                       ", the gateway ", fingerprint, ": every process must load the same model"));
     }
     if (info.layer_begin() != expected_begin || info.layer_end() <= info.layer_begin()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -75,8 +74,8 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Connect(
     }
     const bool last = i + 1 == addresses.size();
     if (info.has_head() != last) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "layer worker ", a, ": only the last stage may (and must) hold the head"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("layer worker ", a, ": only the last stage may (and must) hold the head"));
     }
     expected_begin = info.layer_end();
     l.max_sequences = std::min(l.max_sequences, info.max_sequences());
@@ -94,8 +93,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Connect(
   }
   if (expected_begin != c.num_layers) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "the layer workers hold layers [0, ", expected_begin, ") of the model's ",
-        c.num_layers));
+        "the layer workers hold layers [0, ", expected_begin, ") of the model's ", c.num_layers));
   }
   return p;
 }
@@ -174,8 +172,8 @@ absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
     }
   }
   if (!response.has_logits()) {
-    return absl::InternalError(absl::StrCat("layer worker ", addresses_.back(),
-                                            ": Forward returned no logits"));
+    return absl::InternalError(
+        absl::StrCat("layer worker ", addresses_.back(), ": Forward returned no logits"));
   }
   JAMBA_ASSIGN_OR_RETURN(WireF32View view, ViewF32(response.logits(), 2, "logits"));
   if (view.shape[0] != rows) {

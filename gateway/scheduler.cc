@@ -13,26 +13,24 @@ namespace jamba {
 
 absl::Status ValidateSchedulerOptions(const SchedulerOptions& o) {
   if (o.max_running < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("max_running must be >= 1, got ",
-                                                   o.max_running));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_running must be >= 1, got ", o.max_running));
   }
   if (o.max_tokens_per_step < o.max_running) {
     return absl::InvalidArgumentError(
-        absl::StrCat("max_tokens_per_step (", o.max_tokens_per_step,
-                     ") must be >= max_running (", o.max_running,
-                     "), so every running sequence can decode in one step"));
+        absl::StrCat("max_tokens_per_step (", o.max_tokens_per_step, ") must be >= max_running (",
+                     o.max_running, "), so every running sequence can decode in one step"));
   }
   if (o.max_queue < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("max_queue must be >= 0, got ",
-                                                   o.max_queue));
+    return absl::InvalidArgumentError(absl::StrCat("max_queue must be >= 0, got ", o.max_queue));
   }
   if (o.prefill_chunk < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("prefill_chunk must be >= 1, got ",
-                                                   o.prefill_chunk));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prefill_chunk must be >= 1, got ", o.prefill_chunk));
   }
   if (o.max_pending_tokens < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("max_pending_tokens must be >= 1, got ",
-                                                   o.max_pending_tokens));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_pending_tokens must be >= 1, got ", o.max_pending_tokens));
   }
   return absl::OkStatus();
 }
@@ -78,8 +76,8 @@ Scheduler::~Scheduler() {
 
 int64_t Scheduler::KvBlocksFor(const Completion& c) const {
   if (limits_.kv_blocks < 0) return 0;
-  const int64_t tokens = std::min<int64_t>(c.prompt_tokens() + c.params().max_new_tokens,
-                                           limits_.max_context);
+  const int64_t tokens =
+      std::min<int64_t>(c.prompt_tokens() + c.params().max_new_tokens, limits_.max_context);
   return KvCachePool::BlocksFor(tokens, limits_.kv_block_size);
 }
 
@@ -87,9 +85,9 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(
     std::unique_ptr<Completion> completion) {
   const int64_t blocks = KvBlocksFor(*completion);
   if (limits_.kv_blocks >= 0 && blocks > limits_.kv_blocks) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "prompt + max_new_tokens need ", blocks, " KV blocks, more than the ",
-        limits_.kv_blocks, " the cluster has in all; lower max_new_tokens"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("prompt + max_new_tokens need ", blocks, " KV blocks, more than the ",
+                     limits_.kv_blocks, " the cluster has in all; lower max_new_tokens"));
   }
   auto seq = std::make_unique<Sequence>();
   seq->completion = std::move(completion);
@@ -100,8 +98,8 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(
   if (stop_) return absl::UnavailableError("the gateway is shutting down");
   if (static_cast<int64_t>(queue_.size()) >= options_.max_queue) {
     rejected_full_.fetch_add(1, std::memory_order_relaxed);
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the request queue is full (", options_.max_queue, " waiting); retry later"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the request queue is full (", options_.max_queue, " waiting); retry later"));
   }
   seq->id = next_id_++;
   queue_.push_back(std::move(seq));
@@ -134,8 +132,8 @@ void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>* admitted) {
   // Requests cancelled while queued end here without ever touching a worker.
   for (auto it = queue_.begin(); it != queue_.end();) {
     if ((*it)->stream->cancelled()) {
-      (*it)->stream->Finish(absl::CancelledError("cancelled by the client"),
-                            FinishReason::kNone, (*it)->completion->prompt_tokens(), 0);
+      (*it)->stream->Finish(absl::CancelledError("cancelled by the client"), FinishReason::kNone,
+                            (*it)->completion->prompt_tokens(), 0);
       finished_.fetch_add(1, std::memory_order_relaxed);
       it = queue_.erase(it);
     } else {
@@ -245,8 +243,8 @@ bool Scheduler::Step() {
     const int64_t n = std::min<int64_t>({prompt - s->fed, options_.prefill_chunk, budget});
     const bool last_chunk = s->fed + n == prompt;
     const LogitsRows rows = s->completion->wants_prompt_rows() ? LogitsRows::kAll
-                            : last_chunk                      ? LogitsRows::kLast
-                                                              : LogitsRows::kNone;
+                            : last_chunk                       ? LogitsRows::kLast
+                                                               : LogitsRows::kNone;
     items.push_back(StageItem{s->id, static_cast<int32_t>(n), s->fed, rows});
     const std::vector<int32_t>& p = s->completion->prompt();
     tokens.insert(tokens.end(), p.begin() + s->fed, p.begin() + s->fed + n);

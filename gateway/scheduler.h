@@ -30,11 +30,11 @@
 namespace jamba {
 
 struct SchedulerOptions {
-  int32_t max_running = 16;          // sequences in the batch at once (<= workers' slots)
+  int32_t max_running = 16;           // sequences in the batch at once (<= workers' slots)
   int32_t max_tokens_per_step = 512;  // rows of one forward (decodes + prompt chunks)
-  int32_t max_queue = 256;           // waiting requests; beyond: RESOURCE_EXHAUSTED
-  int32_t prefill_chunk = 256;       // prompt tokens of one sequence per step
-  int32_t max_pending_tokens = 64;   // tokens a reader may lag before its sequence pauses
+  int32_t max_queue = 256;            // waiting requests; beyond: RESOURCE_EXHAUSTED
+  int32_t prefill_chunk = 256;        // prompt tokens of one sequence per step
+  int32_t max_pending_tokens = 64;    // tokens a reader may lag before its sequence pauses
 };
 
 absl::Status ValidateSchedulerOptions(const SchedulerOptions& options);
@@ -44,9 +44,9 @@ struct SchedulerStats {
   int64_t running = 0;
   int64_t kv_blocks_reserved = 0;
   int64_t steps = 0;
-  int64_t step_tokens = 0;      // rows forwarded, all steps
+  int64_t step_tokens = 0;  // rows forwarded, all steps
   int64_t generated_tokens = 0;
-  int64_t finished = 0;         // requests ended (any reason, incl. errors and cancels)
+  int64_t finished = 0;  // requests ended (any reason, incl. errors and cancels)
   int64_t rejected_queue_full = 0;
 };
 
@@ -79,8 +79,7 @@ class Scheduler {
   // Ends the sequences (their streams are finished by the caller) and frees their state.
   void Retire(std::vector<std::unique_ptr<Sequence>>* done);
   // Moves admissible queued requests into `admitted` (scheduler thread, under mu_).
-  void Admit(std::vector<std::unique_ptr<Sequence>>* admitted)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Admit(std::vector<std::unique_ptr<Sequence>>* admitted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One step; false if there was nothing to run.
   bool Step();
 
@@ -100,8 +99,7 @@ class Scheduler {
   // Scheduler thread only.
   std::vector<std::unique_ptr<Sequence>> running_;
 
-  std::atomic<int64_t> steps_{0}, step_tokens_{0}, generated_{0}, finished_{0},
-      rejected_full_{0};
+  std::atomic<int64_t> steps_{0}, step_tokens_{0}, generated_{0}, finished_{0}, rejected_full_{0};
   std::thread thread_;
 };
 

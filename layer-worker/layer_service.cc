@@ -87,8 +87,8 @@ absl::Status LayerService::DoForward(const v1::ForwardRequest& request,
   StageInput input;
   std::vector<float> hidden;  // [n_tokens, H] f32, a copy aligned for the backend's upload
   if (request.has_token_ids()) {
-    input.token_ids = absl::MakeConstSpan(request.token_ids().ids().data(),
-                                          request.token_ids().ids_size());
+    input.token_ids =
+        absl::MakeConstSpan(request.token_ids().ids().data(), request.token_ids().ids_size());
   } else if (request.has_hidden()) {
     JAMBA_ASSIGN_OR_RETURN(WireF32View view, ViewF32(request.hidden(), 2, "hidden"));
     hidden.resize(static_cast<size_t>(view.numel));

@@ -71,7 +71,7 @@ class LayerService final : public v1::LayerWorker::Service {
 
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<RemoteExperts> remote_;  // null when every expert is local
-  absl::Mutex mu_;  // one backend stream: the stage runs one call at a time
+  absl::Mutex mu_;                         // one backend stream: the stage runs one call at a time
   std::unique_ptr<Stage> stage_ ABSL_GUARDED_BY(mu_);
   std::string fingerprint_;
   int64_t forward_calls_ ABSL_GUARDED_BY(mu_) = 0;

@@ -37,8 +37,7 @@ int Run(int argc, char** argv) {
       "holds the experts itself. Prints 'listening on HOST:PORT' once the weights are loaded\n"
       "and every expert worker answered.");
   flags.String("model", &config.model_dir, "checkpoint folder (required)", "", "DIR");
-  flags.String("layers", &layers, "layer range BEGIN:END (END exclusive), or all", "",
-               "BEGIN:END");
+  flags.String("layers", &layers, "layer range BEGIN:END (END exclusive), or all", "", "BEGIN:END");
   flags.Custom(
       "expert-workers",
       [&](absl::string_view v) {
@@ -47,10 +46,10 @@ int Run(int argc, char** argv) {
         }
         return absl::OkStatus();
       },
-      "ADDR,...", "expert workers (HOST:PORT, comma-separated or repeated); empty: hold "
+      "ADDR,...",
+      "expert workers (HOST:PORT, comma-separated or repeated); empty: hold "
       "every expert here");
-  flags.String("listen", &listen, "address to serve on; port 0 picks a free one", "",
-               "HOST:PORT");
+  flags.String("listen", &listen, "address to serve on; port 0 picks a free one", "", "HOST:PORT");
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
   flags.Int32("max-sequences", &config.stage.max_sequences,
@@ -59,18 +58,17 @@ int Run(int argc, char** argv) {
               "state");
   flags.Int("kv-cache-tokens", &config.stage.kv_cache_tokens,
             "KV cache size in token positions over all sequences; 0: max-sequences x "
-            "min(context, 4096)", "state");
-  flags.Int("max-context", &config.stage.max_context,
-            "longest sequence; 0: the model's limit", "state");
+            "min(context, 4096)",
+            "state");
+  flags.Int("max-context", &config.stage.max_context, "longest sequence; 0: the model's limit",
+            "state");
   flags.Int("connect-timeout-s", &connect_timeout_s,
             "how long to wait for the expert workers at start", "cluster");
   flags.Int("expert-timeout-ms", &expert_timeout_ms, "deadline of one expert worker call",
             "cluster");
-  flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds in-flight calls get to finish",
-              "cluster");
+  flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds in-flight calls get to finish", "cluster");
   flags.String("metrics-listen", &metrics_listen,
-               "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "",
-               "HOST:PORT");
+               "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "", "HOST:PORT");
   TopologyFlags topology;
   AddTopologyFlags(&flags, &topology, /*with_ordinal=*/true);
   flags.Bool("check-config", &check_config,
@@ -121,8 +119,8 @@ int Run(int argc, char** argv) {
   telemetry.AddScrapeTimeMetrics([svc] {
     const LayerService::Stats s = svc->GetStats();
     auto one = [](double v) { return std::vector<std::pair<MetricLabels, double>>{{{}, v}}; };
-    const double kv_bytes = static_cast<double>(s.stage.kv_blocks_used) *
-                            s.stage.kv_block_size * s.stage.kv_bytes_per_token;
+    const double kv_bytes = static_cast<double>(s.stage.kv_blocks_used) * s.stage.kv_block_size *
+                            s.stage.kv_bytes_per_token;
     const double mamba_bytes =
         static_cast<double>(s.stage.mamba_slots_used) * s.stage.mamba_bytes_per_sequence;
     std::vector<std::pair<MetricLabels, double>> rows, requests, failures;
@@ -136,8 +134,7 @@ int Run(int argc, char** argv) {
         GaugeFamily("jamba_kv_blocks_total", "KV cache blocks", one(s.stage.kv_blocks_total)),
         GaugeFamily("jamba_mamba_slots_used", "Mamba state slots in use",
                     one(s.stage.mamba_slots_used)),
-        GaugeFamily("jamba_mamba_slots_total", "Mamba state slots",
-                    one(s.stage.mamba_slots_total)),
+        GaugeFamily("jamba_mamba_slots_total", "Mamba state slots", one(s.stage.mamba_slots_total)),
         GaugeFamily("jamba_live_sequences", "Sequences whose state this stage holds",
                     one(s.stage.live_sequences)),
         GaugeFamily("jamba_state_bytes", "Bytes of per-sequence state held, by kind",
@@ -158,22 +155,8 @@ int Run(int argc, char** argv) {
                       "Compute calls that failed, per expert worker", failures),
     };
   });
-  absl::StatusOr<int> metrics_port = telemetry.Serve(metrics_listen);
-  if (!metrics_port.ok()) {
-    std::cerr << "jamba-layer-worker: " << metrics_port.status().message() << "\n";
-    return 1;
-  }
-  auto server = StartServer(listen, {svc}, telemetry.Interceptors());
-  if (!server.ok()) {
-    std::cerr << "jamba-layer-worker: " << server.status().message() << "\n";
-    return 1;
-  }
-  if (*metrics_port != 0) {
-    std::cout << "metrics on " << BoundAddress(metrics_listen, *metrics_port) << std::endl;
-  }
-  std::cout << "listening on " << BoundAddress(listen, server->port) << std::endl;
-  ServeUntilSignal(server->server.get(), absl::Seconds(grace_s));
-  return 0;
+  return ServeUntilTerminated("jamba-layer-worker", telemetry, listen, metrics_listen, {svc},
+                              absl::Seconds(grace_s));
 }
 
 }  // namespace

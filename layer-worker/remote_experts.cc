@@ -43,8 +43,8 @@ bool Retryable(const absl::Status& s) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RemoteExperts>> RemoteExperts::Connect(
-    const std::vector<std::string>& addresses, const std::string& fingerprint,
-    int64_t hidden_size, const RemoteExpertsOptions& options) {
+    const std::vector<std::string>& addresses, const std::string& fingerprint, int64_t hidden_size,
+    const RemoteExpertsOptions& options) {
   std::unique_ptr<RemoteExperts> r(new RemoteExperts(hidden_size, options));
   const absl::Time deadline = absl::Now() + options.connect_timeout;
   for (const std::string& address : addresses) {
@@ -58,8 +58,8 @@ absl::StatusOr<std::unique_ptr<RemoteExperts>> RemoteExperts::Connect(
     v1::ExpertShardInfoResponse info;
     absl::Status s = FromGrpcStatus(w->stub->ShardInfo(&ctx, request, &info));
     if (absl::IsUnimplemented(s)) {  // it answers, but serves no ExpertWorker API
-      return absl::FailedPreconditionError(absl::StrCat(
-          "expert worker ", address, " is not an expert worker: ", s.message()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("expert worker ", address, " is not an expert worker: ", s.message()));
     }
     if (!s.ok()) {
       return absl::UnavailableError(
@@ -111,8 +111,8 @@ absl::Status RemoteExperts::Compute(int64_t layer, absl::Span<const ExpertWork> 
       pending = true;
       auto it = holders_.find({layer, work[i].expert});
       if (it == holders_.end()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "layer ", layer, ": no expert worker holds expert ", work[i].expert));
+        return absl::FailedPreconditionError(
+            absl::StrCat("layer ", layer, ": no expert worker holds expert ", work[i].expert));
       }
       const std::vector<size_t>& hs = it->second;
       // Prefer replicas not marked down; a worker down for everyone is still tried when it
@@ -148,13 +148,12 @@ absl::Status RemoteExperts::Compute(int64_t layer, absl::Span<const ExpertWork> 
       down_until_[w] = absl::Now() + options_.down_time;
     }
   }
-  return absl::UnavailableError(absl::StrCat("layer ", layer, ": expert workers failed: ",
-                                             last_error.ToString()));
+  return absl::UnavailableError(
+      absl::StrCat("layer ", layer, ": expert workers failed: ", last_error.ToString()));
 }
 
-std::vector<absl::Status> RemoteExperts::SendAll(
-    int64_t layer, absl::Span<const ExpertWork> work,
-    const std::vector<std::vector<size_t>>& assigned) {
+std::vector<absl::Status> RemoteExperts::SendAll(int64_t layer, absl::Span<const ExpertWork> work,
+                                                 const std::vector<std::vector<size_t>>& assigned) {
   struct Call {
     grpc::ClientContext ctx;
     v1::ExpertRequest request;
@@ -193,8 +192,7 @@ std::vector<absl::Status> RemoteExperts::SendAll(
                                         });
   }
   latch.Wait();
-  wait_micros_.fetch_add(absl::ToInt64Microseconds(absl::Now() - start),
-                         std::memory_order_relaxed);
+  wait_micros_.fetch_add(absl::ToInt64Microseconds(absl::Now() - start), std::memory_order_relaxed);
 
   std::vector<absl::Status> results(n);
   for (size_t w = 0; w < n; ++w) {

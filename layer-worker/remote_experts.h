@@ -38,9 +38,9 @@ struct RemoteExpertsOptions {
 struct ExpertWorkerStats {
   std::string address;
   std::vector<std::pair<int32_t, int32_t>> experts;  // (layer, expert) held, sorted
-  int64_t requests = 0;  // Compute calls sent
-  int64_t rows = 0;      // token rows sent
-  int64_t failures = 0;  // calls that failed
+  int64_t requests = 0;                              // Compute calls sent
+  int64_t rows = 0;                                  // token rows sent
+  int64_t failures = 0;                              // calls that failed
 };
 
 class RemoteExperts final : public ExpertDispatcher {

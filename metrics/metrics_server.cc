@@ -9,8 +9,7 @@
 namespace jamba {
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& listen,
-    std::vector<std::shared_ptr<prometheus::Collectable>> collectables) {
+    const std::string& listen, std::vector<std::shared_ptr<prometheus::Collectable>> collectables) {
   std::unique_ptr<MetricsServer> m(new MetricsServer());
   // civetweb reports a failed bind by throwing from the Exposer's constructor; this is the
   // one place that exception is turned into a value.

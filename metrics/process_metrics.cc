@@ -24,8 +24,9 @@ std::shared_ptr<prometheus::Collectable> ProcessMetrics(const BuildInfo& info) {
                        {"backend", info.backend},
                        {"model_fingerprint", info.model_fingerprint}},
                       1.0}}),
-        GaugeFamily("jamba_process_resident_memory_bytes", "Resident set size of the process",
-                    {{{{"component", info.component}}, static_cast<double>(ResidentMemoryBytes())}}),
+        GaugeFamily(
+            "jamba_process_resident_memory_bytes", "Resident set size of the process",
+            {{{{"component", info.component}}, static_cast<double>(ResidentMemoryBytes())}}),
     };
   });
 }

@@ -1,5 +1,10 @@
 #include "metrics/telemetry.h"
 
+#include <iostream>
+
+#include "rpc/serve.h"
+#include "rpc/server.h"
+
 namespace jamba {
 
 Telemetry::Telemetry(const BuildInfo& info)
@@ -26,6 +31,27 @@ absl::StatusOr<int> Telemetry::Serve(const std::string& listen) {
   if (!server.ok()) return server.status();
   server_ = *std::move(server);
   return server_->port();
+}
+
+int ServeUntilTerminated(const std::string& program, Telemetry& telemetry,
+                         const std::string& listen, const std::string& metrics_listen,
+                         const std::vector<grpc::Service*>& services, absl::Duration grace) {
+  absl::StatusOr<int> metrics_port = telemetry.Serve(metrics_listen);
+  if (!metrics_port.ok()) {
+    std::cerr << program << ": " << metrics_port.status().message() << "\n";
+    return 1;
+  }
+  absl::StatusOr<RunningServer> server = StartServer(listen, services, telemetry.Interceptors());
+  if (!server.ok()) {
+    std::cerr << program << ": " << server.status().message() << "\n";
+    return 1;
+  }
+  if (*metrics_port != 0) {
+    std::cout << "metrics on " << BoundAddress(metrics_listen, *metrics_port) << std::endl;
+  }
+  std::cout << "listening on " << BoundAddress(listen, server->port) << std::endl;
+  ServeUntilSignal(server->server.get(), grace);
+  return 0;
 }
 
 }  // namespace jamba

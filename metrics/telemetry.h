@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "grpcpp/impl/codegen/service_type.h"
 #include "metrics/grpc_metrics.h"
 #include "metrics/metrics_server.h"
 #include "metrics/process_metrics.h"
@@ -36,6 +38,14 @@ class Telemetry {
   GrpcServerMetrics grpc_;
   std::unique_ptr<MetricsServer> server_;
 };
+
+// The end of every server's main(): /metrics (if `metrics_listen` is set), the gRPC server
+// with the metrics interceptor, the "metrics on" / "listening on HOST:PORT" lines, then
+// serving until SIGINT/SIGTERM and draining for `grace`. Returns the exit code: 0 after a
+// clean drain, 1 (message on stderr, prefixed with `program`) if something cannot start.
+int ServeUntilTerminated(const std::string& program, Telemetry& telemetry,
+                         const std::string& listen, const std::string& metrics_listen,
+                         const std::vector<grpc::Service*>& services, absl::Duration grace);
 
 }  // namespace jamba
 

@@ -26,10 +26,9 @@ absl::StatusOr<std::unique_ptr<Completion>> Completion::Create(const ModelConfig
   if (prompt.empty()) return absl::InvalidArgumentError("prompt: no tokens");
   for (size_t t = 0; t < prompt.size(); ++t) {
     if (prompt[t] < 0 || prompt[t] >= c.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt: token id ", prompt[t],
-                                                     " at position ", t,
-                                                     " is outside the vocabulary [0, ",
-                                                     c.vocab_size, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt: token id ", prompt[t], " at position ", t,
+                       " is outside the vocabulary [0, ", c.vocab_size, ")"));
     }
   }
   if (!params.stop_strings.empty() && tokenizer == nullptr) {
@@ -37,19 +36,17 @@ absl::StatusOr<std::unique_ptr<Completion>> Completion::Create(const ModelConfig
   }
   const int64_t prompt_len = static_cast<int64_t>(prompt.size());
   if (prompt_len > max_context) {
-    return absl::OutOfRangeError(absl::StrCat("prompt: ", prompt_len,
-                                              " tokens exceed the context limit of ",
-                                              max_context));
+    return absl::OutOfRangeError(
+        absl::StrCat("prompt: ", prompt_len, " tokens exceed the context limit of ", max_context));
   }
   // The context limit caps the number of new tokens, and the stop checker then ends the
   // sequence with "length" there, releasing any held-back text.
   SamplingParams capped = params;
-  capped.max_new_tokens = static_cast<int32_t>(
-      std::min<int64_t>(params.max_new_tokens, max_context - prompt_len));
+  capped.max_new_tokens =
+      static_cast<int32_t>(std::min<int64_t>(params.max_new_tokens, max_context - prompt_len));
   if (capped.max_new_tokens < 1) {
-    return absl::OutOfRangeError(absl::StrCat("prompt: ", prompt_len,
-                                              " tokens fill the context limit of ",
-                                              max_context));
+    return absl::OutOfRangeError(
+        absl::StrCat("prompt: ", prompt_len, " tokens fill the context limit of ", max_context));
   }
   std::vector<int32_t> eos;
   for (int64_t id : c.eos_token_ids) eos.push_back(static_cast<int32_t>(id));

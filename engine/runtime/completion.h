@@ -69,15 +69,14 @@ class Completion {
 
  private:
   Completion(const ModelConfig& config, const Tokenizer* tokenizer, std::vector<int32_t> prompt,
-             const SamplingParams& params, const SamplingParams& capped,
-             std::vector<int32_t> eos);
+             const SamplingParams& params, const SamplingParams& capped, std::vector<int32_t> eos);
 
   const Tokenizer* tokenizer_;
   std::vector<int32_t> prompt_;
   Sampler sampler_;
   StopChecker stop_;
   std::unique_ptr<StreamingDetokenizer> detok_;  // null without a tokenizer
-  std::vector<int32_t> context_;  // prompt + generated, for the repetition penalty
+  std::vector<int32_t> context_;                 // prompt + generated, for the repetition penalty
   std::vector<int32_t> generated_;
   std::string text_;
   std::vector<TokenLogprob> logprobs_;

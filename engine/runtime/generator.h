@@ -23,7 +23,7 @@ namespace jamba {
 struct GenerateRequest {
   std::vector<int32_t> prompt;  // >= 1 token ids (BOS included if the model wants one)
   SamplingParams params;
-  int32_t prefill_chunk = 256;  // prompt tokens per forward step (>= 1)
+  int32_t prefill_chunk = 256;      // prompt tokens per forward step (>= 1)
   bool keep_prompt_logits = false;  // fill GenerateResult::prompt_logits
 };
 

@@ -30,8 +30,8 @@ absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(std::unique_ptr<Model> mode
   s->experts_ = options.experts;
   const ModelConfig& c = s->model_->config();
   const int64_t model_limit = c.max_position_embeddings > 0 ? c.max_position_embeddings : 1 << 20;
-  s->max_context_ = options.max_context > 0 ? std::min(options.max_context, model_limit)
-                                            : model_limit;
+  s->max_context_ =
+      options.max_context > 0 ? std::min(options.max_context, model_limit) : model_limit;
   s->max_sequences_ = options.max_sequences;
 
   if (s->model_->num_mamba_layers() > 0) {
@@ -41,18 +41,17 @@ absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(std::unique_ptr<Model> mode
                                c.mamba_d_state, c.mamba_d_conv, options.max_sequences));
   }
   if (s->model_->num_attention_layers() > 0) {
-    const int64_t tokens =
-        options.kv_cache_tokens > 0
-            ? options.kv_cache_tokens
-            : options.max_sequences * std::min<int64_t>(s->max_context_, 4096);
+    const int64_t tokens = options.kv_cache_tokens > 0
+                               ? options.kv_cache_tokens
+                               : options.max_sequences * std::min<int64_t>(s->max_context_, 4096);
     const int64_t blocks = KvCachePool::BlocksFor(tokens, options.kv_block_size);
     if (blocks > (int64_t{1} << 30)) {
       return absl::InvalidArgumentError(absl::StrCat("kv_cache_tokens too large: ", tokens));
     }
     JAMBA_ASSIGN_OR_RETURN(
-        s->kv_pool_, KvCachePool::Create(backend, s->model_->num_attention_layers(),
-                                         c.num_kv_heads, c.head_dim, options.kv_block_size,
-                                         static_cast<int32_t>(blocks)));
+        s->kv_pool_,
+        KvCachePool::Create(backend, s->model_->num_attention_layers(), c.num_kv_heads, c.head_dim,
+                            options.kv_block_size, static_cast<int32_t>(blocks)));
   }
   s->workspace_ = std::make_unique<Workspace>(backend);
   return s;
@@ -147,9 +146,9 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
                                                 max_context_));
     }
     if (kv_pool_ != nullptr) {
-      blocks_needed += std::max<int64_t>(
-          0, KvCachePool::BlocksFor(new_length, kv_pool_->block_size()) -
-                 static_cast<int64_t>(s.blocks.size()));
+      blocks_needed +=
+          std::max<int64_t>(0, KvCachePool::BlocksFor(new_length, kv_pool_->block_size()) -
+                                   static_cast<int64_t>(s.blocks.size()));
     }
     seqs[i] = &s;
     n_tokens += item.n_tokens;
@@ -163,16 +162,14 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
   if (model_->has_embedding()) {
     if (!input.hidden.empty() || static_cast<int64_t>(input.token_ids.size()) != n_tokens) {
       return absl::InvalidArgumentError(
-          absl::StrCat("input: this stage embeds tokens and needs ", n_tokens,
-                       " token ids, got ", input.token_ids.size(), " ids and ",
-                       input.hidden.size(), " activations"));
+          absl::StrCat("input: this stage embeds tokens and needs ", n_tokens, " token ids, got ",
+                       input.token_ids.size(), " ids and ", input.hidden.size(), " activations"));
     }
     for (size_t t = 0; t < input.token_ids.size(); ++t) {
       if (input.token_ids[t] < 0 || input.token_ids[t] >= vocab) {
-        return absl::InvalidArgumentError(absl::StrCat("token id ", input.token_ids[t],
-                                                       " at position ", t,
-                                                       " is outside the vocabulary [0, ",
-                                                       vocab, ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("token id ", input.token_ids[t], " at position ", t,
+                         " is outside the vocabulary [0, ", vocab, ")"));
       }
     }
   } else if (!input.token_ids.empty() ||
@@ -218,8 +215,7 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
     } else if (item.logits == LogitsRows::kLast) {
       rows.push_back(slice.token_begin + slice.n_tokens - 1);
     }
-    out.logits.row_count.push_back(static_cast<int64_t>(rows.size()) -
-                                   out.logits.row_begin.back());
+    out.logits.row_count.push_back(static_cast<int64_t>(rows.size()) - out.logits.row_begin.back());
   }
 
   // ---- Forward. ------------------------------------------------------------------------
@@ -235,8 +231,8 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
     JAMBA_RETURN_IF_ERROR(
         backend_->Upload(input.hidden.data(), input.hidden.size() * sizeof(float), hidden));
   }
-  absl::Status forward = model_->ForwardLayers(ctx, StatePools{mamba_pool_.get(), kv_pool_.get()},
-                                               hidden);
+  absl::Status forward =
+      model_->ForwardLayers(ctx, StatePools{mamba_pool_.get(), kv_pool_.get()}, hidden);
   if (!forward.ok()) {
     for (Sequence* s : seqs) s->lost = true;
     return forward;
@@ -245,8 +241,7 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
     if (!rows.empty()) {
       const int64_t m = static_cast<int64_t>(rows.size());
       Tensor rows_dev = workspace_->Take(DType::kI32, {m});  // [m] i32
-      JAMBA_RETURN_IF_ERROR(
-          backend_->Upload(rows.data(), rows.size() * sizeof(int32_t), rows_dev));
+      JAMBA_RETURN_IF_ERROR(backend_->Upload(rows.data(), rows.size() * sizeof(int32_t), rows_dev));
       Tensor logits = workspace_->Take(DType::kF32, {m, vocab});  // [m, V] f32
       model_->Logits(ctx, hidden, rows_dev, logits);
       out.logits.logits.resize(static_cast<size_t>(m * vocab));

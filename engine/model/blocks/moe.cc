@@ -25,8 +25,7 @@ absl::Status LoadExperts(WeightLoader& loader, const ModelConfig& c, const MoeNa
     if (fused) {
       JAMBA_ASSIGN_OR_RETURN(x.gate_up,
                              loader.StackedMatrix(names.fused_gate_up, e_count, e, 2 * inter, h));
-      JAMBA_ASSIGN_OR_RETURN(x.down,
-                             loader.StackedMatrix(names.fused_down, e_count, e, h, inter));
+      JAMBA_ASSIGN_OR_RETURN(x.down, loader.StackedMatrix(names.fused_down, e_count, e, h, inter));
     } else {
       const std::string p = absl::StrCat(names.expert_prefix, e, ".");
       JAMBA_RETURN_IF_ERROR(LoadMlp(loader, p + names.gate + ".weight", p + names.up + ".weight",
