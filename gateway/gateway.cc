@@ -38,7 +38,8 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(const GatewayConfig& co
     g->executor_ = std::move(pipeline);
   }
   const ExecutorLimits limits = g->executor_->limits();
-  g->scheduler_ = std::make_unique<Scheduler>(g->executor_.get(), config.scheduler);
+  g->scheduler_ =
+      std::make_unique<Scheduler>(g->executor_.get(), config.scheduler, config.observer);
   g->service_ =
       std::make_unique<JambaService>(&g->config_, g->fingerprint_, g->tokenizer_.get(),
                                      g->scheduler_.get(), g->pipeline_, limits.max_context);

@@ -24,8 +24,9 @@ struct GatewayConfig {
   std::vector<std::string> layer_workers;
   PipelineOptions pipeline;
   SchedulerOptions scheduler;
-  StageOptions local;                // local mode: pool sizes and context limit
-  DType weight_dtype = DType::kF32;  // local mode
+  StageOptions local;                     // local mode: pool sizes and context limit
+  DType weight_dtype = DType::kF32;       // local mode
+  SchedulerObserver* observer = nullptr;  // e.g. metrics; must outlive the gateway
 };
 
 class Gateway {

@@ -11,6 +11,7 @@
 #include "cli/flag_parser.h"
 #include "cli/topology.h"
 #include "gateway/gateway.h"
+#include "gateway/gateway_metrics.h"
 #include "metrics/telemetry.h"
 #include "rpc/serve.h"
 #include "rpc/server.h"
@@ -99,32 +100,18 @@ int Run(int argc, char** argv) {
   config.weight_dtype = weights == "bf16" ? DType::kBF16 : DType::kF32;
   config.pipeline.connect_timeout = absl::Seconds(connect_timeout_s);
   if (threads > 0) omp_set_num_threads(threads);
+  // Metrics exist before the gateway, whose scheduler reports to them from its first step.
+  Telemetry telemetry(BuildInfo{"gateway", config.layer_workers.empty() ? "cpu" : "remote", ""});
+  GatewayMetrics metrics(telemetry);
+  config.observer = &metrics;
   auto gateway = Gateway::Create(config);
   if (!gateway.ok()) {
     std::cerr << "jamba-gateway: " << gateway.status().message() << "\n";
     return 1;
   }
   Scheduler* scheduler = (*gateway)->scheduler();
-  Telemetry telemetry(BuildInfo{"gateway", config.layer_workers.empty() ? "cpu" : "remote",
-                                (*gateway)->fingerprint()});
-  telemetry.AddScrapeTimeMetrics([scheduler] {
-    const SchedulerStats s = scheduler->Stats();
-    auto one = [](double v) { return std::vector<std::pair<MetricLabels, double>>{{{}, v}}; };
-    return std::vector<prometheus::MetricFamily>{
-        GaugeFamily("jamba_requests_waiting", "Requests queued for admission", one(s.queued)),
-        GaugeFamily("jamba_requests_running", "Sequences in the running batch", one(s.running)),
-        GaugeFamily("jamba_kv_blocks_reserved", "KV blocks reserved by admitted sequences",
-                    one(s.kv_blocks_reserved)),
-        CounterFamily("jamba_scheduler_steps_total", "Forward steps run", one(s.steps)),
-        CounterFamily("jamba_scheduler_step_tokens_total", "Token rows of all steps",
-                      one(s.step_tokens)),
-        CounterFamily("jamba_generated_tokens_total", "Tokens generated", one(s.generated_tokens)),
-        CounterFamily("jamba_requests_finished_total", "Requests ended (any reason)",
-                      one(s.finished)),
-        CounterFamily("jamba_requests_rejected_total", "Requests refused, by reason",
-                      {{{{"reason", "queue_full"}}, static_cast<double>(s.rejected_queue_full)}}),
-    };
-  });
+  metrics.ObserveScheduler(telemetry, (*gateway)->scheduler());
+  telemetry.set_model_fingerprint((*gateway)->fingerprint());
   return ServeUntilTerminated("jamba-gateway", telemetry, listen, metrics_listen,
                               {(*gateway)->service()}, absl::Seconds(grace_s));
 }

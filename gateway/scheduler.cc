@@ -35,8 +35,10 @@ absl::Status ValidateSchedulerOptions(const SchedulerOptions& o) {
   return absl::OkStatus();
 }
 
-Scheduler::Scheduler(SequenceExecutor* executor, const SchedulerOptions& options)
+Scheduler::Scheduler(SequenceExecutor* executor, const SchedulerOptions& options,
+                     SchedulerObserver* observer)
     : executor_(executor),
+      observer_(observer),
       options_(options),
       limits_(executor->limits()),
       max_running_(std::min(options.max_running, limits_.max_sequences)) {
@@ -61,17 +63,26 @@ Scheduler::~Scheduler() {
   {
     absl::MutexLock lock(&mu_);
     for (auto& s : queue_) {
-      s->stream->Finish(down, FinishReason::kNone, s->completion->prompt_tokens(), 0);
+      Finish(*s, down);
     }
     queue_.clear();
   }
   for (auto& s : running_) {
-    s->stream->Finish(down, FinishReason::kNone, s->completion->prompt_tokens(),
-                      static_cast<int64_t>(s->completion->generated().size()));
+    Finish(*s, down);
     done.push_back(std::move(s));
   }
   running_.clear();
   Retire(&done);
+}
+
+void Scheduler::Finish(Sequence& s, const absl::Status& status) {
+  const Completion& c = *s.completion;
+  const int64_t generated = static_cast<int64_t>(c.generated().size());
+  s.stream->Finish(status, c.finish_reason(), c.prompt_tokens(), generated);
+  if (observer_ != nullptr) {
+    observer_->OnFinished(status, c.finish_reason(), c.prompt_tokens(), generated,
+                          absl::ToDoubleSeconds(absl::Now() - s.submitted));
+  }
 }
 
 int64_t Scheduler::KvBlocksFor(const Completion& c) const {
@@ -85,6 +96,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(
     std::unique_ptr<Completion> completion) {
   const int64_t blocks = KvBlocksFor(*completion);
   if (limits_.kv_blocks >= 0 && blocks > limits_.kv_blocks) {
+    if (observer_ != nullptr) observer_->OnRejected("too_large");
     return absl::ResourceExhaustedError(
         absl::StrCat("prompt + max_new_tokens need ", blocks, " KV blocks, more than the ",
                      limits_.kv_blocks, " the cluster has in all; lower max_new_tokens"));
@@ -92,12 +104,15 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(
   auto seq = std::make_unique<Sequence>();
   seq->completion = std::move(completion);
   seq->kv_blocks = blocks;
+  seq->submitted = absl::Now();
+  seq->last_token = absl::InfinitePast();
   seq->stream = std::make_shared<RequestStream>(options_.max_pending_tokens, [this] { Wake(); });
   std::shared_ptr<RequestStream> stream = seq->stream;
   absl::MutexLock lock(&mu_);
   if (stop_) return absl::UnavailableError("the gateway is shutting down");
   if (static_cast<int64_t>(queue_.size()) >= options_.max_queue) {
     rejected_full_.fetch_add(1, std::memory_order_relaxed);
+    if (observer_ != nullptr) observer_->OnRejected("queue_full");
     return absl::ResourceExhaustedError(
         absl::StrCat("the request queue is full (", options_.max_queue, " waiting); retry later"));
   }
@@ -132,8 +147,7 @@ void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>* admitted) {
   // Requests cancelled while queued end here without ever touching a worker.
   for (auto it = queue_.begin(); it != queue_.end();) {
     if ((*it)->stream->cancelled()) {
-      (*it)->stream->Finish(absl::CancelledError("cancelled by the client"), FinishReason::kNone,
-                            (*it)->completion->prompt_tokens(), 0);
+      Finish(**it, absl::CancelledError("cancelled by the client"));
       finished_.fetch_add(1, std::memory_order_relaxed);
       it = queue_.erase(it);
     } else {
@@ -197,9 +211,7 @@ bool Scheduler::Step() {
   // ---- 1. Cancellations and admissions. ------------------------------------------------
   for (auto& s : running_) {
     if (s->stream->cancelled()) {
-      s->stream->Finish(absl::CancelledError("cancelled by the client"), FinishReason::kNone,
-                        s->completion->prompt_tokens(),
-                        static_cast<int64_t>(s->completion->generated().size()));
+      Finish(*s, absl::CancelledError("cancelled by the client"));
       done.push_back(std::move(s));
     }
   }
@@ -218,7 +230,7 @@ bool Scheduler::Step() {
       for (auto& s : admitted) running_.push_back(std::move(s));
     } else {
       for (auto& s : admitted) {
-        s->stream->Finish(created, FinishReason::kNone, s->completion->prompt_tokens(), 0);
+        Finish(*s, created);
       }
       Retire(&admitted);
     }
@@ -254,7 +266,12 @@ bool Scheduler::Step() {
   if (items.empty()) return false;  // every running reader is behind; wait for a wake
 
   // ---- 3. Forward, sample, stream. ------------------------------------------------------
+  const absl::Time step_start = absl::Now();
   absl::StatusOr<StepOutput> out = executor_->Forward(items, tokens);
+  if (observer_ != nullptr) {
+    observer_->OnStep(static_cast<int64_t>(items.size()), static_cast<int64_t>(tokens.size()),
+                      absl::ToDoubleSeconds(absl::Now() - step_start));
+  }
   steps_.fetch_add(1, std::memory_order_relaxed);
   step_tokens_.fetch_add(static_cast<int64_t>(tokens.size()), std::memory_order_relaxed);
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -276,13 +293,21 @@ bool Scheduler::Step() {
       if (event.ok()) {
         generated_.fetch_add(1, std::memory_order_relaxed);
         s.stream->Push(*std::move(event));
+        const absl::Time now = absl::Now();
+        if (observer_ != nullptr) {
+          if (s.last_token == absl::InfinitePast()) {
+            observer_->OnFirstToken(absl::ToDoubleSeconds(now - s.submitted));
+          } else {
+            observer_->OnNextToken(absl::ToDoubleSeconds(now - s.last_token));
+          }
+        }
+        s.last_token = now;
         if (!c.finished()) continue;
       } else {
         status = event.status();
       }
     }
-    s.stream->Finish(status, c.finish_reason(), c.prompt_tokens(),
-                     static_cast<int64_t>(c.generated().size()));
+    Finish(s, status);
     for (auto& r : running_) {
       if (r.get() == &s) done.push_back(std::move(r));
     }

@@ -23,9 +23,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "engine/runtime/completion.h"
 #include "gateway/executor.h"
 #include "gateway/request_stream.h"
+#include "gateway/scheduler_observer.h"
 
 namespace jamba {
 
@@ -52,8 +54,10 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  // Starts the scheduler thread. `executor` must outlive the scheduler.
-  Scheduler(SequenceExecutor* executor, const SchedulerOptions& options);
+  // Starts the scheduler thread. `executor` (and `observer`, which may be null) must outlive
+  // the scheduler.
+  Scheduler(SequenceExecutor* executor, const SchedulerOptions& options,
+            SchedulerObserver* observer = nullptr);
   // Stops the thread; requests still queued or running end with Unavailable, and running
   // sequences are released on the executor.
   ~Scheduler();
@@ -71,6 +75,8 @@ class Scheduler {
     std::shared_ptr<RequestStream> stream;
     int64_t fed = 0;        // tokens the executor has absorbed
     int64_t kv_blocks = 0;  // reserved for the sequence's life
+    absl::Time submitted;   // for latency metrics
+    absl::Time last_token;  // InfinitePast until the first token
   };
 
   void Run();
@@ -83,7 +89,11 @@ class Scheduler {
   // One step; false if there was nothing to run.
   bool Step();
 
+  // Ends one sequence's stream and reports it.
+  void Finish(Sequence& s, const absl::Status& status);
+
   SequenceExecutor* const executor_;
+  SchedulerObserver* const observer_;
   const SchedulerOptions options_;
   const ExecutorLimits limits_;
   const int32_t max_running_;

@@ -15,8 +15,9 @@ int64_t ResidentMemoryBytes() {
   return resident * sysconf(_SC_PAGESIZE);
 }
 
-std::shared_ptr<prometheus::Collectable> ProcessMetrics(const BuildInfo& info) {
-  return std::make_shared<ScrapeTimeMetrics>([info] {
+std::shared_ptr<prometheus::Collectable> ProcessMetrics(std::function<BuildInfo()> get_info) {
+  return std::make_shared<ScrapeTimeMetrics>([get_info] {
+    const BuildInfo info = get_info();
     return std::vector<prometheus::MetricFamily>{
         GaugeFamily("jamba_build_info", "Build and model of this process (value 1)",
                     {{{{"component", info.component},

@@ -3,6 +3,7 @@
 #ifndef JAMBA_METRICS_PROCESS_METRICS_H_
 #define JAMBA_METRICS_PROCESS_METRICS_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -16,8 +17,9 @@ struct BuildInfo {
   std::string model_fingerprint;
 };
 
-// jamba_build_info (value 1) and jamba_process_resident_memory_bytes, read at scrape time.
-std::shared_ptr<prometheus::Collectable> ProcessMetrics(const BuildInfo& info);
+// jamba_build_info (value 1) and jamba_process_resident_memory_bytes, read at scrape time;
+// `info` is asked at every scrape (the model fingerprint may be known only after loading).
+std::shared_ptr<prometheus::Collectable> ProcessMetrics(std::function<BuildInfo()> info);
 
 // The process's resident set size in bytes (0 if /proc is unreadable).
 int64_t ResidentMemoryBytes();

@@ -8,9 +8,24 @@
 namespace jamba {
 
 Telemetry::Telemetry(const BuildInfo& info)
-    : registry_(std::make_shared<prometheus::Registry>()), grpc_(*registry_) {
+    : info_(std::make_shared<SharedInfo>()),
+      registry_(std::make_shared<prometheus::Registry>()),
+      grpc_(*registry_) {
+  {
+    absl::MutexLock lock(&info_->mu);
+    info_->info = info;
+  }
   collectables_.push_back(registry_);
-  collectables_.push_back(ProcessMetrics(info));
+  std::shared_ptr<SharedInfo> shared = info_;
+  collectables_.push_back(ProcessMetrics([shared] {
+    absl::MutexLock lock(&shared->mu);
+    return shared->info;
+  }));
+}
+
+void Telemetry::set_model_fingerprint(const std::string& fingerprint) {
+  absl::MutexLock lock(&info_->mu);
+  info_->info.model_fingerprint = fingerprint;
 }
 
 void Telemetry::AddScrapeTimeMetrics(ScrapeTimeMetrics::Callback callback) {
@@ -23,6 +38,8 @@ Telemetry::Interceptors() {
   out.push_back(grpc_.InterceptorFactory());
   return out;
 }
+
+void Telemetry::StopServing() { server_.reset(); }
 
 absl::StatusOr<int> Telemetry::Serve(const std::string& listen) {
   if (listen.empty()) return 0;
@@ -51,6 +68,8 @@ int ServeUntilTerminated(const std::string& program, Telemetry& telemetry,
   }
   std::cout << "listening on " << BoundAddress(listen, server->port) << std::endl;
   ServeUntilSignal(server->server.get(), grace);
+  // Scrape-time metrics read objects main() is about to destroy: stop serving them first.
+  telemetry.StopServing();
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/impl/codegen/service_type.h"
 #include "metrics/grpc_metrics.h"
@@ -23,6 +24,9 @@ class Telemetry {
  public:
   explicit Telemetry(const BuildInfo& info);
 
+  // For processes that learn the checkpoint's fingerprint after their metrics exist.
+  void set_model_fingerprint(const std::string& fingerprint);
+
   prometheus::Registry& registry() { return *registry_; }
   void AddScrapeTimeMetrics(ScrapeTimeMetrics::Callback callback);
   // For StartServer: records every call's method, status and latency.
@@ -31,8 +35,14 @@ class Telemetry {
   // Serves /metrics on `listen` (HOST:PORT) unless it is empty, and returns the bound port
   // (0 when not serving).
   absl::StatusOr<int> Serve(const std::string& listen);
+  void StopServing();
 
  private:
+  struct SharedInfo {
+    absl::Mutex mu;
+    BuildInfo info ABSL_GUARDED_BY(mu);
+  };
+  std::shared_ptr<SharedInfo> info_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
   GrpcServerMetrics grpc_;
