@@ -109,6 +109,7 @@ int Run(int argc, char** argv) {
   config.remote.call_timeout = absl::Milliseconds(expert_timeout_ms);
   if (threads > 0) omp_set_num_threads(threads);
 
+  config.stage.time_blocks = true;  // per-kind forward time metrics; free on the CPU
   auto service = LayerService::Create(config, CreateCpuBackend());
   if (!service.ok()) {
     std::cerr << "jamba-layer-worker: " << service.status().message() << "\n";
@@ -146,6 +147,13 @@ int Run(int argc, char** argv) {
                       one(s.forward_tokens)),
         CounterFamily("jamba_forward_seconds_total", "Time spent in forward calls",
                       one(s.forward_seconds)),
+        CounterFamily("jamba_layer_forward_seconds_total",
+                      "Time spent in each kind of block (mixers with their norm and residual; "
+                      "MoE includes the wait on expert workers)",
+                      {{{{"kind", "attention"}}, s.stage.block_seconds.attention},
+                       {{{"kind", "mamba"}}, s.stage.block_seconds.mamba},
+                       {{{"kind", "mlp"}}, s.stage.block_seconds.mlp},
+                       {{{"kind", "moe"}}, s.stage.block_seconds.moe}}),
         CounterFamily("jamba_expert_wait_seconds_total", "Time spent waiting on expert workers",
                       one(s.expert_wait_micros * 1e-6)),
         CounterFamily("jamba_expert_rows_sent_total", "Token rows sent, per expert worker", rows),

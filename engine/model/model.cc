@@ -1,5 +1,7 @@
 #include "engine/model/model.h"
 
+#include <chrono>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -87,8 +89,8 @@ bool Model::HoldsExpert(int64_t layer, int64_t expert) const {
          Present(lw.moe.experts[expert].down);
 }
 
-void Model::ExpertForward(const ForwardContext& ctx, int64_t layer, int64_t expert,
-                          const Tensor& x, const Tensor& out) const {
+void Model::ExpertForward(const ForwardContext& ctx, int64_t layer, int64_t expert, const Tensor& x,
+                          const Tensor& out) const {
   JAMBA_CHECK(HoldsExpert(layer, expert));
   MlpForward(ctx, weights_.layers[layer - layer_begin_].moe.experts[expert], x, out);
 }
@@ -101,23 +103,39 @@ absl::Status Model::ForwardLayers(const ForwardContext& ctx, const StatePools& p
   const int64_t n = hidden.dim(0), h = c.hidden_size;
   Tensor normed = ctx.ws->Take(DType::kF32, {n, h});
   Tensor branch = ctx.ws->Take(DType::kF32, {n, h});
+  // Wall time of one block, when the caller collects it.
+  using Clock = std::chrono::steady_clock;
+  auto mark = [&]() {
+    if (ctx.times != nullptr) JAMBA_CHECK(be.Synchronize().ok());
+    return ctx.times != nullptr ? Clock::now() : Clock::time_point();
+  };
+  auto add = [&](double* slot, Clock::time_point start) {
+    if (ctx.times == nullptr) return;
+    JAMBA_CHECK(be.Synchronize().ok());
+    *slot += std::chrono::duration<double>(Clock::now() - start).count();
+  };
   for (size_t li = 0; li < weights_.layers.size(); ++li) {
     const LayerWeights& lw = weights_.layers[li];
     const int64_t pool_layer = pool_index_[li];
     // h = h + Mixer(RMSNorm(h))
+    Clock::time_point t = mark();
     be.RmsNorm(hidden, &lw.input_norm, c.rms_norm_eps, normed);
     if (lw.spec.mixer == MixerKind::kMamba) {
       JAMBA_CHECK(pools.mamba != nullptr);
-      MambaMixerForward(ctx, lw.mamba, pools.mamba->conv(pool_layer),
-                        pools.mamba->ssm(pool_layer), normed, branch);
+      MambaMixerForward(ctx, lw.mamba, pools.mamba->conv(pool_layer), pools.mamba->ssm(pool_layer),
+                        normed, branch);
     } else {
       JAMBA_CHECK(pools.kv != nullptr);
-      AttentionForward(ctx, lw.attention, pools.kv->k(pool_layer), pools.kv->v(pool_layer),
-                       normed, branch);
+      AttentionForward(ctx, lw.attention, pools.kv->k(pool_layer), pools.kv->v(pool_layer), normed,
+                       branch);
     }
     be.Add(branch, hidden);
+    if (ctx.times != nullptr) {
+      add(lw.spec.mixer == MixerKind::kMamba ? &ctx.times->mamba : &ctx.times->attention, t);
+    }
     // h = h + FFN(RMSNorm(h))
     if (lw.spec.ffn == FfnKind::kNone) continue;
+    t = mark();
     be.RmsNorm(hidden, &lw.ffn_norm, c.rms_norm_eps, normed);
     if (lw.spec.ffn == FfnKind::kMoe) {
       JAMBA_RETURN_IF_ERROR(MoeForward(ctx, lw.layer_index, lw.moe, normed, branch));
@@ -125,6 +143,9 @@ absl::Status Model::ForwardLayers(const ForwardContext& ctx, const StatePools& p
       MlpForward(ctx, lw.mlp, normed, branch);
     }
     be.Add(branch, hidden);
+    if (ctx.times != nullptr) {
+      add(lw.spec.ffn == FfnKind::kMoe ? &ctx.times->moe : &ctx.times->mlp, t);
+    }
   }
   return absl::OkStatus();
 }

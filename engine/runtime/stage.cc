@@ -28,6 +28,7 @@ absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(std::unique_ptr<Model> mode
   s->backend_ = backend;
   s->model_ = std::move(model);
   s->experts_ = options.experts;
+  s->time_blocks_ = options.time_blocks;
   const ModelConfig& c = s->model_->config();
   const int64_t model_limit = c.max_position_embeddings > 0 ? c.max_position_embeddings : 1 << 20;
   s->max_context_ =
@@ -220,7 +221,8 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
 
   // ---- Forward. ------------------------------------------------------------------------
   workspace_->Reset();
-  ForwardContext ctx{backend_, &layout, workspace_.get(), &c, experts_};
+  ForwardContext ctx{backend_, &layout,  workspace_.get(),
+                     &c,       experts_, time_blocks_ ? &block_seconds_ : nullptr};
   Tensor hidden = workspace_->Take(DType::kF32, {n_tokens, h});  // [n, H] f32
   if (model_->has_embedding()) {
     Tensor ids_dev = workspace_->Take(DType::kI32, {n_tokens});  // [n] i32
@@ -273,6 +275,7 @@ StageStats Stage::Stats() const {
     s.kv_bytes_per_token = kv_pool_->BytesPerToken();
   }
   s.weight_bytes = model_->weight_bytes();
+  s.block_seconds = block_seconds_;
   return s;
 }
 

@@ -47,6 +47,9 @@ struct StageOptions {
   // Computes the experts the shard does not hold (not owned; must outlive the stage). Null:
   // every expert a token is routed to must be held.
   ExpertDispatcher* experts = nullptr;
+  // Measure the time spent in each kind of block (StageStats::block_seconds); synchronizes
+  // the backend around every block.
+  bool time_blocks = false;
 };
 
 struct StageItem {
@@ -93,6 +96,7 @@ struct StageStats {
   int64_t kv_bytes_per_token = 0;        // this stage's attention layers, K + V
   int64_t mamba_bytes_per_sequence = 0;  // this stage's Mamba layers, conv + SSM
   int64_t weight_bytes = 0;
+  BlockTimes block_seconds;  // if StageOptions::time_blocks
 };
 
 class Stage {
@@ -137,6 +141,8 @@ class Stage {
   Backend* backend_ = nullptr;
   std::unique_ptr<Model> model_;
   ExpertDispatcher* experts_ = nullptr;
+  bool time_blocks_ = false;
+  BlockTimes block_seconds_;
   std::unique_ptr<MambaStatePool> mamba_pool_;  // null without Mamba layers
   std::unique_ptr<KvCachePool> kv_pool_;        // null without attention layers
   std::unique_ptr<Workspace> workspace_;

@@ -10,6 +10,11 @@
 
 namespace jamba {
 
+// Seconds spent in each kind of block, summed over forwards (see ForwardContext::times).
+struct BlockTimes {
+  double attention = 0, mamba = 0, mlp = 0, moe = 0;
+};
+
 struct ForwardContext {
   Backend* backend = nullptr;
   const BatchLayout* layout = nullptr;
@@ -17,6 +22,9 @@ struct ForwardContext {
   const ModelConfig* config = nullptr;
   // Computes the experts the shard does not hold; null: every routed expert must be held.
   ExpertDispatcher* experts = nullptr;
+  // If set, ForwardLayers adds each block's wall time here, synchronizing the backend around
+  // every block (free on the CPU, where ops are synchronous; a cost on a GPU stream).
+  BlockTimes* times = nullptr;
 };
 
 }  // namespace jamba

@@ -1,0 +1,91 @@
+// Telemetry against real components: the /metrics endpoint over HTTP on loopback, and the
+// gRPC interceptor counting calls made through a real server.
+#include "metrics/telemetry.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "client/client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "rpc/server.h"
+
+namespace jamba {
+namespace {
+
+using ::testing::HasSubstr;
+
+// GET http://127.0.0.1:port/metrics, the body (HTTP/1.0, so the server closes the socket).
+std::string Scrape(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  (void)!write(fd, request.data(), request.size());
+  std::string response;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+TEST(TelemetryTest, ServesProcessScrapeTimeAndGrpcMetrics) {
+  Telemetry telemetry(BuildInfo{"test_component", "cpu", ""});
+  telemetry.set_model_fingerprint("0123456789abcdef");
+  double value = 3;
+  telemetry.AddScrapeTimeMetrics([&value] {
+    return std::vector<prometheus::MetricFamily>{
+        GaugeFamily("jamba_test_value", "a value read at scrape time", {{{{"k", "v"}}, value}})};
+  });
+  absl::StatusOr<int> port = telemetry.Serve("127.0.0.1:0");
+  ASSERT_TRUE(port.ok()) << port.status();
+  ASSERT_GT(*port, 0);
+
+  absl::StatusOr<RunningServer> server = StartServer("127.0.0.1:0", {}, telemetry.Interceptors());
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = client::Client::Connect(absl::StrCat("127.0.0.1:", server->port));
+  ASSERT_TRUE(client.ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*client)->Health().ok());
+
+  std::string text = Scrape(*port);
+  EXPECT_THAT(text, HasSubstr("jamba_build_info{backend=\"cpu\",component=\"test_component\","
+                              "model_fingerprint=\"0123456789abcdef\""));
+  EXPECT_THAT(text, HasSubstr("jamba_test_value{k=\"v\"} 3"));
+  EXPECT_THAT(text, HasSubstr("jamba_grpc_server_handled_total{code=\"OK\","
+                              "method=\"/grpc.health.v1.Health/Check\"} 3"));
+  EXPECT_THAT(text, HasSubstr("jamba_grpc_server_handling_seconds_count{"
+                              "method=\"/grpc.health.v1.Health/Check\"} 3"));
+  EXPECT_THAT(text, HasSubstr("jamba_process_resident_memory_bytes{component=\"test_component\"}"));
+  EXPECT_GT(ResidentMemoryBytes(), 1 << 20);
+
+  value = 5;  // read again at the next scrape
+  EXPECT_THAT(Scrape(*port), HasSubstr("jamba_test_value{k=\"v\"} 5"));
+  server->server->Shutdown();
+  telemetry.StopServing();
+  EXPECT_EQ(Scrape(*port), "");
+}
+
+TEST(TelemetryTest, ABusyPortIsAnErrorNotACrash) {
+  Telemetry a(BuildInfo{"a", "cpu", ""});
+  absl::StatusOr<int> port = a.Serve("127.0.0.1:0");
+  ASSERT_TRUE(port.ok());
+  Telemetry b(BuildInfo{"b", "cpu", ""});
+  absl::StatusOr<int> clash = b.Serve(absl::StrCat("127.0.0.1:", *port));
+  ASSERT_FALSE(clash.ok());
+  EXPECT_TRUE(absl::IsUnavailable(clash.status())) << clash.status();
+}
+
+}  // namespace
+}  // namespace jamba
