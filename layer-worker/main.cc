@@ -132,10 +132,11 @@ int Run(int argc, char** argv) {
     }
     return std::vector<prometheus::MetricFamily>{
         GaugeFamily("jamba_kv_blocks_used", "KV cache blocks in use", one(s.stage.kv_blocks_used)),
-        GaugeFamily("jamba_kv_blocks_total", "KV cache blocks", one(s.stage.kv_blocks_total)),
+        GaugeFamily("jamba_kv_blocks_capacity", "KV cache blocks", one(s.stage.kv_blocks_total)),
         GaugeFamily("jamba_mamba_slots_used", "Mamba state slots in use",
                     one(s.stage.mamba_slots_used)),
-        GaugeFamily("jamba_mamba_slots_total", "Mamba state slots", one(s.stage.mamba_slots_total)),
+        GaugeFamily("jamba_mamba_slots_capacity", "Mamba state slots",
+                    one(s.stage.mamba_slots_total)),
         GaugeFamily("jamba_live_sequences", "Sequences whose state this stage holds",
                     one(s.stage.live_sequences)),
         GaugeFamily("jamba_state_bytes", "Bytes of per-sequence state held, by kind",

@@ -12,6 +12,8 @@ PACKAGES=(
   # gRPC/protobuf (see notes: protobuf-compiler-grpc is required even to link gRPC).
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   prometheus-cpp-dev
+  # The metrics tests (tests/metrics) scrape a real cluster with prometheus and lint with promtool.
+  prometheus
   # The Python client (client/python) and its tests: Debian's gRPC/protobuf bindings, matching
   # the protoc above (grpc_python_plugin comes with protobuf-compiler-grpc).
   python3-grpcio python3-protobuf
