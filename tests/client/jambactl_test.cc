@@ -267,6 +267,30 @@ TEST_F(JambactlTest, UsageErrorsExitTwoAndNameTheProblem) {
   EXPECT_EQ(fake_.calls("Generate"), 0);
 }
 
+TEST_F(JambactlTest, ClusterUpRejectsBadLayoutsBeforeStartingAnything) {
+  const std::string demo = std::string(JAMBA_SOURCE_DIR) + "/models/jamba-demo";
+  struct Case {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"cluster", "up"}, 2, "--model is required"},
+      {{"cluster", "up", "--model", demo, "--layer-workers", "9"}, 2, "layer-workers must be in"},
+      {{"cluster", "up", "--model", demo, "--expert-workers", "2", "--replicas", "3"}, 2,
+       "replicas must be in"},
+      {{"cluster", "up", "--model", demo, "--port", "70000"}, 2, "--port must be in"},
+      {{"cluster", "up", "--model", "/nonexistent-model-dir"}, 1, "nonexistent-model-dir"},
+      {{"cluster", "down"}, 2, "unknown action 'down'"},
+  };
+  for (const Case& c : cases) {
+    RunResult r = RunJambactl(c.args);
+    EXPECT_EQ(r.exit_code, c.exit_code) << absl::StrJoin(c.args, " ") << "\n" << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.message)) << absl::StrJoin(c.args, " ");
+    EXPECT_THAT(r.err, Not(HasSubstr("listening on"))) << absl::StrJoin(c.args, " ");
+  }
+}
+
 TEST_F(JambactlTest, ServerErrorExitsOneWithTheCode) {
   FakeBehavior b;
   b.error = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "sampling.top_p must be in (0, 1]");

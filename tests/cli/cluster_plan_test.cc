@@ -1,0 +1,102 @@
+// The layout `jambactl cluster up` gives a model: layer ranges and expert placement.
+#include "cli/cluster_plan.h"
+
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "engine/config/model_config.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace jamba {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+std::string DemoDir() { return std::string(JAMBA_SOURCE_DIR) + "/models/jamba-demo"; }
+
+// (layer, expert) -> the workers holding it, from the plan's --experts specs.
+std::map<std::pair<int, int>, std::set<int>> Holders(const ClusterPlan& plan) {
+  std::map<std::pair<int, int>, std::set<int>> out;
+  for (size_t w = 0; w < plan.expert_specs.size(); ++w) {
+    for (absl::string_view layer_part : absl::StrSplit(plan.expert_specs[w], ';')) {
+      std::pair<absl::string_view, absl::string_view> lp = absl::StrSplit(layer_part, ':');
+      int layer = 0;
+      EXPECT_TRUE(absl::SimpleAtoi(lp.first, &layer)) << plan.expert_specs[w];
+      for (absl::string_view e : absl::StrSplit(lp.second, ',')) {
+        int expert = 0;
+        EXPECT_TRUE(absl::SimpleAtoi(e, &expert)) << plan.expert_specs[w];
+        out[{layer, expert}].insert(static_cast<int>(w));
+      }
+    }
+  }
+  return out;
+}
+
+class ClusterPlanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = LoadModelConfig(DemoDir());  // 8 layers, MoE on 1, 3, 5, 7, 4 experts
+    ASSERT_TRUE(c.ok()) << c.status();
+    config_ = *c;
+  }
+  ModelConfig config_;
+};
+
+TEST_F(ClusterPlanTest, SplitsLayersIntoContiguousNearEqualRanges) {
+  auto plan = PlanCluster(config_, 3, 0, 1);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(plan->layer_ranges, ElementsAre(Pair(0, 2), Pair(2, 5), Pair(5, 8)));
+  EXPECT_TRUE(plan->expert_specs.empty());
+}
+
+TEST_F(ClusterPlanTest, EveryExpertOnceWithoutReplicas) {
+  auto plan = PlanCluster(config_, 2, 3, 1);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->expert_specs.size(), 3u);
+  auto holders = Holders(*plan);
+  ASSERT_EQ(holders.size(), 16u);  // 4 MoE layers x 4 experts
+  std::map<int, int> per_worker;
+  for (const auto& [key, workers] : holders) {
+    EXPECT_EQ(workers.size(), 1u) << key.first << ":" << key.second;
+    EXPECT_EQ(config_.layers[key.first].ffn, FfnKind::kMoe);
+    ++per_worker[*workers.begin()];
+  }
+  // 16 pairs dealt round-robin over 3 workers: 6, 5, 5.
+  EXPECT_THAT(per_worker, ElementsAre(Pair(0, 6), Pair(1, 5), Pair(2, 5)));
+}
+
+TEST_F(ClusterPlanTest, ReplicasSitOnDistinctWorkers) {
+  auto plan = PlanCluster(config_, 2, 3, 2);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  for (const auto& [key, workers] : Holders(*plan)) {
+    EXPECT_EQ(workers.size(), 2u) << key.first << ":" << key.second;
+  }
+}
+
+TEST_F(ClusterPlanTest, RejectsLayoutsThatDoNotFit) {
+  EXPECT_THAT(PlanCluster(config_, 0, 2, 1).status().message(), HasSubstr("layer-workers"));
+  EXPECT_THAT(PlanCluster(config_, 9, 2, 1).status().message(), HasSubstr("layer-workers"));
+  EXPECT_THAT(PlanCluster(config_, 2, 2, 3).status().message(), HasSubstr("replicas"));
+  EXPECT_THAT(PlanCluster(config_, 2, 2, 0).status().message(), HasSubstr("replicas"));
+  EXPECT_THAT(PlanCluster(config_, 2, 17, 1).status().message(), HasSubstr("idle"));
+  EXPECT_THAT(PlanCluster(config_, 2, -1, 1).status().message(), HasSubstr("expert-workers"));
+}
+
+TEST(ClusterPlanNoExpertsTest, ExpertWorkersNeedAnMoeModel) {
+  auto c = LoadModelConfig(std::string(JAMBA_TEST_DATA_DIR) + "/models/mamba");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto plan = PlanCluster(*c, 2, 1, 1);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_THAT(plan.status().message(), HasSubstr("no MoE experts"));
+  EXPECT_TRUE(PlanCluster(*c, 2, 0, 1).ok());
+}
+
+}  // namespace
+}  // namespace jamba
