@@ -4,7 +4,9 @@
 #include <sstream>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 
 namespace jamba {
@@ -28,6 +30,31 @@ absl::StatusOr<std::string> ConfigWithOverrides(const std::string& path,
     j[kv.substr(0, eq)] = v.is_discarded() ? nlohmann::json(kv.substr(eq + 1)) : v;
   }
   return j.dump();
+}
+
+void AddBenchModelFlags(FlagParser& flags, BenchModelFlags* out) {
+  flags.String("model", &out->model, "checkpoint folder", "Model", "DIR");
+  flags.String("config", &out->config, "config.json for random weights", "Model", "FILE");
+  flags.Repeated(
+      "set",
+      [out](absl::string_view v) {
+        out->overrides.emplace_back(v);
+        return absl::OkStatus();
+      },
+      "KEY=VALUE", "override a config.json field", "Model");
+  flags.String("weights", &out->weights, "weight matrices in f32 or bf16", "Model", "f32|bf16");
+}
+
+absl::StatusOr<std::vector<int>> ParseBatchSizes(absl::string_view text, int max) {
+  std::vector<int> batches;
+  for (absl::string_view b : absl::StrSplit(text, ',')) {
+    int v = 0;
+    if (!absl::SimpleAtoi(b, &v) || v < 1 || v > max) {
+      return absl::InvalidArgumentError(absl::StrCat("--batches: bad batch size '", b, "'"));
+    }
+    batches.push_back(v);
+  }
+  return batches;
 }
 
 }  // namespace jamba

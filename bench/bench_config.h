@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "cli/flag_parser.h"
 
 namespace jamba {
 
@@ -13,6 +15,20 @@ namespace jamba {
 // string). InvalidArgument names a malformed override or a file that is not a JSON object.
 absl::StatusOr<std::string> ConfigWithOverrides(const std::string& path,
                                                 const std::vector<std::string>& overrides);
+
+// Where a benchmark's model comes from: a checkpoint folder, or a config.json (with
+// overrides) for random weights; and the dtype of the weight matrices.
+struct BenchModelFlags {
+  std::string model, config;
+  std::vector<std::string> overrides;  // KEY=VALUE applied to config.json
+  std::string weights = "bf16";
+};
+
+// Registers --model, --config, --set and --weights (section "Model").
+void AddBenchModelFlags(FlagParser& flags, BenchModelFlags* out);
+
+// "1,4,16" -> {1, 4, 16}; InvalidArgument naming --batches for an item outside [1, max].
+absl::StatusOr<std::vector<int>> ParseBatchSizes(absl::string_view text, int max);
 
 }  // namespace jamba
 

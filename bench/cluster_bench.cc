@@ -41,8 +41,8 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
 }
 
 struct Options {
-  std::string model, config, work_dir = "/tmp/jamba-cluster-bench", weights = "bf16";
-  std::vector<std::string> overrides;
+  BenchModelFlags source;
+  std::string work_dir = "/tmp/jamba-cluster-bench";
   std::string batches = "1,4,16";
   int32_t prompt_len = 16, decode_steps = 32, threads = 0;
   int32_t layer_workers = 2, expert_workers = 2, replicas = 1;
@@ -140,17 +140,8 @@ int Run(int argc, char** argv) {
       "workers and the gateway as separate processes on loopback, driven by concurrent gRPC\n"
       "streams) against the single-process engine on the same checkpoint, with the ratio.\n"
       "With --config, random bf16 weights are written to --work-dir first.");
-  flags.String("model", &o.model, "checkpoint folder", "Model", "DIR");
-  flags.String("config", &o.config, "config.json for random weights", "Model", "FILE");
-  flags.Repeated(
-      "set",
-      [&o](absl::string_view v) {
-        o.overrides.emplace_back(v);
-        return absl::OkStatus();
-      },
-      "KEY=VALUE", "override a config.json field", "Model");
+  AddBenchModelFlags(flags, &o.source);
   flags.String("work-dir", &o.work_dir, "where --config's checkpoint is written", "Model", "DIR");
-  flags.String("weights", &o.weights, "weight matrices in f32 or bf16", "Model", "f32|bf16");
   flags.String("batches", &o.batches, "batch sizes (concurrent streams)", "Run", "N,N,...");
   flags.Int32("prompt-len", &o.prompt_len, "prompt tokens per sequence", "Run");
   flags.Int32("decode-steps", &o.decode_steps, "timed decode steps", "Run");
@@ -161,26 +152,24 @@ int Run(int argc, char** argv) {
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-cluster-bench")) {
     return *exit;
   }
-  if (o.model.empty() == o.config.empty() || (o.weights != "f32" && o.weights != "bf16") ||
-      o.prompt_len < 1 || o.decode_steps < 1 || o.threads < 0) {
+  if (o.source.model.empty() == o.source.config.empty() ||
+      (o.source.weights != "f32" && o.source.weights != "bf16") || o.prompt_len < 1 ||
+      o.decode_steps < 1 || o.threads < 0) {
     std::cerr << "jamba-cluster-bench: give exactly one of --model and --config; --weights "
                  "f32|bf16; --prompt-len, --decode-steps >= 1 (see --help)\n";
     return 2;
   }
-  std::vector<int> batches;
-  for (absl::string_view b : absl::StrSplit(o.batches, ',')) {
-    int v = 0;
-    if (!absl::SimpleAtoi(b, &v) || v < 1 || v > 256) {
-      std::cerr << "jamba-cluster-bench: --batches: bad batch size '" << b << "'\n";
-      return 2;
-    }
-    batches.push_back(v);
+  absl::StatusOr<std::vector<int>> parsed = ParseBatchSizes(o.batches, 256);
+  if (!parsed.ok()) {
+    std::cerr << "jamba-cluster-bench: " << parsed.status().message() << "\n";
+    return 2;
   }
+  const std::vector<int>& batches = *parsed;
   const int max_batch = *std::max_element(batches.begin(), batches.end());
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  std::string dir = o.model;
+  std::string dir = o.source.model;
   if (dir.empty()) {
-    auto text = ConfigWithOverrides(o.config, o.overrides);
+    auto text = ConfigWithOverrides(o.source.config, o.source.overrides);
     if (!text.ok()) return Fail(text.status());
     dir = o.work_dir;
     std::cerr << "writing random weights to " << dir << "\n";
@@ -195,7 +184,7 @@ int Run(int argc, char** argv) {
   {
     std::unique_ptr<Backend> backend = CreateCpuBackend();
     EngineOptions eo;
-    eo.weight_dtype = o.weights == "bf16" ? DType::kBF16 : DType::kF32;
+    eo.weight_dtype = o.source.weights == "bf16" ? DType::kBF16 : DType::kF32;
     eo.max_sequences = max_batch;
     eo.kv_cache_tokens = int64_t{max_batch} * (o.prompt_len + o.decode_steps + 8 + 16);
     auto engine = Engine::Create(dir, eo, backend.get());
@@ -213,7 +202,7 @@ int Run(int argc, char** argv) {
   LocalClusterOptions lo;
   lo.model = dir;
   lo.plan = *plan;
-  lo.weights = o.weights;
+  lo.weights = o.source.weights;
   lo.threads = o.threads;
   lo.max_running = max_batch;
   lo.max_sequences = max_batch;
@@ -231,7 +220,7 @@ int Run(int argc, char** argv) {
       "\nmodel %s: %lld layers, hidden %lld, %lld experts; %s weights; %d threads/process\n",
       dir.c_str(), static_cast<long long>(config->num_layers),
       static_cast<long long>(config->hidden_size), static_cast<long long>(config->num_experts),
-      o.weights.c_str(), o.threads);
+      o.source.weights.c_str(), o.threads);
   std::printf("cluster: %d layer workers, %d expert workers (replicas %d), gateway; loopback\n",
               o.layer_workers, o.expert_workers, o.replicas);
   std::printf("decode, %d prompt tokens, %d timed steps\n", o.prompt_len, o.decode_steps);

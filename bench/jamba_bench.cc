@@ -38,9 +38,7 @@ double Since(Clock::time_point t) {
 }
 
 struct Options {
-  std::string model, config;
-  std::vector<std::string> overrides;  // key=value applied to config.json
-  std::string weights = "bf16";
+  BenchModelFlags source;
   std::string batches = "1,4,16";
   int32_t prompt_len = 64;
   int32_t decode_steps = 16;
@@ -50,13 +48,13 @@ struct Options {
   int64_t bandwidth_mib = 1024;
 };
 
-absl::StatusOr<std::unique_ptr<Model>> LoadModel(const Options& o, DType dtype,
-                                                 Backend* backend) {
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const Options& o, DType dtype, Backend* backend) {
   LoadOptions load;
   load.weight_dtype = dtype;
-  if (!o.model.empty()) return Model::Load(o.model, load, backend);
-  JAMBA_ASSIGN_OR_RETURN(std::string text, ConfigWithOverrides(o.config, o.overrides));
-  JAMBA_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(text, o.config));
+  const BenchModelFlags& m = o.source;
+  if (!m.model.empty()) return Model::Load(m.model, load, backend);
+  JAMBA_ASSIGN_OR_RETURN(std::string text, ConfigWithOverrides(m.config, m.overrides));
+  JAMBA_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(text, m.config));
   return Model::Load(Checkpoint::Synthetic(std::move(config), /*seed=*/1234), load, backend);
 }
 
@@ -111,16 +109,7 @@ int Run(int argc, char** argv) {
       "against its memory roofline (the weights one decode step must read / bandwidth).\n"
       "With --config the weights are random (no download needed): --set overrides fields,\n"
       "e.g. --set num_hidden_layers=8 --set hidden_size=1024 scales Jamba-v0.1 down.");
-  flags.String("model", &o.model, "checkpoint folder", "Model", "DIR");
-  flags.String("config", &o.config, "config.json for random weights", "Model", "FILE");
-  flags.Repeated(
-      "set",
-      [&o](absl::string_view v) {
-        o.overrides.emplace_back(v);
-        return absl::OkStatus();
-      },
-      "KEY=VALUE", "override a config.json field", "Model");
-  flags.String("weights", &o.weights, "weight matrices in f32 or bf16", "Model", "f32|bf16");
+  AddBenchModelFlags(flags, &o.source);
   flags.String("batches", &o.batches, "batch sizes to run", "Run", "N,N,...");
   flags.Int32("prompt-len", &o.prompt_len, "prompt tokens per sequence", "Run");
   flags.Int32("decode-steps", &o.decode_steps, "timed decode steps per batch size", "Run");
@@ -128,32 +117,31 @@ int Run(int argc, char** argv) {
   flags.Int("bandwidth-mib", &o.bandwidth_mib, "buffer size of the bandwidth measurement", "Run");
   flags.Bool("compare-blas", &o.compare_blas,
              "also run with OpenBLAS for large products (not batch-invariant)", "Run");
-  flags.Bool("gemm", &o.gemm, "compare the dot kernel and OpenBLAS on the model's largest "
-             "projection", "Run");
+  flags.Bool("gemm", &o.gemm,
+             "compare the dot kernel and OpenBLAS on the model's largest "
+             "projection",
+             "Run");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-bench")) return *exit;
-  if (o.model.empty() == o.config.empty()) {
+  if (o.source.model.empty() == o.source.config.empty()) {
     std::cerr << "jamba-bench: give exactly one of --model and --config (see --help)\n";
     return 2;
   }
-  if (o.weights != "f32" && o.weights != "bf16") {
+  if (o.source.weights != "f32" && o.source.weights != "bf16") {
     std::cerr << "jamba-bench: --weights must be f32 or bf16\n";
     return 2;
   }
-  std::vector<int> batches;
-  for (absl::string_view b : absl::StrSplit(o.batches, ',')) {
-    int v = 0;
-    if (!absl::SimpleAtoi(b, &v) || v < 1 || v > 1024) {
-      std::cerr << "jamba-bench: --batches: bad batch size '" << b << "'\n";
-      return 2;
-    }
-    batches.push_back(v);
+  absl::StatusOr<std::vector<int>> parsed = ParseBatchSizes(o.batches, 1024);
+  if (!parsed.ok()) {
+    std::cerr << "jamba-bench: " << parsed.status().message() << "\n";
+    return 2;
   }
+  const std::vector<int>& batches = *parsed;
   if (o.prompt_len < 1 || o.decode_steps < 1 || o.threads < 0 || o.bandwidth_mib < 16) {
     std::cerr << "jamba-bench: --prompt-len, --decode-steps must be >= 1, --bandwidth-mib >= 16\n";
     return 2;
   }
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  const DType dtype = o.weights == "bf16" ? DType::kBF16 : DType::kF32;
+  const DType dtype = o.source.weights == "bf16" ? DType::kBF16 : DType::kF32;
   const int max_batch = *std::max_element(batches.begin(), batches.end());
 
   std::vector<bool> modes = {true};
@@ -174,7 +162,8 @@ int Run(int argc, char** argv) {
     eo.weight_dtype = dtype;
     eo.max_sequences = max_batch;
     // Every sequence: prompt + warm-up + timed decode tokens, rounded up to whole blocks.
-    eo.kv_cache_tokens = int64_t{max_batch} * (o.prompt_len + o.decode_steps + 2 + eo.kv_block_size);
+    eo.kv_cache_tokens =
+        int64_t{max_batch} * (o.prompt_len + o.decode_steps + 2 + eo.kv_block_size);
     auto engine = Engine::Create(*std::move(model), eo, backend.get());
     if (!engine.ok()) return Fail(engine.status());
     config = (*engine)->config();
@@ -185,8 +174,8 @@ int Run(int argc, char** argv) {
       results[mi].push_back(*r);
     }
     if (o.gemm && mi == 0) {
-      const int64_t m = config.mamba_d_inner > 0 ? 2 * config.mamba_d_inner
-                                                 : 3 * config.intermediate_size;
+      const int64_t m =
+          config.mamba_d_inner > 0 ? 2 * config.mamba_d_inner : 3 * config.intermediate_size;
       GemmComparison(backend.get(), m, config.hidden_size, dtype);
     }
   }
@@ -199,30 +188,31 @@ int Run(int argc, char** argv) {
   int64_t active = params;
   if (!config.tie_word_embeddings) active -= config.vocab_size * config.hidden_size;
   const int64_t expert_params = 3 * config.hidden_size * config.intermediate_size;
-  active -= config.NumMoeLayers() * (config.num_experts - config.num_experts_per_tok) *
-            expert_params;
+  active -=
+      config.NumMoeLayers() * (config.num_experts - config.num_experts_per_tok) * expert_params;
   const int64_t weight_read = stats.weight_bytes - (params - active) * wsize;
   const int64_t context = o.prompt_len + o.decode_steps / 2;
   const int64_t state_rw = 2 * stats.mamba_bytes_per_sequence + context * stats.kv_bytes_per_token;
   const double roofline_tok_s = bandwidth / static_cast<double>(weight_read + state_rw);
 
   std::printf("\nmodel: %s  arch %s  layers %lld (attention %lld, Mamba %lld, MoE %lld)\n",
-              o.model.empty() ? (o.config + " (random weights)").c_str() : o.model.c_str(),
+              o.source.model.empty() ? (o.source.config + " (random weights)").c_str()
+                                     : o.source.model.c_str(),
               ArchitectureName(config.arch), static_cast<long long>(config.num_layers),
               static_cast<long long>(config.NumLayersOf(MixerKind::kAttention)),
               static_cast<long long>(config.NumLayersOf(MixerKind::kMamba)),
               static_cast<long long>(config.NumMoeLayers()));
   std::printf("parameters: %.1f M total, %.1f M active per token; weights %s, %.1f MiB held\n",
-              params / 1e6, active / 1e6, o.weights.c_str(), stats.weight_bytes / 1048576.0);
+              params / 1e6, active / 1e6, o.source.weights.c_str(), stats.weight_bytes / 1048576.0);
   std::printf("threads: %d   memory read bandwidth: %.2f GB/s\n", omp_get_max_threads(),
               bandwidth / 1e9);
-  std::printf("state per sequence: KV %lld B/token (all attention layers), Mamba %lld B "
-              "(conv + SSM, all Mamba layers)\n",
-              static_cast<long long>(stats.kv_bytes_per_token),
-              static_cast<long long>(stats.mamba_bytes_per_sequence));
+  std::printf(
+      "state per sequence: KV %lld B/token (all attention layers), Mamba %lld B "
+      "(conv + SSM, all Mamba layers)\n",
+      static_cast<long long>(stats.kv_bytes_per_token),
+      static_cast<long long>(stats.mamba_bytes_per_sequence));
   std::printf("batch-1 decode reads %.1f MiB per step (weights %.1f MiB + state %.2f MiB)\n\n",
-              (weight_read + state_rw) / 1048576.0, weight_read / 1048576.0,
-              state_rw / 1048576.0);
+              (weight_read + state_rw) / 1048576.0, weight_read / 1048576.0, state_rw / 1048576.0);
   for (size_t mi = 0; mi < modes.size(); ++mi) {
     std::printf("%s (prompt %d tokens, %d decode steps)\n",
                 modes[mi] ? "batch-invariant kernels (default)" : "OpenBLAS for large products",
