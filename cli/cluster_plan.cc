@@ -38,8 +38,8 @@ absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& c, int32_t layer_work
         absl::StrCat("expert-workers: ", expert_workers, " workers but only ", pairs * replicas,
                      " expert replicas to hold; some worker would be idle"));
   }
-  // held[w][layer] = experts of that layer on worker w.
-  std::vector<std::map<int64_t, std::vector<int64_t>>> held(expert_workers);
+  std::vector<std::map<int64_t, std::vector<int64_t>>>& held = plan.expert_layers;
+  held.resize(expert_workers);
   int64_t k = 0;
   for (int64_t layer = 0; layer < c.num_layers; ++layer) {
     if (c.layers[layer].ffn != FfnKind::kMoe) continue;

@@ -6,6 +6,7 @@
 #define JAMBA_CLI_CLUSTER_PLAN_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,7 +18,9 @@ namespace jamba {
 
 struct ClusterPlan {
   std::vector<std::pair<int64_t, int64_t>> layer_ranges;  // [begin, end) per layer worker
-  // Per expert worker: its --experts spec ("LAYER:E,E;LAYER:E").
+  // Per expert worker: the experts it holds, MoE layer -> expert ids (ascending).
+  std::vector<std::map<int64_t, std::vector<int64_t>>> expert_layers;
+  // The same as each worker's --experts spec ("LAYER:E,E;LAYER:E").
   std::vector<std::string> expert_specs;
 };
 

@@ -26,6 +26,7 @@
 #include "cli/cluster_command.h"
 #include "cli/flag_parser.h"
 #include "cli/sampling_flags.h"
+#include "cli/size_command.h"
 #include "client/client.h"
 #include "nlohmann/json.hpp"
 
@@ -527,6 +528,8 @@ const Subcommand kSubcommands[] = {
     {"cluster", "cluster up: start a whole cluster on this machine (see jambactl cluster up "
                 "--help)",
      RunClusterCommand},
+    {"size", "memory needed by a model and by each worker of a layout, from config.json",
+     RunSizeCommand},
 };
 
 std::string TopLevelHelp() {

@@ -65,6 +65,17 @@ JAMBA_V0_1 = {
 
 JAMBA_1_5_MINI = dict(JAMBA_V0_1, eos_token_id=[2, 518], transformers_version="4.44.0")
 
+# ai21labs/AI21-Jamba-1.5-Large: the Mini's layout at 72 layers (9 Jamba blocks) and twice the
+# width; 398B parameters, 94B active.
+JAMBA_1_5_LARGE = dict(
+    JAMBA_1_5_MINI,
+    hidden_size=8192,
+    intermediate_size=24576,
+    mamba_dt_rank=512,
+    num_attention_heads=64,
+    num_hidden_layers=72,
+)
+
 # Shape of ai21labs/Jamba-tiny-random; dt_rank "auto" (ceil(128 / 16) = 8).
 JAMBA_TINY = dict(
     JAMBA_V0_1,
@@ -247,6 +258,7 @@ MIXTRAL_V5 = {
 CASES = {
     "jamba_v0_1": JAMBA_V0_1,
     "jamba_1_5_mini": JAMBA_1_5_MINI,
+    "jamba_1_5_large": JAMBA_1_5_LARGE,
     "jamba_tiny": JAMBA_TINY,
     "jamba_dense": JAMBA_DENSE,
     "mamba_130m": MAMBA_130M,

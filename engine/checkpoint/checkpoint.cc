@@ -132,6 +132,14 @@ std::unique_ptr<Checkpoint> Checkpoint::Synthetic(ModelConfig config, uint64_t s
   return c;
 }
 
+std::unique_ptr<Checkpoint> Checkpoint::ShapesOnly(ModelConfig config) {
+  std::unique_ptr<Checkpoint> c = Synthetic(std::move(config), 0);
+  c->dir_ = "<shapes-only>";
+  c->fingerprint_ = "shapes-only";
+  c->has_data_ = false;
+  return c;
+}
+
 bool Checkpoint::Has(const std::string& name) const {
   if (synthetic_) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -185,12 +193,15 @@ absl::StatusOr<const SafetensorsTensor*> Checkpoint::GetChecked(const std::strin
     std::lock_guard<std::mutex> lock(mu_);
     if (synthetic_tensors_.count(name) == 0) {
       auto st = std::make_unique<SyntheticTensor>();
-      st->bits = SyntheticWeightBf16(name, shape, synthetic_seed_);
+      if (has_data_) st->bits = SyntheticWeightBf16(name, shape, synthetic_seed_);
       st->meta.name = name;
       st->meta.dtype = DType::kBF16;
       st->meta.shape = shape;
-      st->meta.data = reinterpret_cast<const uint8_t*>(st->bits.data());
-      st->meta.nbytes = st->bits.size() * sizeof(uint16_t);
+      st->meta.data =
+          has_data_ ? reinterpret_cast<const uint8_t*>(st->bits.data()) : nullptr;
+      int64_t numel = 1;
+      for (int64_t d : shape) numel *= d;
+      st->meta.nbytes = static_cast<size_t>(numel) * sizeof(uint16_t);
       st->meta.file = dir_;
       synthetic_tensors_[name] = std::move(st);
     }

@@ -38,6 +38,14 @@ class Checkpoint {
   // so far, so loaders pick their default tensor layout (per-expert, untied where the config
   // does not tie).
   static std::unique_ptr<Checkpoint> Synthetic(ModelConfig config, uint64_t seed);
+  // Like Synthetic, but tensors carry only their name, dtype (bf16, as the Hub checkpoints)
+  // and shape: data is null. For memory accounting (engine/runtime/memory_plan.h): a
+  // WeightLoader on such a checkpoint counts bytes and parameters and allocates nothing.
+  static std::unique_ptr<Checkpoint> ShapesOnly(ModelConfig config);
+  // Synthetic or ShapesOnly: tensors exist once asked for, so "the file lacks X" means nothing.
+  bool synthetic() const { return synthetic_; }
+  // False for ShapesOnly checkpoints: their tensors have no bytes to read.
+  bool has_data() const { return has_data_; }
 
   const ModelConfig& config() const { return config_; }
   // 16 hex digits identifying the checkpoint: a hash of config.json's bytes and of every tensor
@@ -80,6 +88,7 @@ class Checkpoint {
     std::vector<uint16_t> bits;  // bf16
   };
   bool synthetic_ = false;
+  bool has_data_ = true;
   uint64_t synthetic_seed_ = 0;
   std::map<std::string, std::unique_ptr<SyntheticTensor>> synthetic_tensors_;  // guarded by mu_
 };

@@ -48,6 +48,12 @@ Tensor MakeView(const uint8_t* data, DType dtype, const std::vector<int64_t>& di
 
 }  // namespace
 
+Tensor WeightLoader::AccountingView(DType dtype, const std::vector<int64_t>& dims) const {
+  Tensor t = MakeView(nullptr, dtype, dims);
+  t.device = backend_->device();
+  return t;
+}
+
 absl::StatusOr<Tensor> WeightLoader::Convert(const SafetensorsTensor& t, size_t elem_offset,
                                              int64_t numel, DType want,
                                              std::vector<int64_t> dims) {
@@ -55,6 +61,7 @@ absl::StatusOr<Tensor> WeightLoader::Convert(const SafetensorsTensor& t, size_t 
   const uint8_t* src = t.data + elem_offset * in_size;
   bytes_ += numel * static_cast<int64_t>(DTypeSize(want));
   parameters_ += numel;
+  if (!checkpoint_->has_data()) return AccountingView(want, dims);
   // In place from the mapping when no conversion is needed and the backend is host memory.
   if (t.dtype == want && backend_->device() == Device::kCpu) {
     return MakeView(src, want, dims);
@@ -115,11 +122,16 @@ absl::StatusOr<Tensor> WeightLoader::NegExpF32(const std::string& name,
                                                std::vector<int64_t> shape) {
   JAMBA_ASSIGN_OR_RETURN(const SafetensorsTensor* t, checkpoint_->GetChecked(name, shape));
   const int64_t n = t->numel();
+  JAMBA_CHECK(shape.size() == 2);
+  if (!checkpoint_->has_data()) {
+    bytes_ += n * 4;
+    parameters_ += n;
+    return AccountingView(DType::kF32, shape);
+  }
   std::vector<float> host(n);
   for (int64_t i = 0; i < n; ++i) {
     host[i] = -std::exp(ReadAsF32(t->data + i * DTypeSize(t->dtype), t->dtype));
   }
-  JAMBA_CHECK(shape.size() == 2);
   JAMBA_ASSIGN_OR_RETURN(auto buf, backend_->Allocate(DType::kF32, {shape[0], shape[1]}));
   JAMBA_RETURN_IF_ERROR(backend_->Upload(host.data(), n * sizeof(float), buf->tensor()));
   bytes_ += n * 4;

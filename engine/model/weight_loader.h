@@ -2,6 +2,9 @@
 // each one's presence, shape and dtype first. On the CPU backend a tensor whose stored dtype is
 // the wanted one is used in place from the file mapping (no copy, and untouched pages of the
 // file are never read); everything else is converted into buffers this loader owns.
+// On a shapes-only checkpoint (Checkpoint::has_data() false) nothing is read or allocated:
+// every tensor is counted in bytes()/parameters() and returned with null data, so the
+// engine's own loading code serves as its memory accounting (engine/runtime/memory_plan.h).
 #ifndef JAMBA_ENGINE_MODEL_WEIGHT_LOADER_H_
 #define JAMBA_ENGINE_MODEL_WEIGHT_LOADER_H_
 
@@ -24,6 +27,9 @@ class WeightLoader {
       : checkpoint_(checkpoint), backend_(backend), matrix_dtype_(matrix_dtype) {}
 
   bool Has(const std::string& name) const { return checkpoint_->Has(name); }
+  // Whether the checkpoint makes up tensors on demand (Checkpoint::synthetic): loaders that
+  // infer a layout from which tensors exist must pick the config's default layout instead.
+  bool synthetic() const { return checkpoint_->synthetic(); }
 
   // A 2-D weight matrix of exactly `shape` in matrix_dtype.
   absl::StatusOr<Tensor> Matrix(const std::string& name, std::vector<int64_t> shape);
@@ -45,6 +51,8 @@ class WeightLoader {
   std::vector<std::unique_ptr<DeviceBuffer>> TakeBuffers() { return std::move(buffers_); }
 
  private:
+  // A null-data tensor of `dtype`/`dims` on the backend's device (shapes-only checkpoints).
+  Tensor AccountingView(DType dtype, const std::vector<int64_t>& dims) const;
   absl::StatusOr<Tensor> Convert(const SafetensorsTensor& t, size_t elem_offset, int64_t numel,
                                  DType want, std::vector<int64_t> dims);
 

@@ -24,7 +24,7 @@ absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::Create(
   }
   pool->in_use_.assign(num_blocks, false);
   for (int32_t b = num_blocks - 1; b >= 0; --b) pool->free_list_.push_back(b);
-  pool->bytes_per_token_ = num_layers * 2 * num_kv_heads * head_dim * 4;
+  pool->bytes_per_token_ = TokenBytes(num_layers, num_kv_heads, head_dim);
   return pool;
 }
 

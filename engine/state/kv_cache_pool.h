@@ -27,6 +27,11 @@ class KvCachePool {
     return static_cast<int32_t>((tokens + block_size - 1) / block_size);
   }
 
+  // Bytes of K+V one token position takes in `num_layers` attention layers (the f32 cache).
+  static int64_t TokenBytes(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim) {
+    return num_layers * 2 * num_kv_heads * head_dim * static_cast<int64_t>(sizeof(float));
+  }
+
   // Appends blocks to `table` until it covers `tokens` positions. All-or-nothing: on
   // ResourceExhausted the table is unchanged.
   absl::Status Reserve(std::vector<int32_t>* table, int64_t tokens);

@@ -22,7 +22,7 @@ absl::StatusOr<std::unique_ptr<MambaStatePool>> MambaStatePool::Create(
   }
   pool->in_use_.assign(slots, false);
   for (int32_t s = slots - 1; s >= 0; --s) pool->free_list_.push_back(s);
-  pool->bytes_per_seq_ = num_layers * d_inner * (d_conv - 1 + d_state) * 4;
+  pool->bytes_per_seq_ = SequenceBytes(num_layers, d_inner, d_state, d_conv);
   return pool;
 }
 

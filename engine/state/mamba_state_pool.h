@@ -22,6 +22,12 @@ class MambaStatePool {
                                                                 int64_t d_inner, int64_t d_state,
                                                                 int64_t d_conv, int32_t slots);
 
+  // Bytes of conv window + SSM state one sequence takes in `num_layers` Mamba layers (f32).
+  static int64_t SequenceBytes(int64_t num_layers, int64_t d_inner, int64_t d_state,
+                               int64_t d_conv) {
+    return num_layers * d_inner * (d_conv - 1 + d_state) * static_cast<int64_t>(sizeof(float));
+  }
+
   // A free slot, or ResourceExhausted. A fresh slot's contents are undefined: kernels ignore
   // stored state while a sequence has n_past == 0.
   absl::StatusOr<int32_t> Allocate();

@@ -291,6 +291,64 @@ TEST_F(JambactlTest, ClusterUpRejectsBadLayoutsBeforeStartingAnything) {
   }
 }
 
+// `jambactl size` prints the engine's accounting (memory_plan_test checks it against the
+// hand-computed Jamba-v0.1 counts) split over the layout cluster up would build.
+TEST(JambactlSizeTest, JsonReportOfAJambaV01Layout) {
+  const std::string config =
+      std::string(JAMBA_TEST_DATA_DIR) + "/config/jamba_v0_1/config.json";
+  RunResult r = RunJambactl({"size", "--config", config, "--json", "--layer-workers", "2",
+                             "--expert-workers", "4", "--sequences", "8", "--context", "1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j["parameters"], 51570323328);
+  EXPECT_EQ(j["active_parameters"], 12110311296);
+  EXPECT_EQ(j["kv_bytes_per_token"], 32768);
+  EXPECT_EQ(j["mamba_bytes_per_sequence"], 17432576);
+  ASSERT_EQ(j["workers"].size(), 6u);
+  // Layers [0, 16) and [16, 32): two attention layers (4, 12 | 20, 28) and 14 Mamba layers
+  // each; state = 8 x (1000 x 16 KiB + 14 x 8192 x 19 x 4 bytes).
+  for (int w = 0; w < 2; ++w) {
+    EXPECT_EQ(j["workers"][w]["role"], "layer");
+    EXPECT_EQ(j["workers"][w]["kv_bytes_per_token"], 16384);
+    EXPECT_EQ(j["workers"][w]["state_bytes"], 8 * (1000 * 16384 + 14LL * 8192 * 19 * 4));
+  }
+  // 256 experts of 3 x 14336 x 4096 bf16 values each, 64 per expert worker.
+  for (int w = 2; w < 6; ++w) {
+    EXPECT_EQ(j["workers"][w]["role"], "expert");
+    EXPECT_EQ(j["workers"][w]["experts"], 64);
+    EXPECT_EQ(j["workers"][w]["weight_bytes"], 64LL * 3 * 14336 * 4096 * 2);
+  }
+  int64_t weights = 0;
+  for (const auto& w : j["workers"]) weights += w["weight_bytes"].get<int64_t>();
+  EXPECT_EQ(weights, j["weight_bytes"].get<int64_t>());  // untied: nothing held twice
+}
+
+TEST(JambactlSizeTest, UsageErrors) {
+  const std::string config =
+      std::string(JAMBA_TEST_DATA_DIR) + "/config/jamba_v0_1/config.json";
+  struct Case {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"size"}, 2, "give exactly one of --model and --config"},
+      {{"size", "--config", config, "--model", "x"}, 2, "give exactly one of"},
+      {{"size", "--config", config, "--weights", "int4"}, 2, "--weights must be bf16 or f32"},
+      {{"size", "--config", config, "--sequences", "0"}, 2, "--sequences must be >= 1"},
+      {{"size", "--config", config, "--layer-workers", "33"}, 2, "layer-workers must be in"},
+      {{"size", "--config", "/nonexistent/config.json"}, 1, "cannot read /nonexistent"},
+      {{"size", "--model", "/nonexistent-model-dir"}, 1, "nonexistent-model-dir"},
+  };
+  for (const Case& c : cases) {
+    RunResult r = RunJambactl(c.args);
+    EXPECT_EQ(r.exit_code, c.exit_code) << absl::StrJoin(c.args, " ") << "\n" << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.message)) << absl::StrJoin(c.args, " ");
+    EXPECT_EQ(r.out, "") << absl::StrJoin(c.args, " ");
+  }
+}
+
 TEST_F(JambactlTest, ServerErrorExitsOneWithTheCode) {
   FakeBehavior b;
   b.error = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "sampling.top_p must be in (0, 1]");

@@ -30,7 +30,7 @@ absl::Status LoadGlobals(WeightLoader& w, const ModelConfig& c, bool embedding, 
                          ModelWeights* out) {
   const int64_t v = c.vocab_size, h = c.hidden_size;
   // A tied checkpoint may also lack lm_head.weight (mamba-130m-hf): use the embedding then.
-  const bool tied = c.tie_word_embeddings || !w.Has("lm_head.weight");
+  const bool tied = c.tie_word_embeddings || (!w.synthetic() && !w.Has("lm_head.weight"));
   if (embedding || (head && tied)) {
     JAMBA_ASSIGN_OR_RETURN(out->embedding, w.Matrix(EmbeddingName(w), {v, h}));
   }

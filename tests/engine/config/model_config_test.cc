@@ -129,7 +129,7 @@ TEST_P(FixtureTest, MatchesTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, FixtureTest,
-                         ::testing::Values("jamba_v0_1", "jamba_1_5_mini", "jamba_tiny",
+                         ::testing::Values("jamba_v0_1", "jamba_1_5_mini", "jamba_1_5_large", "jamba_tiny",
                                            "jamba_dense", "mamba_130m", "mamba_auto",
                                            "falcon_mamba_7b", "falcon_mamba_tiny", "mixtral_8x7b",
                                            "mixtral_v5"));
