@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -73,12 +74,21 @@ struct AttentionArgs {
   Tensor out;          // [n, nh * hd] f32: causal attention over positions [0, n_past + i]
 };
 
+// Memory of a device with its own memory (a GPU), in bytes.
+struct DeviceMemoryInfo {
+  int64_t used_bytes = 0;  // by every process on the device
+  int64_t total_bytes = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
 
   virtual Device device() const = 0;
   virtual std::string name() const = 0;
+  // The device's memory, for metrics; nullopt when the backend computes in host memory
+  // (the process's resident memory covers it). Unlike the ops, callable from any thread.
+  virtual std::optional<DeviceMemoryInfo> MemoryInfo() const { return std::nullopt; }
 
   // ---- Memory ---------------------------------------------------------------------------
   virtual absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(

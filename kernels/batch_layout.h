@@ -28,7 +28,14 @@ struct BatchLayout {
   // [b * kv_block_size, (b + 1) * kv_block_size).
   std::vector<std::vector<int32_t>> block_tables;
   int32_t kv_block_size = 0;
+  // Nonzero: names this layout's contents, which must not change while it keeps the id, so a
+  // device backend may reuse its device copy across the ops of one forward (one upload per
+  // step, not per layer). 0: no promise; uploaded by every op that reads it.
+  uint64_t id = 0;
 };
+
+// A fresh nonzero BatchLayout::id (thread-safe, unique within the process).
+uint64_t NextBatchLayoutId();
 
 }  // namespace jamba
 

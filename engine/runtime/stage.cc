@@ -187,6 +187,7 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
 
   // ---- Lay out the ragged batch and reserve KV blocks (cannot fail now). -----------------
   BatchLayout layout;
+  layout.id = NextBatchLayoutId();
   layout.n_tokens = static_cast<int32_t>(n_tokens);
   layout.kv_block_size = kv_pool_ != nullptr ? kv_pool_->block_size() : 0;
   std::vector<int32_t> rows;  // [n_logit_rows] batch rows whose logits are wanted

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -15,6 +16,7 @@
 #include "common/status_macros.h"
 #include "kernels/cuda/cublas_matmul.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device_layout.h"
 #include "kernels/cuda/device_memory.h"
 
 namespace jamba {
@@ -50,6 +52,18 @@ class CudaBackend : public Backend {
 
   Device device() const override { return Device::kCuda; }
   std::string name() const override { return absl::StrCat("cuda:", ctx_->device); }
+
+  std::optional<DeviceMemoryInfo> MemoryInfo() const override {
+    // cudaSetDevice is per thread: this does not disturb the thread driving the stream.
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaSetDevice(ctx_->device) != cudaSuccess ||
+        cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+      cudaGetLastError();
+      return std::nullopt;
+    }
+    return DeviceMemoryInfo{static_cast<int64_t>(total_bytes - free_bytes),
+                            static_cast<int64_t>(total_bytes)};
+  }
 
   // ---- Memory ---------------------------------------------------------------------------
   absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(
@@ -165,11 +179,33 @@ class CudaBackend : public Backend {
 
   void MambaConv(const BatchLayout& layout, const Tensor& x, const Tensor& w, const Tensor* bias,
                  const Tensor& state, const Tensor& out) override {
-    JAMBA_CHECK_MSG(false, "CudaBackend::MambaConv is not implemented on CUDA yet (issue #5)");
+    const float* b = nullptr;
+    if (bias != nullptr) {
+      CheckDevice(*bias);
+      JAMBA_CHECK(bias->dtype == DType::kF32 && bias->numel() == w.dim(0) && bias->contiguous());
+      b = bias->ptr<float>();
+    }
+    Activate();
+    absl::StatusOr<cuda::DeviceLayout> dl =
+        layouts_->Get(layout, {x.dim(0), state.dim(0), /*kv_blocks=*/-1});
+    if (!dl.ok()) {
+      Record(dl.status());
+      return;
+    }
+    RecordLaunch(cuda::LaunchMambaConv(*dl, x, w, b, state, out, ctx_->stream), "MambaConv");
   }
 
-  void MambaScan(const BatchLayout& layout, const MambaScanArgs& args) override {
-    JAMBA_CHECK_MSG(false, "CudaBackend::MambaScan is not implemented on CUDA yet (issue #5)");
+  void MambaScan(const BatchLayout& layout, const MambaScanArgs& a) override {
+    Activate();
+    absl::StatusOr<cuda::DeviceLayout> dl =
+        layouts_->Get(layout, {a.x.dim(0), a.state.dim(0), /*kv_blocks=*/-1});
+    if (!dl.ok()) {
+      Record(dl.status());
+      return;
+    }
+    RecordLaunch(cuda::LaunchMambaScan(*dl, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.state, a.y,
+                                       ctx_->stream),
+                 "MambaScan");
   }
 
   void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim, double theta) override {
@@ -221,8 +257,36 @@ class CudaBackend : public Backend {
                  "Rope");
   }
 
-  void Attention(const BatchLayout& layout, const AttentionArgs& args) override {
-    JAMBA_CHECK_MSG(false, "CudaBackend::Attention is not implemented on CUDA yet (issue #5)");
+  void Attention(const BatchLayout& layout, const AttentionArgs& a) override {
+    Activate();
+    absl::StatusOr<cuda::DeviceLayout> dl =
+        layouts_->Get(layout, {a.q.dim(0), /*mamba_slots=*/-1, a.k_cache.dim(0)});
+    if (!dl.ok()) {
+      Record(dl.status());
+      return;
+    }
+    cuda::AttentionParams p;
+    p.q = a.q;
+    p.k = a.k;
+    p.v = a.v;
+    p.k_cache = a.k_cache;
+    p.v_cache = a.v_cache;
+    p.out = a.out;
+    p.num_heads = static_cast<int32_t>(a.num_heads);
+    p.num_kv_heads = static_cast<int32_t>(a.num_kv_heads);
+    p.head_dim = static_cast<int32_t>(a.head_dim);
+    p.scale = a.scale;
+    const int32_t chunks = cuda::AttentionChunks(*dl, p.num_kv_heads, sm_count_);
+    float* partials = nullptr;
+    if (const int64_t floats = cuda::AttentionPartialFloats(*dl, p, chunks); floats > 0) {
+      absl::StatusOr<void*> mem = attention_partials_->Reserve(floats * sizeof(float));
+      if (!mem.ok()) {
+        Record(mem.status());
+        return;
+      }
+      partials = static_cast<float*>(*mem);
+    }
+    RecordLaunch(cuda::LaunchAttention(*dl, p, chunks, partials, ctx_->stream), "Attention");
   }
 
   void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
@@ -290,6 +354,13 @@ class CudaBackend : public Backend {
     matmul_scratch_ = std::make_unique<Scratch>(ctx_);
     positions_ = std::make_unique<Scratch>(ctx_);
     inv_freq_ = std::make_unique<Scratch>(ctx_);
+    attention_partials_ = std::make_unique<Scratch>(ctx_);
+    layouts_ = std::make_unique<cuda::LayoutCache>(
+        ctx_, [this](const void* host, size_t bytes, void* dst) {
+          return CopyToDevice(host, bytes, dst);
+        });
+    e = cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device);
+    if (e != cudaSuccess) return CudaError(e, "device attribute");
     e = cudaStreamSynchronize(ctx_->stream);
     if (e != cudaSuccess) return CudaError(e, "initial synchronisation");
     return absl::OkStatus();
@@ -346,6 +417,9 @@ class CudaBackend : public Backend {
   std::unique_ptr<Scratch> matmul_scratch_;
   std::unique_ptr<Scratch> positions_;  // [rows] i32 of the last Rope
   std::unique_ptr<Scratch> inv_freq_;   // [head_dim / 2] f32
+  std::unique_ptr<Scratch> attention_partials_;  // per-chunk results of split attention
+  std::unique_ptr<cuda::LayoutCache> layouts_;   // the device copy of the current BatchLayout
+  int sm_count_ = 1;
   float* inv_freq_dev_ = nullptr;
   int64_t inv_freq_head_dim_ = 0;
   double inv_freq_theta_ = 0.0;

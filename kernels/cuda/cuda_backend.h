@@ -1,10 +1,11 @@
 // The CUDA backend: device-resident tensors and one CUDA stream per backend instance (one per
 // worker), implementing the Backend contract of kernels/backend.h.
 //
-// State of this partial implementation (the remaining ops come with issue #5):
-//  - implemented: memory (Allocate, Upload, Download, Synchronize), Embed, RmsNorm, MatMul
-//    (cuBLAS), SiluMul, Add, Zero, GatherRows, ScatterAddScaled, Rope, MoeRoute;
-//  - not implemented (abort with a message naming the op): MambaConv, MambaScan, Attention.
+// Every op of the interface is implemented: memory (Allocate, Upload, Download, Synchronize),
+// Embed, RmsNorm, MatMul (cuBLAS), SiluMul, Add, Zero, GatherRows, ScatterAddScaled, Rope,
+// MoeRoute, MambaConv and MambaScan (kernels/cuda/mamba.cu), paged Attention
+// (kernels/cuda/attention.cu). The BatchLayout of the state-carrying ops is uploaded once per
+// layout id (kernels/cuda/device_layout.h).
 //
 // Memory: Allocate() uses the device's stream-ordered pool (cudaMallocAsync on the backend's
 // stream) and zero-fills, as the CPU backend does. A DeviceBuffer frees its memory in stream

@@ -59,6 +59,67 @@ cudaError_t LaunchRope(const Tensor& x, const int32_t* positions, const float* i
 cudaError_t LaunchMoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
                            const Tensor& weights, cudaStream_t stream);
 
+// ---- Ragged batches on the device (kernels/cuda/device_layout.h uploads them) -------------
+struct DeviceSeq {
+  int32_t token_begin;
+  int32_t n_tokens;
+  int32_t n_past;
+  int32_t mamba_slot;
+  int32_t kv_seq;
+};
+
+// A BatchLayout in device memory, validated on the host before upload (every slot, block
+// table entry and row range in bounds), so kernels index without checks. Passed by value.
+struct DeviceLayout {
+  const DeviceSeq* seqs;         // [num_seqs]
+  const int32_t* row_seq;        // [n_tokens]: the sequence of each row, -1 if none
+  const int32_t* table_offsets;  // [num_tables + 1]: block_tables[i] is tables[off[i], off[i+1])
+  const int32_t* tables;         // the block tables, concatenated
+  int32_t num_seqs;
+  int32_t n_tokens;
+  int32_t kv_block_size;
+  // Host-side summaries, for launch geometry.
+  int32_t max_seq_tokens;  // largest n_tokens of a sequence
+  int32_t max_visible;     // largest n_past + n_tokens
+};
+
+// MambaConv of kernels/backend.h. x [n, Di] (column view allowed), w [Di, K], bias [Di] or
+// nullptr, state [slots, Di, K-1], out [n, Di]; out must not overlap x. Two kernels: the
+// outputs (one thread per row and channel), then the new windows (one thread per sequence
+// and channel, after every output has read the old window).
+cudaError_t LaunchMambaConv(const DeviceLayout& layout, const Tensor& x, const Tensor& w,
+                            const float* bias, const Tensor& state, const Tensor& out,
+                            cudaStream_t stream);
+// MambaScan of kernels/backend.h (the tensors of MambaScanArgs, same shapes). Each channel's
+// N states are spread over min(32, N rounded up to a power of two) lanes of a warp; every
+// lane walks the sequence's tokens in order (the recurrence is sequential in time), and y
+// sums over the states with warp shuffles. Parallel over sequences, channels and states.
+cudaError_t LaunchMambaScan(const DeviceLayout& layout, const Tensor& x, const Tensor& dt,
+                            const Tensor& A, const Tensor& B, const Tensor& C, const Tensor& D,
+                            const Tensor& z, const Tensor& state, const Tensor& y,
+                            cudaStream_t stream);
+
+// Attention of kernels/backend.h, split over the visible positions ("flash decoding"): each
+// (row, KV head, chunk) block computes every query head of that KV head over its chunk of
+// positions with an online softmax; with more than one chunk a second kernel merges the
+// chunks' partial results. `chunks` (>= 1) comes from AttentionChunks; `partials` holds
+// AttentionPartialFloats(...) floats (unused when chunks == 1).
+struct AttentionParams {
+  Tensor q, k, v, k_cache, v_cache, out;  // shapes as AttentionArgs
+  int32_t num_heads = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  float scale = 1.0f;
+};
+// Chunks per row: enough (row, KV head, chunk) blocks to fill `sm_count` SMs a few times
+// over, at most 64, each chunk at least 256 positions.
+int32_t AttentionChunks(const DeviceLayout& layout, int32_t num_kv_heads, int32_t sm_count);
+int64_t AttentionPartialFloats(const DeviceLayout& layout, const AttentionParams& p,
+                               int32_t chunks);
+// Writes the new rows of k/v into the caches, then attends.
+cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p, int32_t chunks,
+                            float* partials, cudaStream_t stream);
+
 // ---- Helpers of the cuBLAS matmul (kernels/cuda/cublas_matmul.cc) ----------------------
 // Splits x [n, k] f32 into bf16 halves, hi = bf16(x) (round to nearest even) and
 // lo = bf16(x - hi), so that hi + lo carries ~16 significant bits of x.

@@ -1,15 +1,18 @@
 // The engine against Hugging Face transformers on every fixture checkpoint (see
 // tools/make_model_fixtures.py): full logits, greedy continuation, incremental decode, chunked
-// prefill, ragged batches, and bf16 weights.
+// prefill, ragged batches, and bf16 weights; on the CPU backend and, where the build has it
+// and a GPU is present, on the CUDA backend (skipped otherwise), with the same tolerances.
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/runtime/engine.h"
 #include "engine/runtime/generator.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
+#include "kernels/backend_factory.h"
 #include "tests/engine/runtime/reference_fixture.h"
 
 namespace jamba {
@@ -24,11 +27,17 @@ constexpr double kSelfTolerance = 1e-5;
 // fixture metadata): the rounding is identical, only the f32 summation order differs.
 constexpr double kBf16Tolerance = 1e-4;
 
-class GoldenTest : public ::testing::TestWithParam<std::string> {
+// (fixture, device)
+class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
  protected:
+  const std::string& fixture() const { return std::get<0>(GetParam()); }
+
   void SetUp() override {
-    backend_ = CreateCpuBackend();
-    auto ref = LoadModelReference(GetParam());
+    absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(std::get<1>(GetParam()));
+    if (absl::IsUnavailable(backend.status())) GTEST_SKIP() << backend.status();
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = *std::move(backend);
+    auto ref = LoadModelReference(fixture());
     ASSERT_TRUE(ref.ok()) << ref.status();
     ref_ = *std::move(ref);
   }
@@ -39,7 +48,7 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
     options.kv_block_size = block_size;  // small blocks: sequences span several
     options.max_sequences = 8;
     options.kv_cache_tokens = 1024;
-    auto engine = Engine::Create(ModelFixtureDir(GetParam()), options, backend_.get());
+    auto engine = Engine::Create(ModelFixtureDir(fixture()), options, backend_.get());
     EXPECT_TRUE(engine.ok()) << engine.status();
     return engine.ok() ? *std::move(engine) : nullptr;
   }
@@ -175,9 +184,13 @@ TEST_P(GoldenTest, Bf16WeightsMatchTransformersWithRoundedWeights) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
-                         ::testing::Values("jamba_moe_gqa", "jamba_auto_dtrank", "jamba_dense",
-                                           "mamba", "falcon_mamba", "mixtral"),
-                         [](const auto& info) { return info.param; });
+                         ::testing::Combine(::testing::Values("jamba_moe_gqa", "jamba_auto_dtrank",
+                                                              "jamba_dense", "mamba",
+                                                              "falcon_mamba", "mixtral"),
+                                            ::testing::Values("cpu", "cuda")),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param);
+                         });
 
 }  // namespace
 }  // namespace jamba

@@ -1,0 +1,29 @@
+// Choosing a compute backend by name, for every tool and server's --device flag: "cpu",
+// "cuda" (device 0) or "cuda:N". Linked through jamba_backends, which includes the CUDA
+// backend when the build has it (JAMBA_ENABLE_CUDA).
+#ifndef JAMBA_KERNELS_BACKEND_FACTORY_H_
+#define JAMBA_KERNELS_BACKEND_FACTORY_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "kernels/backend.h"
+
+namespace jamba {
+
+// InvalidArgument for a malformed spec; Unavailable for "cuda" in a build without CUDA or on
+// a machine without a usable GPU; the CUDA backend's errors otherwise.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view spec,
+                                                       const CpuBackendOptions& cpu = {});
+
+// Whether this build includes the CUDA backend.
+bool BuiltWithCuda();
+
+// The help text of a --device flag.
+inline constexpr char kDeviceFlagHelp[] = "compute device: cpu, cuda (GPU 0) or cuda:N";
+
+}  // namespace jamba
+
+#endif  // JAMBA_KERNELS_BACKEND_FACTORY_H_

@@ -1,0 +1,207 @@
+// Causal GQA attention over the paged KV cache (f32), for prefill and decode rows alike.
+// Work is split over (row, KV head, chunk of visible positions): every query head that shares
+// a KV head is one warp of the same block, so K and V rows are read once per block. A decode
+// row at a long context spreads over up to 64 chunks ("flash decoding"), merged by a second
+// kernel; prefill batches have enough rows to fill the GPU with one chunk each.
+#include <cmath>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace jamba::cuda {
+namespace {
+
+constexpr int kMaxHeadDim = 256;
+constexpr int kPerLane = kMaxHeadDim / 32;
+constexpr int kMaxChunks = 64;
+constexpr int kMinChunkPositions = 256;
+
+struct Cache {
+  float* k;
+  float* v;
+  int64_t block_stride;  // elements per block: block_size * nkv * hd
+  int32_t block_size;
+};
+
+// Element offset of position `p` of KV head `kvh` of sequence `s` in the caches.
+__device__ inline int64_t CacheOffset(const DeviceLayout& layout, const DeviceSeq& s,
+                                      const Cache& c, int64_t p, int kvh, int nkv, int hd) {
+  const int32_t block = layout.tables[layout.table_offsets[s.kv_seq] + p / c.block_size];
+  return block * c.block_stride + (p % c.block_size) * static_cast<int64_t>(nkv) * hd +
+         static_cast<int64_t>(kvh) * hd;
+}
+
+// Copies the new k/v rows to their cache slots. Grid: rows; threads over nkv * hd.
+__global__ void KvAppendKernel(DeviceLayout layout, MatF32 k, MatF32 v, Cache c, int nkv,
+                               int hd) {
+  for (int64_t row = blockIdx.x; row < layout.n_tokens; row += gridDim.x) {
+    const int32_t si = layout.row_seq[row];
+    if (si < 0) continue;
+    const DeviceSeq s = layout.seqs[si];
+    const int64_t pos = s.n_past + (row - s.token_begin);
+    const int64_t base = CacheOffset(layout, s, c, pos, 0, nkv, hd);
+    for (int64_t e = threadIdx.x; e < static_cast<int64_t>(nkv) * hd; e += blockDim.x) {
+      c.k[base + e] = k.row(row)[e];
+      c.v[base + e] = v.row(row)[e];
+    }
+  }
+}
+
+// Grid (row, KV head, chunk); block = 32 x rep threads, warp w = query head kvh * rep + w.
+// Writes the normalised output when chunks == 1, else the chunk's (max, sum, unnormalised
+// accumulator) to partials[((row * nh + h) * chunks + chunk) * (hd + 2)].
+__global__ void AttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int nkv, int hd,
+                             float scale, int chunks, MatF32 out, float* partials) {
+  const int64_t row = blockIdx.x;
+  const int kvh = blockIdx.y;
+  const int chunk = blockIdx.z;
+  const int rep = nh / nkv;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int h = kvh * rep + warp;
+  const int32_t si = layout.row_seq[row];
+  if (si < 0) return;
+  const DeviceSeq s = layout.seqs[si];
+  const int64_t visible = s.n_past + (row - s.token_begin) + 1;
+  const int64_t per_chunk = (visible + chunks - 1) / chunks;
+  const int64_t begin = chunk * per_chunk;
+  const int64_t end = begin + per_chunk < visible ? begin + per_chunk : visible;
+
+  float qr[kPerLane], acc[kPerLane];
+  const float* qrow = q.row(row) + static_cast<int64_t>(h) * hd;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int j = lane + 32 * i;
+    qr[i] = j < hd ? qrow[j] : 0.0f;
+    acc[i] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t p = begin; p < end; ++p) {
+    const int64_t off = CacheOffset(layout, s, c, p, kvh, nkv, hd);
+    const float* kp = c.k + off;
+    float dot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int j = lane + 32 * i;
+      if (j < hd) dot += qr[i] * kp[j];
+    }
+    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    const float score = dot * scale;
+    if (score > m) {
+      const float corr = expf(m - score);  // 0 for the first position (m = -inf)
+      l *= corr;
+#pragma unroll
+      for (int i = 0; i < kPerLane; ++i) acc[i] *= corr;
+      m = score;
+    }
+    const float e = expf(score - m);
+    l += e;
+    const float* vp = c.v + off;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int j = lane + 32 * i;
+      if (j < hd) acc[i] += e * vp[j];
+    }
+  }
+  if (chunks == 1) {
+    float* o = out.row(row) + static_cast<int64_t>(h) * hd;
+    const float inv = 1.0f / l;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int j = lane + 32 * i;
+      if (j < hd) o[j] = acc[i] * inv;
+    }
+    return;
+  }
+  float* part = partials + ((row * nh + h) * chunks + chunk) * static_cast<int64_t>(hd + 2);
+  if (lane == 0) {
+    part[0] = m;
+    part[1] = l;
+  }
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int j = lane + 32 * i;
+    if (j < hd) part[2 + j] = acc[i];
+  }
+}
+
+// Grid (row, head); threads over hd. Merges the chunks of one (row, head).
+__global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks,
+                            const float* partials, MatF32 out) {
+  const int64_t row = blockIdx.x;
+  const int h = blockIdx.y;
+  if (layout.row_seq[row] < 0) return;
+  const float* base = partials + (row * nh + h) * chunks * static_cast<int64_t>(hd + 2);
+  float mx = -INFINITY;
+  for (int c = 0; c < chunks; ++c) {
+    const float* part = base + c * static_cast<int64_t>(hd + 2);
+    if (part[1] > 0.0f) mx = fmaxf(mx, part[0]);
+  }
+  float total = 0.0f;
+  for (int c = 0; c < chunks; ++c) {
+    const float* part = base + c * static_cast<int64_t>(hd + 2);
+    if (part[1] > 0.0f) total += part[1] * expf(part[0] - mx);
+  }
+  const float inv = 1.0f / total;
+  for (int j = threadIdx.x; j < hd; j += blockDim.x) {
+    float v = 0.0f;
+    for (int c = 0; c < chunks; ++c) {
+      const float* part = base + c * static_cast<int64_t>(hd + 2);
+      if (part[1] > 0.0f) v += part[2 + j] * expf(part[0] - mx);
+    }
+    out.row(row)[static_cast<int64_t>(h) * hd + j] = v * inv;
+  }
+}
+
+}  // namespace
+
+int32_t AttentionChunks(const DeviceLayout& layout, int32_t num_kv_heads, int32_t sm_count) {
+  const int64_t blocks = std::max<int64_t>(1, static_cast<int64_t>(layout.n_tokens) * num_kv_heads);
+  const int64_t target = 4 * static_cast<int64_t>(std::max(sm_count, 1));
+  int64_t chunks = (target + blocks - 1) / blocks;
+  chunks = std::min<int64_t>(chunks, kMaxChunks);
+  chunks = std::min<int64_t>(chunks, (layout.max_visible + kMinChunkPositions - 1) /
+                                         kMinChunkPositions);
+  return static_cast<int32_t>(std::max<int64_t>(chunks, 1));
+}
+
+int64_t AttentionPartialFloats(const DeviceLayout& layout, const AttentionParams& p,
+                               int32_t chunks) {
+  if (chunks <= 1) return 0;
+  return static_cast<int64_t>(layout.n_tokens) * p.num_heads * chunks * (p.head_dim + 2);
+}
+
+cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p, int32_t chunks,
+                            float* partials, cudaStream_t stream) {
+  const int nh = p.num_heads, nkv = p.num_kv_heads, hd = p.head_dim;
+  JAMBA_CHECK(nh > 0 && nkv > 0 && nh % nkv == 0 && nh / nkv <= 32);
+  JAMBA_CHECK(hd > 0 && hd <= kMaxHeadDim);
+  JAMBA_CHECK(chunks >= 1 && chunks <= kMaxChunks);
+  const MatF32 q = AsMatF32(p.q), k = AsMatF32(p.k), v = AsMatF32(p.v), out = AsMatF32(p.out);
+  JAMBA_CHECK(q.cols == static_cast<int64_t>(nh) * hd && out.cols == q.cols);
+  JAMBA_CHECK(k.cols == static_cast<int64_t>(nkv) * hd && v.cols == k.cols);
+  for (const Tensor* t : {&p.k_cache, &p.v_cache}) {
+    JAMBA_CHECK(t->device == Device::kCuda && t->dtype == DType::kF32 && t->ndim == 4);
+    JAMBA_CHECK(t->dim(1) == layout.kv_block_size && t->dim(2) == nkv && t->dim(3) == hd);
+    JAMBA_CHECK(t->contiguous());
+  }
+  JAMBA_CHECK(p.v_cache.dim(0) == p.k_cache.dim(0));
+  JAMBA_CHECK(chunks == 1 || partials != nullptr);
+  if (layout.n_tokens == 0 || layout.num_seqs == 0) return cudaSuccess;
+  const Cache c{p.k_cache.ptr<float>(), p.v_cache.ptr<float>(), p.k_cache.stride[0],
+                layout.kv_block_size};
+  const unsigned rows = static_cast<unsigned>(layout.n_tokens);
+  KvAppendKernel<<<rows, 128, 0, stream>>>(layout, k, v, c, nkv, hd);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  const dim3 grid(rows, static_cast<unsigned>(nkv), static_cast<unsigned>(chunks));
+  AttendKernel<<<grid, 32 * (nh / nkv), 0, stream>>>(layout, q, c, nh, nkv, hd, p.scale, chunks,
+                                                     out, partials);
+  e = cudaGetLastError();
+  if (e != cudaSuccess || chunks == 1) return e;
+  const int threads = std::min(((hd + 31) / 32) * 32, 256);
+  MergeKernel<<<dim3(rows, static_cast<unsigned>(nh)), threads, 0, stream>>>(
+      layout, nh, hd, chunks, partials, out);
+  return cudaGetLastError();
+}
+
+}  // namespace jamba::cuda
