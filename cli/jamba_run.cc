@@ -17,6 +17,7 @@
 #include "engine/runtime/engine.h"
 #include "engine/runtime/generator.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "kernels/backend_factory.h"
 #include "nlohmann/json.hpp"
 
 namespace jamba {
@@ -31,6 +32,7 @@ struct Options {
   bool no_special_tokens = false;
   std::string dump_logits;
   std::string weights = "f32";
+  std::string device = "cpu";
   int32_t threads = 0;
   int32_t prefill_chunk = 256;
   int64_t max_context = 0;
@@ -53,7 +55,7 @@ int Run(int argc, char** argv) {
   FlagParser flags(
       "jamba-run --model DIR (--prompt TEXT | --token-ids ID,ID,...) [options]",
       "Runs a Jamba, Mamba, Falcon-Mamba or Mixtral checkpoint (a Hugging Face folder:\n"
-      "config.json, *.safetensors, tokenizer.json) on the CPU and prints the completion as it\n"
+      "config.json, *.safetensors, tokenizer.json) on the CPU or a GPU and prints the completion as it\n"
       "is generated. The prompt is tokenized with the folder's tokenizer.json, adding BOS as its\n"
       "tokenizer_config.json says; --token-ids feeds ids as they are and needs no tokenizer.");
   const std::string in = "Input";
@@ -76,6 +78,7 @@ int Run(int argc, char** argv) {
   const std::string eng = "Engine";
   flags.String("weights", &o.weights, "dtype of the weight matrices in memory: f32 or bf16 "
                "(accumulation is f32 either way)", eng, "f32|bf16");
+  flags.String("device", &o.device, kDeviceFlagHelp, eng, "cpu|cuda[:N]");
   flags.Int32("threads", &o.threads, "CPU threads; 0 = all cores", eng);
   flags.Int32("prefill-chunk", &o.prefill_chunk, "prompt tokens per forward step", eng);
   flags.Int("max-context", &o.max_context,
@@ -98,6 +101,10 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-run: --threads must be >= 0\n";
     return 2;
   }
+  if (absl::Status s = CheckDeviceName(o.device); !s.ok()) {
+    std::cerr << "jamba-run: --device: " << s.message() << "\n";
+    return 2;
+  }
   if (o.threads > 0) omp_set_num_threads(o.threads);
 
   std::unique_ptr<Tokenizer> tokenizer;
@@ -117,7 +124,9 @@ int Run(int argc, char** argv) {
     if (o.token_ids.empty()) return Fail(absl::InvalidArgumentError("--prompt: no tokens"));
   }
 
-  std::unique_ptr<Backend> backend = CreateCpuBackend();
+  absl::StatusOr<std::unique_ptr<Backend>> created = CreateBackend(o.device);
+  if (!created.ok()) return Fail(created.status());
+  std::unique_ptr<Backend> backend = *std::move(created);
   EngineOptions eo;
   eo.weight_dtype = o.weights == "bf16" ? DType::kBF16 : DType::kF32;
   eo.max_sequences = 1;

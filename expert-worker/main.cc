@@ -11,6 +11,8 @@
 #include "cli/topology.h"
 #include "expert-worker/expert_service.h"
 #include "expert-worker/expert_set.h"
+#include "kernels/backend_factory.h"
+#include "metrics/device_metrics.h"
 #include "metrics/telemetry.h"
 #include "rpc/serve.h"
 #include "rpc/server.h"
@@ -21,7 +23,7 @@ namespace {
 int Run(int argc, char** argv) {
   BlockTerminationSignals();
   std::string model_dir, listen = "127.0.0.1:0", experts = "all", weights = "f32";
-  std::string metrics_listen;
+  std::string metrics_listen, device = "cpu";
   int32_t threads = 0, grace_s = 30;
   bool check_config = false;
   FlagParser flags("jamba-expert-worker --model DIR [--experts SPEC] [--listen HOST:PORT]",
@@ -36,6 +38,7 @@ int Run(int argc, char** argv) {
   flags.String("listen", &listen, "address to serve on; port 0 picks a free one", "", "HOST:PORT");
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
+  flags.String("device", &device, kDeviceFlagHelp, "", "cpu|cuda[:N]");
   flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds in-flight calls get to finish");
   flags.String("metrics-listen", &metrics_listen,
                "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "", "HOST:PORT");
@@ -63,12 +66,22 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-expert-worker: --" << set.status().message() << "\n";
     return 2;
   }
+  if (absl::Status s = CheckDeviceName(device); !s.ok()) {
+    std::cerr << "jamba-expert-worker: --device: " << s.message() << "\n";
+    return 2;
+  }
   if (check_config) {
     std::cout << "configuration ok\n";
     return 0;
   }
   if (threads > 0) omp_set_num_threads(threads);
-  std::unique_ptr<Backend> backend = CreateCpuBackend();
+  absl::StatusOr<std::unique_ptr<Backend>> created = CreateBackend(device);
+  if (!created.ok()) {
+    std::cerr << "jamba-expert-worker: " << created.status().message() << "\n";
+    return 1;
+  }
+  std::unique_ptr<Backend> backend = *std::move(created);
+  const Backend* compute = backend.get();  // owned by the service once it exists
   LoadOptions options;
   options.weight_dtype = weights == "bf16" ? DType::kBF16 : DType::kF32;
   options.shard.experts_only = true;
@@ -82,7 +95,8 @@ int Run(int argc, char** argv) {
     return 1;
   }
   ExpertService service(std::move(backend), *std::move(model));
-  Telemetry telemetry(BuildInfo{"expert_worker", "cpu", service.model().fingerprint()});
+  Telemetry telemetry(BuildInfo{"expert_worker", compute->name(), service.model().fingerprint()});
+  AddDeviceMemoryMetrics(telemetry, compute);
   telemetry.AddScrapeTimeMetrics([&service] {
     const ExpertService::Stats s = service.GetStats();
     std::vector<std::pair<MetricLabels, double>> tokens;

@@ -7,6 +7,7 @@
 #include "engine/model/model.h"
 #include "gateway/local_executor.h"
 #include "kernels/backend.h"
+#include "kernels/backend_factory.h"
 
 namespace jamba {
 
@@ -17,7 +18,8 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(const GatewayConfig& co
     JAMBA_ASSIGN_OR_RETURN(g->tokenizer_, Tokenizer::Load(config.model_dir));
   }
   if (config.layer_workers.empty()) {
-    std::unique_ptr<Backend> backend = CreateCpuBackend();
+    JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(config.device));
+    g->local_backend_ = backend.get();
     LoadOptions load;
     load.weight_dtype = config.weight_dtype;
     JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,

@@ -26,6 +26,7 @@ struct GatewayConfig {
   SchedulerOptions scheduler;
   StageOptions local;                     // local mode: pool sizes and context limit
   DType weight_dtype = DType::kF32;       // local mode
+  std::string device = "cpu";             // local mode: CreateBackend's device name
   SchedulerObserver* observer = nullptr;  // e.g. metrics; must outlive the gateway
 };
 
@@ -40,6 +41,8 @@ class Gateway {
   const Pipeline* pipeline() const { return pipeline_; }  // null in local mode
   SequenceExecutor* executor() { return executor_.get(); }
   const std::string& fingerprint() const { return fingerprint_; }
+  // The compute backend in local mode (owned by the executor), null in pipeline mode.
+  const Backend* local_backend() const { return local_backend_; }
 
  private:
   Gateway() = default;
@@ -50,6 +53,7 @@ class Gateway {
   std::unique_ptr<Tokenizer> tokenizer_;    // null without tokenizer.json
   std::unique_ptr<SequenceExecutor> executor_;
   const Pipeline* pipeline_ = nullptr;  // executor_ in pipeline mode
+  const Backend* local_backend_ = nullptr;  // in executor_, local mode
   ModelConfig config_;
   std::string fingerprint_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -12,6 +12,8 @@
 #include "cli/topology.h"
 #include "gateway/gateway.h"
 #include "gateway/gateway_metrics.h"
+#include "kernels/backend_factory.h"
+#include "metrics/device_metrics.h"
 #include "metrics/telemetry.h"
 #include "rpc/serve.h"
 #include "rpc/server.h"
@@ -59,6 +61,8 @@ int Run(int argc, char** argv) {
   flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds running streams get to finish", "cluster");
   flags.String("metrics-listen", &metrics_listen,
                "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "", "HOST:PORT");
+  flags.String("device", &config.device, std::string("local mode: ") + kDeviceFlagHelp, "local",
+               "cpu|cuda[:N]");
   flags.String("weights", &weights, "local mode: weight matrices in f32 or bf16", "local",
                "f32|bf16");
   flags.Int32("threads", &threads, "local mode: CPU threads; 0 = all cores", "local");
@@ -93,6 +97,10 @@ int Run(int argc, char** argv) {
               << "\n";
     return 2;
   }
+  if (absl::Status s = CheckDeviceName(config.device); !s.ok()) {
+    std::cerr << "jamba-gateway: --device: " << s.message() << "\n";
+    return 2;
+  }
   if (check_config) {
     std::cout << "configuration ok\n";
     return 0;
@@ -101,7 +109,8 @@ int Run(int argc, char** argv) {
   config.pipeline.connect_timeout = absl::Seconds(connect_timeout_s);
   if (threads > 0) omp_set_num_threads(threads);
   // Metrics exist before the gateway, whose scheduler reports to them from its first step.
-  Telemetry telemetry(BuildInfo{"gateway", config.layer_workers.empty() ? "cpu" : "remote", ""});
+  Telemetry telemetry(
+      BuildInfo{"gateway", config.layer_workers.empty() ? config.device : "remote", ""});
   GatewayMetrics metrics(telemetry);
   config.observer = &metrics;
   auto gateway = Gateway::Create(config);
@@ -109,9 +118,11 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-gateway: " << gateway.status().message() << "\n";
     return 1;
   }
-  Scheduler* scheduler = (*gateway)->scheduler();
   metrics.ObserveScheduler(telemetry, (*gateway)->scheduler());
   telemetry.set_model_fingerprint((*gateway)->fingerprint());
+  if ((*gateway)->local_backend() != nullptr) {
+    AddDeviceMemoryMetrics(telemetry, (*gateway)->local_backend());
+  }
   return ServeUntilTerminated("jamba-gateway", telemetry, listen, metrics_listen,
                               {(*gateway)->service()}, absl::Seconds(grace_s));
 }

@@ -18,23 +18,34 @@ bool BuiltWithCuda() {
 #endif
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view spec,
-                                                       const CpuBackendOptions& cpu) {
-  if (spec == "cpu") return CreateCpuBackend(cpu);
+namespace {
+
+// -1 for "cpu", the GPU index for "cuda[:N]".
+absl::StatusOr<int> ParseDeviceName(absl::string_view spec) {
+  if (spec == "cpu") return -1;
   int device = 0;
   absl::string_view rest = spec;
-  if (!absl::ConsumePrefix(&rest, "cuda")) {
+  const bool ok = absl::ConsumePrefix(&rest, "cuda") &&
+                  (rest.empty() || (absl::ConsumePrefix(&rest, ":") &&
+                                    absl::SimpleAtoi(rest, &device) && device >= 0));
+  if (!ok) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown device '", spec, "': expected cpu, cuda or cuda:N"));
   }
-  if (!rest.empty()) {
-    if (!absl::ConsumePrefix(&rest, ":") || !absl::SimpleAtoi(rest, &device) || device < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown device '", spec, "': expected cpu, cuda or cuda:N"));
-    }
-  }
+  return device;
+}
+
+}  // namespace
+
+absl::Status CheckDeviceName(absl::string_view spec) { return ParseDeviceName(spec).status(); }
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view spec,
+                                                       const CpuBackendOptions& cpu) {
+  absl::StatusOr<int> device = ParseDeviceName(spec);
+  if (!device.ok()) return device.status();
+  if (*device < 0) return CreateCpuBackend(cpu);
 #ifdef JAMBA_HAS_CUDA
-  return CreateCudaBackend(device);
+  return CreateCudaBackend(*device);
 #else
   return absl::UnavailableError(
       absl::StrCat("device '", spec,

@@ -18,6 +18,10 @@ namespace jamba {
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view spec,
                                                        const CpuBackendOptions& cpu = {});
 
+// Checks the syntax of a device name without creating anything (for --check-config):
+// InvalidArgument naming the name otherwise. Whether the device exists is CreateBackend's to say.
+absl::Status CheckDeviceName(absl::string_view spec);
+
 // Whether this build includes the CUDA backend.
 bool BuiltWithCuda();
 

@@ -13,7 +13,9 @@
 #include "cli/flag_parser.h"
 #include "cli/topology.h"
 #include "kernels/backend.h"
+#include "kernels/backend_factory.h"
 #include "layer-worker/layer_service.h"
+#include "metrics/device_metrics.h"
 #include "metrics/telemetry.h"
 #include "rpc/serve.h"
 #include "rpc/server.h"
@@ -25,6 +27,7 @@ int Run(int argc, char** argv) {
   BlockTerminationSignals();
   LayerWorkerConfig config;
   std::string listen = "127.0.0.1:0", weights = "f32", layers = "all", metrics_listen;
+  std::string device = "cpu";
   int32_t threads = 0, grace_s = 30;
   int64_t connect_timeout_s = 120, expert_timeout_ms = 30000;
   bool check_config = false;
@@ -52,6 +55,7 @@ int Run(int argc, char** argv) {
   flags.String("listen", &listen, "address to serve on; port 0 picks a free one", "", "HOST:PORT");
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
+  flags.String("device", &device, kDeviceFlagHelp, "", "cpu|cuda[:N]");
   flags.Int32("max-sequences", &config.stage.max_sequences,
               "live sequences at once (Mamba state slots)", "state");
   flags.Int32("kv-block-size", &config.stage.kv_block_size, "token positions per KV block",
@@ -100,6 +104,10 @@ int Run(int argc, char** argv) {
               << "\n";
     return 2;
   }
+  if (absl::Status s = CheckDeviceName(device); !s.ok()) {
+    std::cerr << "jamba-layer-worker: --device: " << s.message() << "\n";
+    return 2;
+  }
   if (check_config) {
     std::cout << "configuration ok\n";
     return 0;
@@ -109,14 +117,23 @@ int Run(int argc, char** argv) {
   config.remote.call_timeout = absl::Milliseconds(expert_timeout_ms);
   if (threads > 0) omp_set_num_threads(threads);
 
-  config.stage.time_blocks = true;  // per-kind forward time metrics; free on the CPU
-  auto service = LayerService::Create(config, CreateCpuBackend());
+  absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(device);
+  if (!backend.ok()) {
+    std::cerr << "jamba-layer-worker: " << backend.status().message() << "\n";
+    return 1;
+  }
+  const Backend* compute = backend->get();  // owned by the service from here on
+  // Per-kind forward time metrics: free on the CPU; on a GPU they would synchronise the
+  // stream after every block.
+  config.stage.time_blocks = compute->device() == Device::kCpu;
+  auto service = LayerService::Create(config, *std::move(backend));
   if (!service.ok()) {
     std::cerr << "jamba-layer-worker: " << service.status().message() << "\n";
     return 1;
   }
   LayerService* svc = service->get();
-  Telemetry telemetry(BuildInfo{"layer_worker", "cpu", svc->fingerprint()});
+  Telemetry telemetry(BuildInfo{"layer_worker", compute->name(), svc->fingerprint()});
+  AddDeviceMemoryMetrics(telemetry, compute);
   telemetry.AddScrapeTimeMetrics([svc] {
     const LayerService::Stats s = svc->GetStats();
     auto one = [](double v) { return std::vector<std::pair<MetricLabels, double>>{{{}, v}}; };

@@ -111,12 +111,31 @@ TEST(JambaRunTest, BadInputGivesMessageAndNonZeroExit) {
       {"--token-ids 1", 2, "--model"},
       {"--model /nonexistent/dir --token-ids 1", 1, "/nonexistent/dir/config.json"},
       {"--model " + model + " --token-ids 1 --frobnicate", 2, "unknown flag --frobnicate"},
+      {"--model " + model + " --token-ids 1 --device gpu", 2, "--device: unknown device 'gpu'"},
+      {"--model " + model + " --token-ids 1 --device cuda:x", 2, "expected cpu, cuda or cuda:N"},
   };
   for (const Case& c : cases) {
     RunResult r = RunJambaRun(c.args);
     EXPECT_EQ(r.exit_code, c.exit_code) << c.args << "\n" << r.err;
     EXPECT_THAT(r.err, HasSubstr(c.message)) << c.args;
   }
+}
+
+// --device cuda without a usable GPU (or in a build without CUDA) is an error that says so,
+// not a crash or a silent fallback to the CPU; with a GPU it must give the CPU's tokens.
+TEST(JambaRunTest, CudaDeviceRunsOrSaysWhyNot) {
+  const std::string model = ModelFixtureDir("mixtral");
+  RunResult cpu = RunJambaRun("--model " + model + " --token-ids 1,2,3 --max-new-tokens 4 --json");
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+  RunResult gpu = RunJambaRun("--model " + model +
+                              " --token-ids 1,2,3 --max-new-tokens 4 --json --device cuda");
+  if (gpu.exit_code == 1) {
+    EXPECT_THAT(gpu.err, ::testing::AnyOf(HasSubstr("no CUDA backend"), HasSubstr("CUDA device")))
+        << gpu.err;
+    return;
+  }
+  ASSERT_EQ(gpu.exit_code, 0) << gpu.err;
+  EXPECT_EQ(nlohmann::json::parse(gpu.out)["token_ids"], nlohmann::json::parse(cpu.out)["token_ids"]);
 }
 
 TEST(JambaRunTest, TruncatedCheckpointIsAnErrorNamingTheFile) {

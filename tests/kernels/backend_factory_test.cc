@@ -18,6 +18,10 @@ TEST(BackendFactoryTest, MalformedNamesAreInvalidArgument) {
     absl::StatusOr<std::unique_ptr<Backend>> b = CreateBackend(spec);
     EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument) << "'" << spec << "'";
     EXPECT_NE(b.status().message().find("expected cpu, cuda or cuda:N"), std::string::npos);
+    EXPECT_EQ(CheckDeviceName(spec).code(), absl::StatusCode::kInvalidArgument);
+  }
+  for (const char* spec : {"cpu", "cuda", "cuda:0", "cuda:7"}) {
+    EXPECT_TRUE(CheckDeviceName(spec).ok()) << spec;
   }
 }
 
