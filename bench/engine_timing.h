@@ -20,6 +20,15 @@ struct Throughput {
 absl::StatusOr<Throughput> TimeEngineBatch(Engine* engine, int batch, int prompt_len,
                                            int decode_steps, std::mt19937* rng);
 
+// Prefill of one sequence of `len` random tokens in steps of at most `chunk` tokens: tokens/s.
+absl::StatusOr<double> TimePrefill(Engine* engine, int64_t len, int64_t chunk, std::mt19937* rng);
+
+// Decode throughput (tokens/s over the batch) of `batch` sequences whose context already
+// holds `context` tokens (prefilled untimed, `chunk` tokens per step), over `decode_steps`
+// timed steps after 2 warm-up steps.
+absl::StatusOr<double> TimeDecodeAtContext(Engine* engine, int batch, int64_t context,
+                                           int decode_steps, int64_t chunk, std::mt19937* rng);
+
 }  // namespace jamba
 
 #endif  // JAMBA_BENCH_ENGINE_TIMING_H_

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_config.h"
 #include "bench/engine_timing.h"
@@ -26,7 +27,11 @@
 #include "engine/checkpoint/checkpoint.h"
 #include "engine/config/model_config.h"
 #include "engine/runtime/engine.h"
+#include "kernels/backend_factory.h"
 #include "kernels/cpu/cpu_ops.h"
+#ifdef JAMBA_HAS_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 #include "nlohmann/json.hpp"
 
 namespace jamba {
@@ -39,6 +44,7 @@ double Since(Clock::time_point t) {
 
 struct Options {
   BenchModelFlags source;
+  std::string device = "cpu";
   std::string batches = "1,4,16";
   int32_t prompt_len = 64;
   int32_t decode_steps = 16;
@@ -46,14 +52,53 @@ struct Options {
   bool gemm = false;
   bool compare_blas = false;
   int64_t bandwidth_mib = 1024;
+  std::string prefill_lens;  // "1024,8192,32768": one-sequence prefill tokens/s at each
+  std::string contexts;      // decode tokens/s at each context length
+  int32_t context_batch = 1;
+  bool all_attention = false;  // the context sweep also for every layer as attention
+  int64_t prefill_chunk = 4096;
 };
 
-absl::StatusOr<std::unique_ptr<Model>> LoadModel(const Options& o, DType dtype, Backend* backend) {
+// "1024,8192" -> {1024, 8192}; InvalidArgument naming `flag` for an item outside [1, max].
+absl::StatusOr<std::vector<int64_t>> ParseLengths(absl::string_view text, const char* flag,
+                                                  int64_t max) {
+  std::vector<int64_t> out;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(item, &v) || v < 1 || v > max) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": '", item, "' is not a length in [1, ", max, "]"));
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+// Bytes per second the device's memory sustains: a read stream on the CPU, a device-to-device
+// copy (read + write) on a GPU.
+absl::StatusOr<double> MeasureBandwidth(const std::string& device, int64_t bytes) {
+  if (device == "cpu") return MeasureReadBandwidth(bytes, 5);
+#ifdef JAMBA_HAS_CUDA
+  int index = 0;
+  if (absl::StartsWith(device, "cuda:") && !absl::SimpleAtoi(device.substr(5), &index)) {
+    return absl::InvalidArgumentError(absl::StrCat("bad device ", device));
+  }
+  return CudaCopyBandwidth(index, bytes, 5);
+#else
+  return absl::UnavailableError("no CUDA in this build");
+#endif
+}
+
+// `extra` overrides apply after --set (random weights only).
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const Options& o, DType dtype, Backend* backend,
+                                                 const std::vector<std::string>& extra = {}) {
   LoadOptions load;
   load.weight_dtype = dtype;
   const BenchModelFlags& m = o.source;
   if (!m.model.empty()) return Model::Load(m.model, load, backend);
-  JAMBA_ASSIGN_OR_RETURN(std::string text, ConfigWithOverrides(m.config, m.overrides));
+  std::vector<std::string> overrides = m.overrides;
+  overrides.insert(overrides.end(), extra.begin(), extra.end());
+  JAMBA_ASSIGN_OR_RETURN(std::string text, ConfigWithOverrides(m.config, overrides));
   JAMBA_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(text, m.config));
   return Model::Load(Checkpoint::Synthetic(std::move(config), /*seed=*/1234), load, backend);
 }
@@ -95,6 +140,65 @@ void GemmComparison(Backend* backend, int64_t m, int64_t k, DType dtype) {
   }
 }
 
+// An engine for the long-context runs: `sequences` sequences of up to `context` tokens, the
+// model built with `extra` config overrides.
+absl::StatusOr<std::unique_ptr<Engine>> LongContextEngine(const Options& o, DType dtype,
+                                                          Backend* backend, int sequences,
+                                                          int64_t context,
+                                                          const std::vector<std::string>& extra) {
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(o, dtype, backend, extra));
+  EngineOptions eo;
+  eo.weight_dtype = dtype;
+  eo.max_sequences = sequences;
+  eo.max_context = context + 64;
+  eo.kv_cache_tokens = int64_t{sequences} * (context + 64 + eo.kv_block_size);
+  return Engine::Create(std::move(model), eo, backend);
+}
+
+// Prefill tokens/s at each length, and decode tokens/s at each context length (with
+// --all-attention, also for the same model with attention in every layer).
+absl::Status LongContextRuns(const Options& o, DType dtype, const std::vector<int64_t>& lens,
+                             const std::vector<int64_t>& contexts) {
+  std::mt19937 rng(11);
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(o.device));
+  if (!lens.empty()) {
+    const int64_t longest = *std::max_element(lens.begin(), lens.end());
+    JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
+                           LongContextEngine(o, dtype, backend.get(), 1, longest, {}));
+    std::printf("\nprefill of one sequence (%lld tokens per step)\n  %10s %16s\n",
+                static_cast<long long>(o.prefill_chunk), "tokens", "prefill tok/s");
+    for (int64_t len : lens) {
+      JAMBA_ASSIGN_OR_RETURN(double tok_s, TimePrefill(engine.get(), len, o.prefill_chunk, &rng));
+      std::printf("  %10lld %16.1f\n", static_cast<long long>(len), tok_s);
+    }
+  }
+  if (contexts.empty()) return absl::OkStatus();
+  const int64_t longest = *std::max_element(contexts.begin(), contexts.end());
+  std::vector<std::vector<std::string>> variants = {{}};
+  if (o.all_attention) variants.push_back({"attn_layer_period=1", "attn_layer_offset=0"});
+  std::vector<std::vector<double>> tok_s(variants.size());
+  for (size_t v = 0; v < variants.size(); ++v) {
+    JAMBA_ASSIGN_OR_RETURN(
+        std::unique_ptr<Engine> engine,
+        LongContextEngine(o, dtype, backend.get(), o.context_batch, longest, variants[v]));
+    for (int64_t c : contexts) {
+      JAMBA_ASSIGN_OR_RETURN(double t, TimeDecodeAtContext(engine.get(), o.context_batch, c,
+                                                           o.decode_steps, o.prefill_chunk, &rng));
+      tok_s[v].push_back(t);
+    }
+  }
+  std::printf("\ndecode at batch %d against context length (tokens/s)\n  %10s %14s",
+              o.context_batch, "context", "this schedule");
+  if (o.all_attention) std::printf(" %14s %8s", "all-attention", "ratio");
+  std::printf("\n");
+  for (size_t i = 0; i < contexts.size(); ++i) {
+    std::printf("  %10lld %14.1f", static_cast<long long>(contexts[i]), tok_s[0][i]);
+    if (o.all_attention) std::printf(" %14.1f %8.2f", tok_s[1][i], tok_s[0][i] / tok_s[1][i]);
+    std::printf("\n");
+  }
+  return absl::OkStatus();
+}
+
 int Fail(const absl::Status& s) {
   std::cerr << "jamba-bench: " << s.message() << "\n";
   return 1;
@@ -104,15 +208,19 @@ int Run(int argc, char** argv) {
   Options o;
   FlagParser flags(
       "jamba-bench (--model DIR | --config config.json [--set KEY=VALUE ...]) [options]",
-      "Measures prefill and decode throughput of the CPU engine at several batch sizes, the\n"
-      "state each sequence holds, the machine's memory read bandwidth, and batch-1 decode\n"
-      "against its memory roofline (the weights one decode step must read / bandwidth).\n"
+      "Measures prefill and decode throughput of the engine (CPU or GPU) at several batch\n"
+      "sizes, the state each sequence holds, the device's memory bandwidth, and batch-1\n"
+      "decode against its memory roofline (bytes one decode step must read / bandwidth);\n"
+      "optionally long prefills and decode against context length (--prefill-lens,\n"
+      "--contexts, --all-attention).\n"
       "With --config the weights are random (no download needed): --set overrides fields,\n"
       "e.g. --set num_hidden_layers=8 --set hidden_size=1024 scales Jamba-v0.1 down.");
   AddBenchModelFlags(flags, &o.source);
   flags.String("batches", &o.batches, "batch sizes to run", "Run", "N,N,...");
   flags.Int32("prompt-len", &o.prompt_len, "prompt tokens per sequence", "Run");
   flags.Int32("decode-steps", &o.decode_steps, "timed decode steps per batch size", "Run");
+  flags.String("device", &o.device, kDeviceFlagHelp, "Run", "cpu|cuda[:N]");
+  flags.String("backend", &o.device, "the same as --device", "Run", "cpu|cuda[:N]");
   flags.Int32("threads", &o.threads, "CPU threads; 0 = all cores", "Run");
   flags.Int("bandwidth-mib", &o.bandwidth_mib, "buffer size of the bandwidth measurement", "Run");
   flags.Bool("compare-blas", &o.compare_blas,
@@ -121,7 +229,45 @@ int Run(int argc, char** argv) {
              "compare the dot kernel and OpenBLAS on the model's largest "
              "projection",
              "Run");
+  flags.String("prefill-lens", &o.prefill_lens,
+               "also time a one-sequence prefill of each length (e.g. 1024,8192,32768)",
+               "Long contexts", "N,N,...");
+  flags.String("contexts", &o.contexts,
+               "also time decode at each context length (e.g. 1024,4096,16384,65536)",
+               "Long contexts", "N,N,...");
+  flags.Int32("context-batch", &o.context_batch, "sequences decoding at once in --contexts",
+              "Long contexts");
+  flags.Bool("all-attention", &o.all_attention,
+             "run --contexts also with every layer as attention (a Jamba config with "
+             "attn_layer_period=1, attn_layer_offset=0: the Jamba paper's comparison)",
+             "Long contexts");
+  flags.Int("prefill-chunk", &o.prefill_chunk, "prompt tokens per step in the long-context runs",
+            "Long contexts");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-bench")) return *exit;
+  if (absl::Status s = CheckDeviceName(o.device); !s.ok()) {
+    std::cerr << "jamba-bench: --device: " << s.message() << "\n";
+    return 2;
+  }
+  const bool on_cpu = o.device == "cpu";
+  if (!on_cpu && (o.compare_blas || o.gemm)) {
+    std::cerr << "jamba-bench: --compare-blas and --gemm compare CPU kernels: use --device cpu\n";
+    return 2;
+  }
+  absl::StatusOr<std::vector<int64_t>> prefill_lens =
+      ParseLengths(o.prefill_lens, "prefill-lens", int64_t{1} << 22);
+  absl::StatusOr<std::vector<int64_t>> contexts =
+      ParseLengths(o.contexts, "contexts", int64_t{1} << 22);
+  for (const absl::Status& s : {prefill_lens.status(), contexts.status()}) {
+    if (!s.ok()) {
+      std::cerr << "jamba-bench: " << s.message() << "\n";
+      return 2;
+    }
+  }
+  if (o.context_batch < 1 || o.prefill_chunk < 1 || (o.all_attention && o.contexts.empty())) {
+    std::cerr << "jamba-bench: --context-batch and --prefill-chunk must be >= 1; "
+                 "--all-attention needs --contexts\n";
+    return 2;
+  }
   if (o.source.model.empty() == o.source.config.empty()) {
     std::cerr << "jamba-bench: give exactly one of --model and --config (see --help)\n";
     return 2;
@@ -154,7 +300,9 @@ int Run(int argc, char** argv) {
   for (size_t mi = 0; mi < modes.size(); ++mi) {
     CpuBackendOptions bo;
     bo.batch_invariant = modes[mi];
-    std::unique_ptr<Backend> backend = CreateCpuBackend(bo);
+    absl::StatusOr<std::unique_ptr<Backend>> created = CreateBackend(o.device, bo);
+    if (!created.ok()) return Fail(created.status());
+    std::unique_ptr<Backend> backend = *std::move(created);
     auto model = LoadModel(o, dtype, backend.get());
     if (!model.ok()) return Fail(model.status());
     params = (*model)->num_parameters();
@@ -180,7 +328,9 @@ int Run(int argc, char** argv) {
     }
   }
 
-  const double bandwidth = MeasureReadBandwidth(o.bandwidth_mib << 20, 5);
+  absl::StatusOr<double> measured = MeasureBandwidth(o.device, o.bandwidth_mib << 20);
+  if (!measured.ok()) return Fail(measured.status());
+  const double bandwidth = *measured;
   // Bytes one batch-1 decode step must read: every weight except the embedding table (one row)
   // when it is not also the LM head, and only k of the E experts of each MoE layer; plus the
   // sequence's state: Mamba conv + SSM read and written, KV of the context read.
@@ -204,8 +354,13 @@ int Run(int argc, char** argv) {
               static_cast<long long>(config.NumMoeLayers()));
   std::printf("parameters: %.1f M total, %.1f M active per token; weights %s, %.1f MiB held\n",
               params / 1e6, active / 1e6, o.source.weights.c_str(), stats.weight_bytes / 1048576.0);
-  std::printf("threads: %d   memory read bandwidth: %.2f GB/s\n", omp_get_max_threads(),
-              bandwidth / 1e9);
+  if (on_cpu) {
+    std::printf("device: cpu, %d threads   memory read bandwidth: %.2f GB/s\n",
+                omp_get_max_threads(), bandwidth / 1e9);
+  } else {
+    std::printf("device: %s   memory bandwidth (device-to-device copy, read + write): %.1f GB/s\n",
+                o.device.c_str(), bandwidth / 1e9);
+  }
   std::printf(
       "state per sequence: KV %lld B/token (all attention layers), Mamba %lld B "
       "(conv + SSM, all Mamba layers)\n",
@@ -238,6 +393,11 @@ int Run(int argc, char** argv) {
                   results[0][bi].prefill_tok_s / results[1][bi].prefill_tok_s);
     }
     std::printf("\n");
+  }
+  if (!prefill_lens->empty() || !contexts->empty()) {
+    if (absl::Status s = LongContextRuns(o, dtype, *prefill_lens, *contexts); !s.ok()) {
+      return Fail(s);
+    }
   }
   return 0;
 }

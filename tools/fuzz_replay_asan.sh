@@ -22,7 +22,7 @@ TESTS=(
   model_config_test:tests/engine/config/model_config_test
 )
 
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJAMBA_SANITIZE=ON \
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJAMBA_SANITIZE=ON -DJAMBA_ENABLE_CUDA=OFF \
   -DJAMBA_ENABLE_FUZZERS=OFF -DJAMBA_BUILD_TESTS=ON >/dev/null
 cmake --build "$BUILD" -j "$JOBS" --target "${TESTS[@]%%:*}"
 

@@ -18,6 +18,7 @@
 #ifndef JAMBA_KERNELS_CUDA_CUDA_BACKEND_H_
 #define JAMBA_KERNELS_CUDA_CUDA_BACKEND_H_
 
+#include <cstdint>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -33,6 +34,11 @@ absl::StatusOr<int> CudaDeviceCount();
 // Unavailable when there is no usable CUDA device; InvalidArgument when `device` is out of
 // range; Internal when the device cannot be initialised.
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device);
+
+// The memory bandwidth of CUDA device `device` as a device-to-device copy of `bytes` sustains
+// it: bytes read plus bytes written per second, best of `repeats` copies. The benchmarks'
+// HBM roofline.
+absl::StatusOr<double> CudaCopyBandwidth(int device, int64_t bytes, int repeats);
 
 }  // namespace jamba
 

@@ -179,7 +179,9 @@ TEST(TopologyTest, OrdinalFromHostname) {
         "jamba-layer-+1", "jamba-layer-99999999999", "jamba.layer-1"}) {
     absl::StatusOr<int64_t> n = OrdinalFromHostname(bad);
     EXPECT_FALSE(n.ok()) << "'" << bad << "' gave " << (n.ok() ? *n : -1);
-    if (!n.ok()) EXPECT_THAT(n.status().message(), HasSubstr("does not end in -N")) << bad;
+    if (!n.ok()) {
+      EXPECT_THAT(n.status().message(), HasSubstr("does not end in -N")) << bad;
+    }
   }
 }
 
