@@ -652,6 +652,12 @@ def with_dependencies(packages):
     return seen
 
 
+# Sonames of the CUDA toolkit the binaries may load -> the prefix of NVIDIA's runtime package
+# that holds them (the version part comes from the Dockerfile's CUDA_PACKAGE_VERSION).
+CUDA_RUNTIME_PACKAGES = [("libcudart.", "cuda-cudart-"), ("libcublasLt.", "libcublas-"),
+                         ("libcublas.", "libcublas-"), ("libnccl.", "libnccl")]
+
+
 def dockerfiles(args):
     docker_dir = os.path.join(args.source_dir, "deploy", "docker")
     paths = sorted(os.path.join(docker_dir, f) for f in os.listdir(docker_dir)
@@ -708,6 +714,28 @@ def dockerfiles(args):
                     installed |= {w for w in words if not w.startswith("-") and "$" not in w}
         available = with_dependencies(installed | BASE_IMAGE_PACKAGES)
         packages = library_packages(sorted(binaries))
+        # The CUDA toolkit's libraries: not Debian packages, but NVIDIA's repository's. An
+        # image whose build stage enables CUDA must install their runtime packages; one that
+        # disables it (the CPU image) builds binaries that do not load them, whatever this
+        # test's build directory was configured with.
+        cuda_build = "-DJAMBA_ENABLE_CUDA=ON" in build_runs
+        check(cuda_build or "-DJAMBA_ENABLE_CUDA=OFF" in build_runs,
+              f"{label}: the build stage must set -DJAMBA_ENABLE_CUDA explicitly")
+        final_text = " ".join(rest for k, rest in final if k == "RUN")
+        for lib in sorted(packages):
+            if not os.path.realpath(lib).startswith("/usr/local/cuda"):
+                continue
+            del packages[lib]
+            if not cuda_build:
+                continue
+            name = os.path.basename(lib)
+            want = next((p for prefix, p in CUDA_RUNTIME_PACKAGES if name.startswith(prefix)),
+                        None)
+            check(want is not None, f"{label}: the binaries load {lib}, which no known NVIDIA "
+                  "runtime package provides")
+            check(want in final_text,
+                  f"{label}: the binaries load {lib}; the final stage must install {want}*")
+            print(f"{label}: {name} from NVIDIA's {want}* package: installed")
         for lib, package in sorted(packages.items()):
             check(package is not None, f"{label}: {lib} belongs to no Debian package")
             check(package in available,
