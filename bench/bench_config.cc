@@ -43,6 +43,8 @@ void AddBenchModelFlags(FlagParser& flags, BenchModelFlags* out) {
       },
       "KEY=VALUE", "override a config.json field", "Model");
   flags.String("weights", &out->weights, "weight matrices in f32 or bf16", "Model", "f32|bf16");
+  flags.Bool("int8-experts", &out->int8_experts,
+             "quantise MoE expert matrices to int8 at load (per-row scales)", "Model");
 }
 
 absl::StatusOr<std::vector<int>> ParseBatchSizes(absl::string_view text, int max) {

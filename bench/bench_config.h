@@ -22,6 +22,7 @@ struct BenchModelFlags {
   std::string model, config;
   std::vector<std::string> overrides;  // KEY=VALUE applied to config.json
   std::string weights = "bf16";
+  bool int8_experts = false;  // LoadOptions::int8_experts
 };
 
 // Registers --model, --config, --set and --weights (section "Model").

@@ -94,6 +94,7 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const Options& o, DType dtype, 
                                                  const std::vector<std::string>& extra = {}) {
   LoadOptions load;
   load.weight_dtype = dtype;
+  load.int8_experts = o.source.int8_experts;
   const BenchModelFlags& m = o.source;
   if (!m.model.empty()) return Model::Load(m.model, load, backend);
   std::vector<std::string> overrides = m.overrides;
@@ -335,12 +336,17 @@ int Run(int argc, char** argv) {
   // when it is not also the LM head, and only k of the E experts of each MoE layer; plus the
   // sequence's state: Mamba conv + SSM read and written, KV of the context read.
   const int64_t wsize = DTypeSize(dtype);
-  int64_t active = params;
-  if (!config.tie_word_embeddings) active -= config.vocab_size * config.hidden_size;
-  const int64_t expert_params = 3 * config.hidden_size * config.intermediate_size;
-  active -=
-      config.NumMoeLayers() * (config.num_experts - config.num_experts_per_tok) * expert_params;
-  const int64_t weight_read = stats.weight_bytes - (params - active) * wsize;
+  const int64_t embedding_params =
+      config.tie_word_embeddings ? 0 : config.vocab_size * config.hidden_size;
+  const int64_t inactive_expert_params =
+      config.NumMoeLayers() * (config.num_experts - config.num_experts_per_tok) * 3 *
+      config.hidden_size * config.intermediate_size;
+  const int64_t active = params - embedding_params - inactive_expert_params;
+  // Inactive experts are int8 with --int8-experts (their row scales, 1/k-th of a percent, are
+  // counted as read).
+  const int64_t expert_size = o.source.int8_experts ? 1 : wsize;
+  const int64_t weight_read =
+      stats.weight_bytes - embedding_params * wsize - inactive_expert_params * expert_size;
   const int64_t context = o.prompt_len + o.decode_steps / 2;
   const int64_t state_rw = 2 * stats.mamba_bytes_per_sequence + context * stats.kv_bytes_per_token;
   const double roofline_tok_s = bandwidth / static_cast<double>(weight_read + state_rw);

@@ -33,6 +33,7 @@ struct Options {
   std::string dump_logits;
   std::string weights = "f32";
   std::string device = "cpu";
+  bool int8_experts = false;
   int32_t threads = 0;
   int32_t prefill_chunk = 256;
   int64_t max_context = 0;
@@ -79,6 +80,7 @@ int Run(int argc, char** argv) {
   flags.String("weights", &o.weights, "dtype of the weight matrices in memory: f32 or bf16 "
                "(accumulation is f32 either way)", eng, "f32|bf16");
   flags.String("device", &o.device, kDeviceFlagHelp, eng, "cpu|cuda[:N]");
+  flags.Bool("int8-experts", &o.int8_experts, "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)", eng);
   flags.Int32("threads", &o.threads, "CPU threads; 0 = all cores", eng);
   flags.Int32("prefill-chunk", &o.prefill_chunk, "prompt tokens per forward step", eng);
   flags.Int("max-context", &o.max_context,
@@ -129,6 +131,7 @@ int Run(int argc, char** argv) {
   std::unique_ptr<Backend> backend = *std::move(created);
   EngineOptions eo;
   eo.weight_dtype = o.weights == "bf16" ? DType::kBF16 : DType::kF32;
+  eo.int8_experts = o.int8_experts;
   eo.max_sequences = 1;
   eo.max_context = o.max_context;
   const auto t_load = std::chrono::steady_clock::now();

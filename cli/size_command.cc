@@ -166,7 +166,7 @@ int RunSizeCommand(int argc, char** argv) {
   std::string model, config_file, dtype = "bf16";
   int32_t layer_workers = 1, expert_workers = 0, replicas = 1;
   int64_t sequences = 1, context = 0;
-  bool json = false;
+  bool json = false, int8_experts = false;
   FlagParser flags(
       "jambactl size (--model DIR | --config FILE) [--weights bf16|f32] [--context T]\n"
       "              [--sequences S] [--layer-workers N] [--expert-workers M] [--replicas R]",
@@ -183,6 +183,7 @@ int RunSizeCommand(int argc, char** argv) {
   flags.Int32("layer-workers", &layer_workers, "pipeline stages");
   flags.Int32("expert-workers", &expert_workers, "expert workers; 0 = experts in layer workers");
   flags.Int32("replicas", &replicas, "expert workers holding each expert");
+  flags.Bool("int8-experts", &int8_experts, "experts quantised to int8 (--int8-experts)");
   flags.Bool("json", &json, "print one JSON object");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jambactl size")) return *exit;
   auto usage = [](const std::string& message) {
@@ -212,7 +213,7 @@ int RunSizeCommand(int argc, char** argv) {
       PlanCluster(*config, layer_workers, expert_workers, replicas);
   if (!layout.ok()) return usage(std::string(layout.status().message()));
   absl::StatusOr<MemoryPlan> plan =
-      PlanMemory(*config, dtype == "bf16" ? DType::kBF16 : DType::kF32);
+      PlanMemory(*config, dtype == "bf16" ? DType::kBF16 : DType::kF32, int8_experts);
   if (!plan.ok()) {
     std::cerr << "jambactl size: " << plan.status().message() << "\n";
     return 1;
@@ -222,7 +223,8 @@ int RunSizeCommand(int argc, char** argv) {
   if (json) {
     std::cout << ReportJson(*plan, workers, sequences, context).dump(2) << "\n";
   } else {
-    PrintReport(*config, *plan, *layout, workers, sequences, context, dtype);
+    PrintReport(*config, *plan, *layout, workers, sequences, context,
+                int8_experts ? dtype + " (experts int8)" : dtype);
   }
   return 0;
 }

@@ -25,7 +25,7 @@ int Run(int argc, char** argv) {
   std::string model_dir, listen = "127.0.0.1:0", experts = "all", weights = "f32";
   std::string metrics_listen, device = "cpu";
   int32_t threads = 0, grace_s = 30;
-  bool check_config = false;
+  bool check_config = false, int8_experts = false;
   FlagParser flags("jamba-expert-worker --model DIR [--experts SPEC] [--listen HOST:PORT]",
                    "Holds MoE experts of a checkpoint and computes routed token batches for the\n"
                    "cluster's layer workers (gRPC service jamba.v1.ExpertWorker, plus\n"
@@ -39,6 +39,7 @@ int Run(int argc, char** argv) {
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
   flags.String("device", &device, kDeviceFlagHelp, "", "cpu|cuda[:N]");
+  flags.Bool("int8-experts", &int8_experts, "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)");
   flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds in-flight calls get to finish");
   flags.String("metrics-listen", &metrics_listen,
                "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "", "HOST:PORT");
@@ -84,6 +85,7 @@ int Run(int argc, char** argv) {
   const Backend* compute = backend.get();  // owned by the service once it exists
   LoadOptions options;
   options.weight_dtype = weights == "bf16" ? DType::kBF16 : DType::kF32;
+  options.int8_experts = int8_experts;
   options.shard.experts_only = true;
   ExpertSet wanted = *set;
   options.shard.want_expert = [wanted](int64_t layer, int64_t e) {

@@ -22,6 +22,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(const GatewayConfig& co
     g->local_backend_ = backend.get();
     LoadOptions load;
     load.weight_dtype = config.weight_dtype;
+    load.int8_experts = config.int8_experts;
     JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                            Model::Load(config.model_dir, load, backend.get()));
     g->config_ = model->config();

@@ -26,6 +26,7 @@ struct GatewayConfig {
   SchedulerOptions scheduler;
   StageOptions local;                     // local mode: pool sizes and context limit
   DType weight_dtype = DType::kF32;       // local mode
+  bool int8_experts = false;              // local mode
   std::string device = "cpu";             // local mode: CreateBackend's device name
   SchedulerObserver* observer = nullptr;  // e.g. metrics; must outlive the gateway
 };

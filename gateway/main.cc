@@ -63,6 +63,8 @@ int Run(int argc, char** argv) {
                "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "", "HOST:PORT");
   flags.String("device", &config.device, std::string("local mode: ") + kDeviceFlagHelp, "local",
                "cpu|cuda[:N]");
+  flags.Bool("int8-experts", &config.int8_experts,
+             std::string("local mode: ") + "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)", "local");
   flags.String("weights", &weights, "local mode: weight matrices in f32 or bf16", "local",
                "f32|bf16");
   flags.Int32("threads", &threads, "local mode: CPU threads; 0 = all cores", "local");

@@ -6,7 +6,8 @@
 //    op before returning. No op returns data to the host, so a forward pass has no host round
 //    trip per op.
 //  - All Tensors passed to ops live on this backend's device. Activations are f32; large weight
-//    matrices are f32 or bf16 (accumulation always in f32); small parameter vectors are f32.
+//    matrices are f32 or bf16, MoE expert matrices optionally int8 with per-row scales
+//    (accumulation always in f32); small parameter vectors are f32.
 //  - Shape and dtype mismatches are programmer errors (checked, abort). Data-dependent failures
 //    (allocation, device faults) are reported as absl::Status by the memory functions and by
 //    Synchronize().
@@ -108,6 +109,12 @@ class Backend {
   // y = x w^T (+ bias). x [n, k] f32, w [m, k] f32|bf16 (row stride = k), bias [m] f32 or
   // nullptr, y [n, m] f32 (row-strided view allowed). y must not alias x.
   virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) = 0;
+  // y = x (diag(scale) w)^T (+ bias): w [m, k] i8 quantised per output row (symmetric, as
+  // Jamba-1.5's ExpertsInt8), dequantised inside the product: y[i, r] = scale[r] *
+  // sum_j x[i, j] w[r, j] (+ bias[r]), the sum in f32. x [n, k] f32, scale [m] f32, bias [m]
+  // f32 or nullptr, y [n, m] f32 (row-strided view allowed). y must not alias x.
+  virtual void MatMulInt8(const Tensor& x, const Tensor& w, const Tensor& scale,
+                          const Tensor* bias, const Tensor& y) = 0;
   // out = silu(gate) * up, elementwise; all [n, d] f32 (strided views allowed; out may alias).
   virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
   // acc += a; both [n, d] f32.

@@ -29,6 +29,7 @@ absl::StatusOr<std::unique_ptr<LayerService>> LayerService::Create(
     const LayerWorkerConfig& config, std::unique_ptr<Backend> backend) {
   LoadOptions load;
   load.weight_dtype = config.weight_dtype;
+  load.int8_experts = config.int8_experts;
   load.shard.layer_begin = config.layer_begin;
   load.shard.layer_end = config.layer_end;
   if (!config.expert_workers.empty()) {

@@ -22,6 +22,7 @@ struct LayerWorkerConfig {
   int64_t layer_begin = 0;
   int64_t layer_end = -1;  // exclusive; -1: through the last layer
   DType weight_dtype = DType::kF32;
+  bool int8_experts = false;  // experts held here (no expert workers) quantised to int8
   // Expert workers to send MoE tokens to. Empty: this process loads every expert of its
   // layers itself. Otherwise it loads only the routers, and every expert of its MoE layers
   // must be held by some listed worker.

@@ -56,6 +56,8 @@ int Run(int argc, char** argv) {
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
   flags.String("device", &device, kDeviceFlagHelp, "", "cpu|cuda[:N]");
+  flags.Bool("int8-experts", &config.int8_experts,
+             "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)" " when this worker holds experts");
   flags.Int32("max-sequences", &config.stage.max_sequences,
               "live sequences at once (Mamba state slots)", "state");
   flags.Int32("kv-block-size", &config.stage.kv_block_size, "token positions per KV block",

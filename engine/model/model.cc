@@ -49,7 +49,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(std::unique_ptr<Checkpoint> c
     return absl::InvalidArgumentError(absl::StrCat(
         ckpt.dir(), ": experts_only: a ", ArchitectureName(c.arch), " model has no experts"));
   }
-  WeightLoader loader(&ckpt, backend, options.weight_dtype);
+  WeightLoader loader(&ckpt, backend, options.weight_dtype,
+                      options.int8_experts ? DType::kI8 : options.weight_dtype);
   JAMBA_RETURN_IF_ERROR(arch.load_globals(loader, c, embedding, head, &model->weights_));
   model->embeds_ = embedding;
   for (int64_t i = s.layer_begin; i < end; ++i) {

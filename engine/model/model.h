@@ -36,6 +36,9 @@ struct ShardSpec {
 
 struct LoadOptions {
   DType weight_dtype = DType::kF32;  // large matrices: kF32 or kBF16
+  // MoE expert matrices quantised per row to int8 at load (ExpertsInt8): about half the bytes
+  // of bf16, dequantised inside the products (Backend::MatMulInt8).
+  bool int8_experts = false;
   ShardSpec shard;
 };
 

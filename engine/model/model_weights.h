@@ -46,6 +46,12 @@ struct MlpWeights {
   Tensor gate;
   Tensor up;
   Tensor down;  // [H, I]
+  // Per-row scales [rows] f32 of the matrices above when they are int8 (experts loaded with
+  // LoadOptions::int8_experts); empty otherwise.
+  Tensor gate_up_scale;
+  Tensor gate_scale;
+  Tensor up_scale;
+  Tensor down_scale;
 };
 
 struct MoeWeights {

@@ -2,11 +2,13 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "engine/model/int8_quantize.h"
 
 namespace jamba {
 namespace {
@@ -95,6 +97,54 @@ absl::StatusOr<Tensor> WeightLoader::Convert(const SafetensorsTensor& t, size_t 
   Tensor view = buf->tensor();
   buffers_.push_back(std::move(buf));
   return view;
+}
+
+absl::StatusOr<Tensor> WeightLoader::Quantize(const SafetensorsTensor& t, size_t elem_offset,
+                                              int64_t rows, int64_t cols, Tensor* scale) {
+  const int64_t numel = rows * cols;
+  bytes_ += numel + rows * static_cast<int64_t>(sizeof(float));
+  parameters_ += numel;
+  if (!checkpoint_->has_data()) {
+    *scale = AccountingView(DType::kF32, {rows});
+    return AccountingView(DType::kI8, {rows, cols});
+  }
+  const size_t in_size = DTypeSize(t.dtype);
+  const uint8_t* src = t.data + elem_offset * in_size;
+  std::vector<float> values(static_cast<size_t>(numel));
+  for (int64_t i = 0; i < numel; ++i) values[i] = ReadAsF32(src + i * in_size, t.dtype);
+  std::vector<int8_t> q(static_cast<size_t>(numel));
+  std::vector<float> scales(static_cast<size_t>(rows));
+  QuantizeRowsInt8(values.data(), rows, cols, q.data(), scales.data());
+  JAMBA_ASSIGN_OR_RETURN(auto qbuf, backend_->Allocate(DType::kI8, {rows, cols}));
+  JAMBA_RETURN_IF_ERROR(backend_->Upload(q.data(), q.size(), qbuf->tensor()));
+  JAMBA_ASSIGN_OR_RETURN(auto sbuf, backend_->Allocate(DType::kF32, {rows}));
+  JAMBA_RETURN_IF_ERROR(
+      backend_->Upload(scales.data(), scales.size() * sizeof(float), sbuf->tensor()));
+  *scale = sbuf->tensor();
+  Tensor view = qbuf->tensor();
+  buffers_.push_back(std::move(qbuf));
+  buffers_.push_back(std::move(sbuf));
+  return view;
+}
+
+absl::StatusOr<Tensor> WeightLoader::ExpertMatrix(const std::string& name,
+                                                  std::vector<int64_t> shape, Tensor* scale) {
+  *scale = Tensor{};
+  if (expert_dtype_ != DType::kI8) return Matrix(name, std::move(shape));
+  JAMBA_CHECK(shape.size() == 2);
+  JAMBA_ASSIGN_OR_RETURN(const SafetensorsTensor* t, checkpoint_->GetChecked(name, shape));
+  return Quantize(*t, 0, shape[0], shape[1], scale);
+}
+
+absl::StatusOr<Tensor> WeightLoader::StackedExpertMatrix(const std::string& name, int64_t count,
+                                                         int64_t index, int64_t rows,
+                                                         int64_t cols, Tensor* scale) {
+  *scale = Tensor{};
+  if (expert_dtype_ != DType::kI8) return StackedMatrix(name, count, index, rows, cols);
+  JAMBA_ASSIGN_OR_RETURN(const SafetensorsTensor* t,
+                         checkpoint_->GetChecked(name, {count, rows, cols}));
+  JAMBA_CHECK(index >= 0 && index < count);
+  return Quantize(*t, static_cast<size_t>(index * rows * cols), rows, cols, scale);
 }
 
 absl::StatusOr<Tensor> WeightLoader::Matrix(const std::string& name, std::vector<int64_t> shape) {

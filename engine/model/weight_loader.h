@@ -24,7 +24,14 @@ class WeightLoader {
   // `matrix_dtype`: kF32 or kBF16, the dtype of large matrices. Borrowed pointers must outlive
   // the loader and every tensor it returns.
   WeightLoader(Checkpoint* checkpoint, Backend* backend, DType matrix_dtype)
-      : checkpoint_(checkpoint), backend_(backend), matrix_dtype_(matrix_dtype) {}
+      : WeightLoader(checkpoint, backend, matrix_dtype, matrix_dtype) {}
+  // `expert_dtype`: the dtype of MoE expert matrices (ExpertMatrix): matrix_dtype, or kI8 for
+  // per-row int8 quantisation at load (engine/model/int8_quantize.h).
+  WeightLoader(Checkpoint* checkpoint, Backend* backend, DType matrix_dtype, DType expert_dtype)
+      : checkpoint_(checkpoint),
+        backend_(backend),
+        matrix_dtype_(matrix_dtype),
+        expert_dtype_(expert_dtype) {}
 
   bool Has(const std::string& name) const { return checkpoint_->Has(name); }
   // Whether the checkpoint makes up tensors on demand (Checkpoint::synthetic): loaders that
@@ -36,6 +43,14 @@ class WeightLoader {
   // Matrix `index` of a stacked 3-D tensor `name` of shape [count, rows, cols].
   absl::StatusOr<Tensor> StackedMatrix(const std::string& name, int64_t count, int64_t index,
                                        int64_t rows, int64_t cols);
+  // An expert's weight matrix of exactly `shape` (2-D) in expert_dtype; when that is kI8,
+  // `*scale` receives its per-row scales ([rows] f32), else it is left empty.
+  absl::StatusOr<Tensor> ExpertMatrix(const std::string& name, std::vector<int64_t> shape,
+                                      Tensor* scale);
+  // ExpertMatrix for matrix `index` of a stacked [count, rows, cols] tensor.
+  absl::StatusOr<Tensor> StackedExpertMatrix(const std::string& name, int64_t count,
+                                             int64_t index, int64_t rows, int64_t cols,
+                                             Tensor* scale);
   // A tensor of exactly `shape` converted to f32, returned as a contiguous tensor of shape
   // `view_shape` (same element count), e.g. conv1d [Di, 1, K] viewed as [Di, K].
   absl::StatusOr<Tensor> F32(const std::string& name, std::vector<int64_t> shape,
@@ -53,12 +68,16 @@ class WeightLoader {
  private:
   // A null-data tensor of `dtype`/`dims` on the backend's device (shapes-only checkpoints).
   Tensor AccountingView(DType dtype, const std::vector<int64_t>& dims) const;
+  // Rows x cols elements from `elem_offset` of `t`, quantised per row to int8.
+  absl::StatusOr<Tensor> Quantize(const SafetensorsTensor& t, size_t elem_offset, int64_t rows,
+                                  int64_t cols, Tensor* scale);
   absl::StatusOr<Tensor> Convert(const SafetensorsTensor& t, size_t elem_offset, int64_t numel,
                                  DType want, std::vector<int64_t> dims);
 
   Checkpoint* checkpoint_;
   Backend* backend_;
   DType matrix_dtype_;
+  DType expert_dtype_;
   std::vector<std::unique_ptr<DeviceBuffer>> buffers_;
   int64_t bytes_ = 0;
   int64_t parameters_ = 0;

@@ -11,6 +11,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const std::string& model_
                                                        Backend* backend) {
   LoadOptions load;
   load.weight_dtype = options.weight_dtype;
+  load.int8_experts = options.int8_experts;
   JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(model_dir, load, backend));
   return Create(std::move(model), options, backend);
 }

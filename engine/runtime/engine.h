@@ -29,6 +29,7 @@ namespace jamba {
 
 struct EngineOptions {
   DType weight_dtype = DType::kF32;  // kF32 or kBF16 for the large matrices
+  bool int8_experts = false;         // LoadOptions::int8_experts
   int32_t max_sequences = 16;        // live sequences at once (= Mamba state slots)
   int32_t kv_block_size = 16;        // token positions per KV block
   // Token positions of KV cache over all sequences; 0: max_sequences * min(max_context, 4096).

@@ -20,10 +20,11 @@ struct Counted {
 
 // Loads `shard` from a shapes-only checkpoint: nothing is read or allocated, the loader only
 // counts. The backend is never called for data (it gives the views their device).
-absl::StatusOr<Counted> Count(const ModelConfig& config, DType weight_dtype, Backend* backend,
-                              const ShardSpec& shard) {
+absl::StatusOr<Counted> Count(const ModelConfig& config, DType weight_dtype, bool int8_experts,
+                              Backend* backend, const ShardSpec& shard) {
   LoadOptions options;
   options.weight_dtype = weight_dtype;
+  options.int8_experts = int8_experts;
   options.shard = shard;
   JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                          Model::Load(Checkpoint::ShapesOnly(config), options, backend));
@@ -52,13 +53,15 @@ int64_t MemoryPlan::MambaBytesPerSequence(int64_t begin, int64_t end) const {
   return total;
 }
 
-absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, DType weight_dtype) {
+absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, DType weight_dtype,
+                                      bool int8_experts) {
   if (weight_dtype != DType::kBF16 && weight_dtype != DType::kF32) {
     return absl::InvalidArgumentError("weight dtype must be bf16 or f32");
   }
   std::unique_ptr<Backend> backend = CreateCpuBackend();
   MemoryPlan plan;
   plan.weight_dtype = weight_dtype;
+  plan.int8_experts = int8_experts;
 
   // Embedding, final norm and LM head alone: an empty layer range, with each part asked for.
   auto globals = [&](bool embedding, bool head) {
@@ -67,7 +70,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, DType weight_dt
     shard.layer_end = 0;
     shard.embedding = embedding;
     shard.head = head;
-    return Count(config, weight_dtype, backend.get(), shard);
+    return Count(config, weight_dtype, int8_experts, backend.get(), shard);
   };
   JAMBA_ASSIGN_OR_RETURN(const Counted both, globals(true, true));
   JAMBA_ASSIGN_OR_RETURN(const Counted embedding, globals(true, false));
@@ -88,14 +91,15 @@ absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, DType weight_dt
     layer.layer_end = i + 1;
     layer.embedding = false;
     layer.head = false;
-    JAMBA_ASSIGN_OR_RETURN(const Counted all, Count(config, weight_dtype, backend.get(), layer));
+    JAMBA_ASSIGN_OR_RETURN(const Counted all,
+                           Count(config, weight_dtype, int8_experts, backend.get(), layer));
     f.parameters = all.parameters;
     f.bytes = all.bytes;
     int64_t active = all.parameters;
     if (f.spec.ffn == FfnKind::kMoe) {
       layer.experts_only = true;
       JAMBA_ASSIGN_OR_RETURN(const Counted experts,
-                             Count(config, weight_dtype, backend.get(), layer));
+                             Count(config, weight_dtype, int8_experts, backend.get(), layer));
       f.expert_parameters = experts.parameters;
       f.expert_bytes = experts.bytes;
       // Every expert of a layer has the same shapes: a token uses k of E of them.

@@ -28,6 +28,7 @@ struct LayerFootprint {
 
 struct MemoryPlan {
   DType weight_dtype = DType::kBF16;
+  bool int8_experts = false;
   std::vector<LayerFootprint> layers;  // one per model layer, in order
   // Embedding, final norm and LM head of the whole model (a tied matrix counted once).
   int64_t globals_parameters = 0;
@@ -55,9 +56,11 @@ struct MemoryPlan {
   int64_t MambaBytesPerSequence(int64_t begin, int64_t end) const;
 };
 
-// `weight_dtype`: kBF16 or kF32, the dtype of large matrices (LoadOptions::weight_dtype).
+// `weight_dtype`: kBF16 or kF32, the dtype of large matrices (LoadOptions::weight_dtype);
+// `int8_experts`: LoadOptions::int8_experts (int8 expert matrices plus f32 row scales).
 // Errors: those of the architecture's loader for an inconsistent config.
-absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, DType weight_dtype);
+absl::StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, DType weight_dtype,
+                                      bool int8_experts = false);
 
 }  // namespace jamba
 

@@ -63,6 +63,10 @@ class CpuBackend : public Backend {
   void RmsNorm(const Tensor& x, const Tensor* weight, float eps, const Tensor& out) override {
     cpu::RmsNorm(x, weight, eps, out);
   }
+  void MatMulInt8(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor* bias,
+                  const Tensor& y) override {
+    cpu::MatMulInt8(x, w, scale, bias, y);
+  }
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
     cpu::MatMul(x, w, bias, y, options_.batch_invariant);
   }

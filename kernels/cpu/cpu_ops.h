@@ -23,6 +23,8 @@ void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim, double t
 // batch_invariant: use the fixed-order dot kernel for every shape (see matmul.cc).
 void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
             bool batch_invariant = true);
+void MatMulInt8(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor* bias,
+                const Tensor& y);
 // Variants, for benchmarks and parity tests: the hand-written register-blocked kernel (reads
 // each weight row once for up to kMaxSkinnyTokens tokens) and the BLAS-backed path.
 void MatMulSkinny(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);

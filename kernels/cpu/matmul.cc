@@ -13,6 +13,8 @@
 //    depends on the batch shape. bf16 weights are widened to f32 one panel of rows at a time
 //    (per thread) and multiplied with a single-threaded sgemm, so the full f32 copy of a matrix
 //    never exists.
+// MatMulInt8 (per-row-quantised int8 weights) always uses the dot kernel, widening int8 to f32
+// in registers and scaling each finished dot product.
 // MatMul uses the dot kernel for every shape in batch-invariant mode (the default), else the
 // dot kernel up to kSkinnyThreshold rows and BLAS above.
 #include <immintrin.h>
@@ -38,8 +40,14 @@ inline __m256 Load8(const uint16_t* p) {
   __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+// int8 weights (MatMulInt8) widen exactly to f32; the per-row scale is applied to the sum.
+inline __m256 Load8(const int8_t* p) {
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+}
 inline float Load1(const float* p) { return *p; }
 inline float Load1(const uint16_t* p) { return Bf16ToF32(*p); }
+inline float Load1(const int8_t* p) { return static_cast<float>(*p); }
 
 inline float HorizontalSum(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v);
@@ -86,15 +94,21 @@ inline void DotBlock(const WT* w, int64_t ldw, const float* x, int64_t ldx, int6
   }
 }
 
+// y = dot (x scale[r], int8 weights) + bias[r].
+inline float Finish(float dot, const float* scale, const float* bias, int64_t r) {
+  if (scale != nullptr) dot *= scale[r];
+  return dot + (bias ? bias[r] : 0.0f);
+}
+
 template <typename WT, int R>
 void SkinnyRows(const WT* w, int64_t ldw, const float* x, int64_t ldx, int64_t n, int64_t k,
-                int64_t row0, const float* bias, float* y, int64_t ldy) {
+                int64_t row0, const float* scale, const float* bias, float* y, int64_t ldy) {
   float out[R * 4];
   if (R > 2) {  // few-token calls only (see SkinnyImpl): no 4-token tiles
     const WT* wr = w + row0 * ldw;
     for (int64_t t0 = 0; t0 < n; ++t0) {
       DotBlock<WT, R, 1>(wr, ldw, x + t0 * ldx, ldx, k, out);
-      for (int r = 0; r < R; ++r) y[t0 * ldy + row0 + r] = out[r] + (bias ? bias[row0 + r] : 0.0f);
+      for (int r = 0; r < R; ++r) y[t0 * ldy + row0 + r] = Finish(out[r], scale, bias, row0 + r);
     }
     return;
   }
@@ -102,7 +116,7 @@ void SkinnyRows(const WT* w, int64_t ldw, const float* x, int64_t ldx, int64_t n
   auto emit = [&](int tcount) {
     for (int t = 0; t < tcount; ++t)
       for (int r = 0; r < R; ++r)
-        y[(t0 + t) * ldy + row0 + r] = out[t * R + r] + (bias ? bias[row0 + r] : 0.0f);
+        y[(t0 + t) * ldy + row0 + r] = Finish(out[t * R + r], scale, bias, row0 + r);
   };
   const WT* wr = w + row0 * ldw;
   for (; t0 + 4 <= n; t0 += 4) {
@@ -121,12 +135,14 @@ void SkinnyRows(const WT* w, int64_t ldw, const float* x, int64_t ldx, int64_t n
 // chain of FMAs, so few tokens need more rows in flight to hide FMA latency. This changes only
 // which outputs are computed together, never the summation order of any output.
 template <typename WT, int R>
-void SkinnyImplR(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+void SkinnyImplR(const Tensor& x, const Tensor& w, const Tensor* scale, const Tensor* bias,
+                 const Tensor& y) {
   const int64_t n = x.dim(0), k = x.dim(1), m = w.dim(0);
   const WT* wp = w.ptr<WT>();
   const float* xp = x.ptr<float>();
   float* yp = y.ptr<float>();
   const float* bp = bias ? bias->ptr<float>() : nullptr;
+  const float* sp = scale ? scale->ptr<float>() : nullptr;
   const int64_t ldw = w.ld(), ldx = x.ld(), ldy = y.ld();
   const int64_t blocks = m / R;
   for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
@@ -135,27 +151,30 @@ void SkinnyImplR(const Tensor& x, const Tensor& w, const Tensor* bias, const Ten
     float* yb = yp + t0 * ldy;
 #pragma omp parallel for schedule(static) if (m * k * nt > (int64_t{1} << 19))
     for (int64_t b = 0; b < blocks; ++b) {
-      SkinnyRows<WT, R>(wp, ldw, xb, ldx, nt, k, b * R, bp, yb, ldy);
+      SkinnyRows<WT, R>(wp, ldw, xb, ldx, nt, k, b * R, sp, bp, yb, ldy);
     }
     for (int64_t r = blocks * R; r < m; ++r) {
-      SkinnyRows<WT, 1>(wp, ldw, xb, ldx, nt, k, r, bp, yb, ldy);
+      SkinnyRows<WT, 1>(wp, ldw, xb, ldx, nt, k, r, sp, bp, yb, ldy);
     }
   }
 }
 
+// `scale`: per-row scales of int8 weights, else nullptr.
 template <typename WT>
-void SkinnyImpl(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+void SkinnyImpl(const Tensor& x, const Tensor& w, const Tensor* scale, const Tensor* bias,
+                const Tensor& y) {
   switch (x.dim(0)) {
-    case 1: return SkinnyImplR<WT, 8>(x, w, bias, y);
+    case 1: return SkinnyImplR<WT, 8>(x, w, scale, bias, y);
     case 2:
-    case 3: return SkinnyImplR<WT, 4>(x, w, bias, y);
-    default: return SkinnyImplR<WT, 2>(x, w, bias, y);
+    case 3: return SkinnyImplR<WT, 4>(x, w, scale, bias, y);
+    default: return SkinnyImplR<WT, 2>(x, w, scale, bias, y);
   }
 }
 
-void CheckShapes(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+void CheckShapes(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                 DType w_dtype_a = DType::kF32, DType w_dtype_b = DType::kBF16) {
   JAMBA_CHECK(x.dtype == DType::kF32 && y.dtype == DType::kF32);
-  JAMBA_CHECK(w.dtype == DType::kF32 || w.dtype == DType::kBF16);
+  JAMBA_CHECK(w.dtype == w_dtype_a || w.dtype == w_dtype_b);
   JAMBA_CHECK(x.ndim == 2 && w.ndim == 2 && y.ndim == 2);
   JAMBA_CHECK(w.dim(1) == x.dim(1) && y.dim(0) == x.dim(0) && y.dim(1) == w.dim(0));
   JAMBA_CHECK(bias == nullptr || (bias->dtype == DType::kF32 && bias->numel() == w.dim(0)));
@@ -170,10 +189,18 @@ void MatMulSkinny(const Tensor& x, const Tensor& w, const Tensor* bias, const Te
   CheckShapes(x, w, bias, y);
   if (x.dim(0) == 0) return;
   if (w.dtype == DType::kF32) {
-    SkinnyImpl<float>(x, w, bias, y);
+    SkinnyImpl<float>(x, w, nullptr, bias, y);
   } else {
-    SkinnyImpl<uint16_t>(x, w, bias, y);
+    SkinnyImpl<uint16_t>(x, w, nullptr, bias, y);
   }
+}
+
+void MatMulInt8(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor* bias,
+                const Tensor& y) {
+  CheckShapes(x, w, bias, y, DType::kI8, DType::kI8);
+  JAMBA_CHECK(scale.dtype == DType::kF32 && scale.numel() == w.dim(0) && scale.contiguous());
+  if (x.dim(0) == 0) return;
+  SkinnyImpl<int8_t>(x, w, &scale, bias, y);
 }
 
 void MatMulBlas(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {

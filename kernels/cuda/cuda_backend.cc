@@ -150,6 +150,54 @@ class CudaBackend : public Backend {
     Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, w, b, y, scratch));
   }
 
+  void MatMulInt8(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor* bias,
+                  const Tensor& y) override {
+    CheckDevice(scale);
+    JAMBA_CHECK(w.dtype == DType::kI8 && w.ndim == 2 && scale.dtype == DType::kF32 &&
+                scale.numel() == w.dim(0) && scale.contiguous());
+    const float* b = nullptr;
+    if (bias != nullptr) {
+      CheckDevice(*bias);
+      JAMBA_CHECK(bias->dtype == DType::kF32 && bias->numel() == w.dim(0) && bias->contiguous());
+      b = bias->ptr<float>();
+    }
+    Activate();
+    const int64_t n = x.dim(0), m = w.dim(0), k = w.dim(1);
+    if (n <= cuda::kInt8GemvMaxRows) {
+      RecordLaunch(cuda::LaunchInt8Gemv(x, w, scale.ptr<float>(), b, y, ctx_->stream),
+                   "MatMulInt8");
+      return;
+    }
+    // Prefill-sized: row chunks of the weights converted to bf16 (exact), multiplied by
+    // cuBLAS into y's columns, then scaled. Chunks keep the bf16 copy under ~64 MiB.
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(m, (int64_t{64} << 20) / (2 * k)));
+    absl::StatusOr<void*> wbuf = int8_weights_->Reserve(static_cast<size_t>(chunk * k * 2));
+    if (!wbuf.ok()) {
+      Record(wbuf.status());
+      return;
+    }
+    for (int64_t r0 = 0; r0 < m; r0 += chunk) {
+      const int64_t rows = std::min(chunk, m - r0);
+      uint16_t* wb = static_cast<uint16_t*>(*wbuf);
+      RecordLaunch(cuda::LaunchInt8ToBf16(w, r0, rows, wb, ctx_->stream), "MatMulInt8");
+      const Tensor wt = Tensor::Contiguous(wb, DType::kBF16, {rows, k}, Device::kCuda);
+      const Tensor yc = y.Cols(r0, rows);
+      void* scratch = nullptr;
+      if (const size_t bytes = cuda::MatMulScratchBytes(x, wt); bytes > 0) {
+        absl::StatusOr<void*> sc = matmul_scratch_->Reserve(bytes);
+        if (!sc.ok()) {
+          Record(sc.status());
+          return;
+        }
+        scratch = *sc;
+      }
+      Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, wt, nullptr, yc, scratch));
+      RecordLaunch(cuda::LaunchScaleColumns(yc, scale.ptr<float>() + r0,
+                                            b != nullptr ? b + r0 : nullptr, ctx_->stream),
+                   "MatMulInt8");
+    }
+  }
+
   void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     Activate();
     RecordLaunch(cuda::LaunchSiluMul(gate, up, out, ctx_->stream), "SiluMul");
@@ -355,6 +403,7 @@ class CudaBackend : public Backend {
     positions_ = std::make_unique<Scratch>(ctx_);
     inv_freq_ = std::make_unique<Scratch>(ctx_);
     attention_partials_ = std::make_unique<Scratch>(ctx_);
+    int8_weights_ = std::make_unique<Scratch>(ctx_);
     layouts_ = std::make_unique<cuda::LayoutCache>(
         ctx_, [this](const void* host, size_t bytes, void* dst) {
           return CopyToDevice(host, bytes, dst);
@@ -418,6 +467,7 @@ class CudaBackend : public Backend {
   std::unique_ptr<Scratch> positions_;  // [rows] i32 of the last Rope
   std::unique_ptr<Scratch> inv_freq_;   // [head_dim / 2] f32
   std::unique_ptr<Scratch> attention_partials_;  // per-chunk results of split attention
+  std::unique_ptr<Scratch> int8_weights_;        // bf16 copy of an int8 weight chunk
   std::unique_ptr<cuda::LayoutCache> layouts_;   // the device copy of the current BatchLayout
   int sm_count_ = 1;
   float* inv_freq_dev_ = nullptr;

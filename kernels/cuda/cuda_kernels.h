@@ -120,6 +120,23 @@ int64_t AttentionPartialFloats(const DeviceLayout& layout, const AttentionParams
 cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p, int32_t chunks,
                             float* partials, cudaStream_t stream);
 
+// ---- int8 weights (Backend::MatMulInt8) ------------------------------------------------
+// Batches up to this many rows use the GEMV kernel; larger ones convert the weights to bf16
+// in row chunks and use cuBLAS.
+inline constexpr int64_t kInt8GemvMaxRows = 8;
+// y = scale[r] * (x . w[r]) (+ bias[r]): one warp per output row, int8 weights widened in
+// registers. x [n <= kInt8GemvMaxRows, k] f32, w [m, k] i8, scale/bias: device [m] f32 (bias
+// may be nullptr), y [n, m] f32.
+cudaError_t LaunchInt8Gemv(const Tensor& x, const Tensor& w, const float* scale,
+                           const float* bias, const Tensor& y, cudaStream_t stream);
+// out[r - row0, :] = bf16(w[r, :]) for rows [row0, row0 + rows): exact (|w| <= 127).
+// out: device [rows, k] bf16 contiguous.
+cudaError_t LaunchInt8ToBf16(const Tensor& w, int64_t row0, int64_t rows, uint16_t* out,
+                             cudaStream_t stream);
+// y[i, j] = y[i, j] * scale[j] (+ bias[j]). y [n, m] f32 (row-strided view allowed).
+cudaError_t LaunchScaleColumns(const Tensor& y, const float* scale, const float* bias,
+                               cudaStream_t stream);
+
 // ---- Helpers of the cuBLAS matmul (kernels/cuda/cublas_matmul.cc) ----------------------
 // Splits x [n, k] f32 into bf16 halves, hi = bf16(x) (round to nearest even) and
 // lo = bf16(x - hi), so that hi + lo carries ~16 significant bits of x.

@@ -80,6 +80,12 @@ class DeviceArena {
     Put(host.data(), t);
     return t;
   }
+  Tensor I8(const std::vector<int8_t>& host, std::initializer_list<int64_t> shape) {
+    Tensor t = Alloc(DType::kI8, shape);
+    EXPECT_EQ(static_cast<int64_t>(host.size()), t.numel());
+    Put(host.data(), t);
+    return t;
+  }
   Tensor I32(const std::vector<int32_t>& host, std::initializer_list<int64_t> shape) {
     Tensor t = Alloc(DType::kI32, shape);
     EXPECT_EQ(static_cast<int64_t>(host.size()), t.numel());

@@ -55,6 +55,10 @@ class FakeGpuBackend : public Backend {
   void Embed(const Tensor&, const Tensor&, const Tensor&) override { Op(); }
   void RmsNorm(const Tensor&, const Tensor*, float, const Tensor&) override { Op(); }
   void MatMul(const Tensor&, const Tensor&, const Tensor*, const Tensor&) override { Op(); }
+  void MatMulInt8(const Tensor&, const Tensor&, const Tensor&, const Tensor*,
+                  const Tensor&) override {
+    Op();
+  }
   void SiluMul(const Tensor&, const Tensor&, const Tensor&) override { Op(); }
   void Add(const Tensor&, const Tensor&) override { Op(); }
   void Zero(const Tensor&) override { Op(); }

@@ -13,8 +13,10 @@
 namespace jamba {
 
 // Loads three separate matrices: gate [I, H], up [I, H], down [H, I] (full tensor names).
+// `expert`: an MoE expert's, loaded in the loader's expert dtype (possibly int8).
 absl::Status LoadMlp(WeightLoader& loader, const std::string& gate, const std::string& up,
-                     const std::string& down, int64_t inter, int64_t hidden, MlpWeights* out);
+                     const std::string& down, int64_t inter, int64_t hidden, MlpWeights* out,
+                     bool expert = false);
 
 // x: [n, H] f32; out: [n, H] f32 (overwritten).
 void MlpForward(const ForwardContext& ctx, const MlpWeights& w, const Tensor& x,

@@ -24,12 +24,14 @@ absl::Status LoadExperts(WeightLoader& loader, const ModelConfig& c, const MoeNa
     MlpWeights& x = w->experts[e];
     if (fused) {
       JAMBA_ASSIGN_OR_RETURN(x.gate_up,
-                             loader.StackedMatrix(names.fused_gate_up, e_count, e, 2 * inter, h));
-      JAMBA_ASSIGN_OR_RETURN(x.down, loader.StackedMatrix(names.fused_down, e_count, e, h, inter));
+                             loader.StackedExpertMatrix(names.fused_gate_up, e_count, e, 2 * inter,
+                                                        h, &x.gate_up_scale));
+      JAMBA_ASSIGN_OR_RETURN(x.down, loader.StackedExpertMatrix(names.fused_down, e_count, e, h,
+                                                                inter, &x.down_scale));
     } else {
       const std::string p = absl::StrCat(names.expert_prefix, e, ".");
       JAMBA_RETURN_IF_ERROR(LoadMlp(loader, p + names.gate + ".weight", p + names.up + ".weight",
-                                    p + names.down + ".weight", inter, h, &x));
+                                    p + names.down + ".weight", inter, h, &x, /*expert=*/true));
     }
   }
   return absl::OkStatus();

@@ -86,6 +86,19 @@ TEST(MemoryPlanTest, Jamba15Large) {
   ExpectConsistent(p);
 }
 
+// Int8 experts: one byte per expert weight plus an f32 scale per row; 256 experts of
+// 2 x 14336 (gate, up) + 4096 (down) rows each. Everything else as in bf16.
+TEST(MemoryPlanTest, JambaV01Int8Experts) {
+  absl::StatusOr<ModelConfig> c = LoadModelConfig(kFixtures + "/jamba_v0_1");
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<MemoryPlan> p = PlanMemory(*c, DType::kBF16, /*int8_experts=*/true);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->parameters, 51570323328);
+  EXPECT_EQ(p->expert_bytes, 45097156608 + 256LL * (2 * 14336 + 4096) * 4);
+  EXPECT_EQ(p->weight_bytes, 103151746560 - 2 * 45097156608 + p->expert_bytes);
+  ExpectConsistent(*p);
+}
+
 // f32 weights: every parameter takes 4 bytes.
 TEST(MemoryPlanTest, F32WeightsAreFourBytesEach) {
   const MemoryPlan p = Plan("jamba_v0_1", DType::kF32);

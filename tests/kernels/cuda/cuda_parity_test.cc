@@ -234,6 +234,46 @@ TEST_F(CudaMatMulTest, ReusesScratchAcrossShapes) {
   Run({200, 64, 96, true, false, false});
 }
 
+// MatMulInt8: the GEMV kernel (n <= 8) and the bf16-conversion + cuBLAS path (n > 8), against
+// a double loop over the dequantised weights and against the CPU, with the bf16 path's
+// tolerance (the int8 values are exact in bf16; x is split into hi/lo halves).
+TEST_F(CudaParityTest, MatMulInt8BothPaths) {
+  std::uniform_int_distribution<int> qd(-127, 127);
+  for (int64_t n : {1, 4, 8, 9, 70}) {
+    for (int64_t k : {64, 130}) {  // 130: not a multiple of 4, the kernel's scalar loop
+      SCOPED_TRACE(testing::Message() << "n=" << n << " k=" << k);
+      const int64_t m = 45;
+      const std::vector<float> x = RandomVec(&rng_, n * k);
+      std::vector<int8_t> q(m * k);
+      for (int8_t& v : q) v = static_cast<int8_t>(qd(rng_));
+      const std::vector<float> scale = RandomVec(&rng_, m, 0.001f, 0.02f);
+      const std::vector<float> b = RandomVec(&rng_, m);
+      const Twin tw{Put(cpu_.get(), q.data(), DType::kI8, {m, k}),
+                    Put(gpu_.get(), q.data(), DType::kI8, {m, k})};
+      const Twin ts = TwinF32(scale, {m}), tb = TwinF32(b, {m}), tx = TwinF32(x, {n, k});
+      const Twin ty = TwinStrided(std::vector<float>(n * m, NAN), n, m, m + 3, 1);
+      cpu_->MatMulInt8(tx.cpu, tw.cpu, ts.cpu, &tb.cpu, ty.cpu.Cols(1, m));
+      gpu_->MatMulInt8(tx.gpu, tw.gpu, ts.gpu, &tb.gpu, ty.gpu.Cols(1, m));
+      std::vector<float> cpu, gpu;
+      ReadStrided(ty, 1, m, &cpu, &gpu);
+      const double gamma = 2.0 * (k + 1) * std::ldexp(1.0, -23) + std::ldexp(1.0, -16);
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t j = 0; j < m; ++j) {
+          double ref = b[j], mag = std::fabs(b[j]);
+          for (int64_t l = 0; l < k; ++l) {
+            const double p = static_cast<double>(x[i * k + l]) * scale[j] * q[j * k + l];
+            ref += p;
+            mag += std::fabs(p);
+          }
+          const float g = gpu[i * (m + 3) + 1 + j], c = cpu[i * (m + 3) + 1 + j];
+          ASSERT_NEAR(g, ref, gamma * mag) << "vs double at (" << i << ", " << j << ")";
+          ASSERT_NEAR(g, c, 2 * gamma * mag) << "vs CPU at (" << i << ", " << j << ")";
+        }
+      }
+    }
+  }
+}
+
 // ---- ScatterAddScaled --------------------------------------------------------------------
 
 TEST_F(CudaParityTest, ScatterAddScaledWithRepeatedTargets) {
