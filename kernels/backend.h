@@ -131,7 +131,9 @@ class Backend {
   // Causal depthwise conv1d + SiLU over each sequence of the batch, continuing from the stored
   // window of the previous K-1 inputs (zeros when n_past == 0), and storing the new window.
   // x [n, Di] f32 (pre-conv, may be a column view), w [Di, K] f32, bias [Di] f32 or nullptr,
-  // state [slots, Di, K-1] f32 pool, out [n, Di] f32.
+  // state [slots, Di, K-1] f32 pool, out [n, Di] f32; out must not share memory with x (not
+  // even as a disjoint column view of the same rows). The sequences of a layout use distinct
+  // rows, Mamba slots and block tables (a device backend runs them concurrently).
   virtual void MambaConv(const BatchLayout& layout, const Tensor& x, const Tensor& w,
                          const Tensor* bias, const Tensor& state, const Tensor& out) = 0;
   // Selective scan + D skip + SiLU gate over each sequence, continuing from the stored state.

@@ -32,8 +32,7 @@ __device__ inline int64_t CacheOffset(const DeviceLayout& layout, const DeviceSe
 }
 
 // Copies the new k/v rows to their cache slots. Grid: rows; threads over nkv * hd.
-__global__ void KvAppendKernel(DeviceLayout layout, MatF32 k, MatF32 v, Cache c, int nkv,
-                               int hd) {
+__global__ void KvAppendKernel(DeviceLayout layout, MatF32 k, MatF32 v, Cache c, int nkv, int hd) {
   for (int64_t row = blockIdx.x; row < layout.n_tokens; row += gridDim.x) {
     const int32_t si = layout.row_seq[row];
     if (si < 0) continue;
@@ -125,8 +124,8 @@ __global__ void AttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int
 }
 
 // Grid (row, head); threads over hd. Merges the chunks of one (row, head).
-__global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks,
-                            const float* partials, MatF32 out) {
+__global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks, const float* partials,
+                            MatF32 out) {
   const int64_t row = blockIdx.x;
   const int h = blockIdx.y;
   if (layout.row_seq[row] < 0) return;
@@ -134,19 +133,19 @@ __global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks,
   float mx = -INFINITY;
   for (int c = 0; c < chunks; ++c) {
     const float* part = base + c * static_cast<int64_t>(hd + 2);
-    if (part[1] > 0.0f) mx = fmaxf(mx, part[0]);
+    if (part[1] != 0.0f) mx = fmaxf(mx, part[0]);  // NaN sums stay in and propagate
   }
   float total = 0.0f;
   for (int c = 0; c < chunks; ++c) {
     const float* part = base + c * static_cast<int64_t>(hd + 2);
-    if (part[1] > 0.0f) total += part[1] * expf(part[0] - mx);
+    if (part[1] != 0.0f) total += part[1] * expf(part[0] - mx);
   }
   const float inv = 1.0f / total;
   for (int j = threadIdx.x; j < hd; j += blockDim.x) {
     float v = 0.0f;
     for (int c = 0; c < chunks; ++c) {
       const float* part = base + c * static_cast<int64_t>(hd + 2);
-      if (part[1] > 0.0f) v += part[2 + j] * expf(part[0] - mx);
+      if (part[1] != 0.0f) v += part[2 + j] * expf(part[0] - mx);
     }
     out.row(row)[static_cast<int64_t>(h) * hd + j] = v * inv;
   }
@@ -159,8 +158,8 @@ int32_t AttentionChunks(const DeviceLayout& layout, int32_t num_kv_heads, int32_
   const int64_t target = 4 * static_cast<int64_t>(std::max(sm_count, 1));
   int64_t chunks = (target + blocks - 1) / blocks;
   chunks = std::min<int64_t>(chunks, kMaxChunks);
-  chunks = std::min<int64_t>(chunks, (layout.max_visible + kMinChunkPositions - 1) /
-                                         kMinChunkPositions);
+  chunks =
+      std::min<int64_t>(chunks, (layout.max_visible + kMinChunkPositions - 1) / kMinChunkPositions);
   return static_cast<int32_t>(std::max<int64_t>(chunks, 1));
 }
 
@@ -179,6 +178,7 @@ cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p
   const MatF32 q = AsMatF32(p.q), k = AsMatF32(p.k), v = AsMatF32(p.v), out = AsMatF32(p.out);
   JAMBA_CHECK(q.cols == static_cast<int64_t>(nh) * hd && out.cols == q.cols);
   JAMBA_CHECK(k.cols == static_cast<int64_t>(nkv) * hd && v.cols == k.cols);
+  JAMBA_CHECK(k.rows == q.rows && v.rows == q.rows && out.rows == q.rows);
   for (const Tensor* t : {&p.k_cache, &p.v_cache}) {
     JAMBA_CHECK(t->device == Device::kCuda && t->dtype == DType::kF32 && t->ndim == 4);
     JAMBA_CHECK(t->dim(1) == layout.kv_block_size && t->dim(2) == nkv && t->dim(3) == hd);
@@ -199,8 +199,8 @@ cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p
   e = cudaGetLastError();
   if (e != cudaSuccess || chunks == 1) return e;
   const int threads = std::min(((hd + 31) / 32) * 32, 256);
-  MergeKernel<<<dim3(rows, static_cast<unsigned>(nh)), threads, 0, stream>>>(
-      layout, nh, hd, chunks, partials, out);
+  MergeKernel<<<dim3(rows, static_cast<unsigned>(nh)), threads, 0, stream>>>(layout, nh, hd, chunks,
+                                                                             partials, out);
   return cudaGetLastError();
 }
 

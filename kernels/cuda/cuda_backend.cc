@@ -161,9 +161,10 @@ class CudaBackend : public Backend {
       JAMBA_CHECK(bias->dtype == DType::kF32 && bias->numel() == w.dim(0) && bias->contiguous());
       b = bias->ptr<float>();
     }
-    Activate();
     const int64_t n = x.dim(0), m = w.dim(0), k = w.dim(1);
-    if (n <= cuda::kInt8GemvMaxRows) {
+    JAMBA_CHECK(x.ndim == 2 && y.ndim == 2 && x.dim(1) == k && y.dim(0) == n && y.dim(1) == m);
+    Activate();
+    if (n <= cuda::kInt8GemvMaxRows || k == 0) {
       RecordLaunch(cuda::LaunchInt8Gemv(x, w, scale.ptr<float>(), b, y, ctx_->stream),
                    "MatMulInt8");
       return;

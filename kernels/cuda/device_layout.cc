@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "absl/container/flat_hash_set.h"
 #include "common/check.h"
 
 namespace jamba::cuda {
@@ -32,7 +33,8 @@ absl::StatusOr<DeviceLayout> LayoutCache::Get(const BatchLayout& layout,
                       "BatchLayout: block table shorter than the sequence");
     }
     max_tokens = std::max(max_tokens, s.n_tokens);
-    max_visible = std::max<int32_t>(max_visible, s.n_past + s.n_tokens);
+    max_visible = static_cast<int32_t>(
+        std::max<int64_t>(max_visible, static_cast<int64_t>(s.n_past) + s.n_tokens));
   }
   const bool cached = layout.id != 0 && layout.id == cached_id_;
   // Block table entries: checked once per layout (and again by an op with a smaller pool).
@@ -42,10 +44,28 @@ absl::StatusOr<DeviceLayout> LayoutCache::Get(const BatchLayout& layout,
         JAMBA_CHECK_MSG(b >= 0 && b < limits.kv_blocks, "BatchLayout: KV block out of range");
       }
     }
-    checked_kv_blocks_ = limits.kv_blocks;
+    if (cached) checked_kv_blocks_ = limits.kv_blocks;
   }
   if (cached) return cached_;
-  if (limits.kv_blocks < 0) checked_kv_blocks_ = INT64_MAX;  // tables not checked yet
+  // The GPU runs the sequences of a batch concurrently, so sequences sharing rows, a Mamba
+  // slot or a block table would race where the CPU backend runs them one after another.
+  {
+    std::vector<bool> row_used(layout.n_tokens, false);
+    absl::flat_hash_set<int32_t> slots, tables;
+    for (const SeqSlice& s : layout.seqs) {
+      for (int32_t t = 0; t < s.n_tokens; ++t) {
+        JAMBA_CHECK_MSG(!row_used[s.token_begin + t], "BatchLayout: sequences share a row");
+        row_used[s.token_begin + t] = true;
+      }
+      JAMBA_CHECK_MSG(s.mamba_slot < 0 || slots.insert(s.mamba_slot).second,
+                      "BatchLayout: sequences share a Mamba slot");
+      JAMBA_CHECK_MSG(s.kv_seq < 0 || tables.insert(s.kv_seq).second,
+                      "BatchLayout: sequences share a block table");
+    }
+  }
+  // A failed upload below must not leave the previous layout's (possibly freed) memory
+  // cached under its id.
+  cached_id_ = 0;
 
   // [seqs as 5 i32 each | row_seq | table_offsets | tables]
   const int32_t num_seqs = static_cast<int32_t>(layout.seqs.size());
@@ -97,6 +117,7 @@ absl::StatusOr<DeviceLayout> LayoutCache::Get(const BatchLayout& layout,
   d.max_visible = max_visible;
   cached_id_ = layout.id;
   cached_ = d;
+  checked_kv_blocks_ = limits.kv_blocks >= 0 ? limits.kv_blocks : INT64_MAX;
   return d;
 }
 

@@ -81,8 +81,8 @@ __global__ void ScaleColumnsKernel(MatF32 y, const float* scale, const float* bi
 
 }  // namespace
 
-cudaError_t LaunchInt8Gemv(const Tensor& x, const Tensor& w, const float* scale,
-                           const float* bias, const Tensor& y, cudaStream_t stream) {
+cudaError_t LaunchInt8Gemv(const Tensor& x, const Tensor& w, const float* scale, const float* bias,
+                           const Tensor& y, cudaStream_t stream) {
   const MatF32 xm = AsMatF32(x), ym = AsMatF32(y);
   JAMBA_CHECK(w.device == Device::kCuda && w.dtype == DType::kI8 && w.ndim == 2 &&
               w.stride[1] == 1);
@@ -110,8 +110,8 @@ cudaError_t LaunchInt8ToBf16(const Tensor& w, int64_t row0, int64_t rows, uint16
   JAMBA_CHECK(row0 >= 0 && rows >= 0 && row0 + rows <= w.dim(0));
   const int64_t total = rows * w.dim(1);
   if (total == 0) return cudaSuccess;
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads,
-                                                                  4096));
+  const unsigned blocks =
+      static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 4096));
   Int8ToBf16Kernel<<<blocks, kThreads, 0, stream>>>(w.ptr<int8_t>() + row0 * w.stride[0], rows,
                                                     w.dim(1), w.stride[0], out);
   return cudaGetLastError();

@@ -51,20 +51,22 @@ __global__ void ConvStateKernel(DeviceLayout layout, MatF32 x, int kw, float* st
                                 int64_t state_slot_stride) {
   const int64_t hist = kw - 1;
   const int64_t di = x.cols;
-  const DeviceSeq s = layout.seqs[blockIdx.y];
-  float* window = state + static_cast<int64_t>(s.mamba_slot) * state_slot_stride;
-  for (int64_t d = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; d < di;
-       d += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float next[16];  // K <= 17 (checked by the launcher); K = 4 in every released model
-    for (int64_t j = 0; j < hist; ++j) {
-      const int64_t idx = s.n_tokens + j;  // in [old window (hist) | chunk (n)] coordinates
-      if (idx < hist) {
-        next[j] = s.n_past > 0 ? window[d * hist + idx] : 0.0f;
-      } else {
-        next[j] = x.row(s.token_begin + (idx - hist))[d];
+  for (int32_t si = blockIdx.y; si < layout.num_seqs; si += gridDim.y) {
+    const DeviceSeq s = layout.seqs[si];
+    float* window = state + static_cast<int64_t>(s.mamba_slot) * state_slot_stride;
+    for (int64_t d = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; d < di;
+         d += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      float next[16];  // K <= 17 (checked by the launcher); K = 4 in every released model
+      for (int64_t j = 0; j < hist; ++j) {
+        const int64_t idx = s.n_tokens + j;  // in [old window (hist) | chunk (n)] coordinates
+        if (idx < hist) {
+          next[j] = s.n_past > 0 ? window[d * hist + idx] : 0.0f;
+        } else {
+          next[j] = x.row(s.token_begin + (idx - hist))[d];
+        }
       }
+      for (int64_t j = 0; j < hist; ++j) window[d * hist + j] = next[j];
     }
-    for (int64_t j = 0; j < hist; ++j) window[d * hist + j] = next[j];
   }
 }
 
@@ -72,7 +74,8 @@ constexpr int kScanThreads = 128;
 constexpr int kMaxStatesPerLane = 8;  // N <= 256 with 32 lanes per channel
 
 // Lanes per channel: L = min(32, N rounded up to a power of two); lane l holds states
-// l, l + L, ... in registers. gridDim.y = sequences; gridDim.x * (kScanThreads / L) >= Di.
+// l, l + L, ... in registers. blockIdx.y strides over the sequences;
+// gridDim.x * (kScanThreads / L) >= Di.
 template <int L>
 __global__ void ScanKernel(DeviceLayout layout, MatF32 x, MatF32 dt, const float* A, MatF32 B,
                            MatF32 C, const float* D, MatF32 z, float* state,
@@ -81,64 +84,66 @@ __global__ void ScanKernel(DeviceLayout layout, MatF32 x, MatF32 dt, const float
   const int lane = threadIdx.x % L;
   const int64_t d = static_cast<int64_t>(blockIdx.x) * (kScanThreads / L) + threadIdx.x / L;
   const bool active = d < di;
-  const DeviceSeq s = layout.seqs[blockIdx.y];
-  float* sd = state + static_cast<int64_t>(s.mamba_slot) * state_slot_stride +
-              (active ? d : 0) * ns;
-  float h[kMaxStatesPerLane];
-  float a[kMaxStatesPerLane];
-#pragma unroll
-  for (int i = 0; i < kMaxStatesPerLane; ++i) {
-    const int k = lane + i * L;
-    const bool mine = active && k < ns;
-    h[i] = mine && s.n_past > 0 ? sd[k] : 0.0f;
-    a[i] = mine ? A[d * ns + k] : 0.0f;
-  }
-  const float dd = active ? D[d] : 0.0f;
-  for (int32_t t = 0; t < s.n_tokens; ++t) {
-    const int64_t row = s.token_begin + t;
-    const float xv = active ? x.row(row)[d] : 0.0f;
-    const float dtv = active ? Softplus(dt.row(row)[d]) : 0.0f;
-    const float dtx = dtv * xv;
-    const float* bt = B.row(row);
-    const float* ct = C.row(row);
-    float part = 0.0f;
+  for (int32_t si = blockIdx.y; si < layout.num_seqs; si += gridDim.y) {
+    const DeviceSeq s = layout.seqs[si];
+    float* sd =
+        state + static_cast<int64_t>(s.mamba_slot) * state_slot_stride + (active ? d : 0) * ns;
+    float h[kMaxStatesPerLane];
+    float a[kMaxStatesPerLane];
 #pragma unroll
     for (int i = 0; i < kMaxStatesPerLane; ++i) {
       const int k = lane + i * L;
-      if (k < ns) {
-        h[i] = expf(dtv * a[i]) * h[i] + dtx * bt[k];
-        part += h[i] * ct[k];
+      const bool mine = active && k < ns;
+      h[i] = mine && s.n_past > 0 ? sd[k] : 0.0f;
+      a[i] = mine ? A[d * ns + k] : 0.0f;
+    }
+    const float dd = active ? D[d] : 0.0f;
+    for (int32_t t = 0; t < s.n_tokens; ++t) {
+      const int64_t row = s.token_begin + t;
+      const float xv = active ? x.row(row)[d] : 0.0f;
+      const float dtv = active ? Softplus(dt.row(row)[d]) : 0.0f;
+      const float dtx = dtv * xv;
+      const float* bt = B.row(row);
+      const float* ct = C.row(row);
+      float part = 0.0f;
+#pragma unroll
+      for (int i = 0; i < kMaxStatesPerLane; ++i) {
+        const int k = lane + i * L;
+        if (k < ns) {
+          h[i] = expf(dtv * a[i]) * h[i] + dtx * bt[k];
+          part += h[i] * ct[k];
+        }
+      }
+      // Every lane of the warp runs the same number of steps (the block's sequence), so the
+      // full-warp shuffle is safe even for inactive channels.
+#pragma unroll
+      for (int offset = L / 2; offset > 0; offset >>= 1) {
+        part += __shfl_xor_sync(0xffffffffu, part, offset, L);
+      }
+      if (active && lane == 0) {
+        const float yv = part + dd * xv;
+        y.row(row)[d] = yv * Silu(z.row(row)[d]);
       }
     }
-    // Every lane of the warp runs the same number of steps (one sequence per block), so the
-    // full-warp shuffle is safe even for inactive channels.
+    if (active) {
 #pragma unroll
-    for (int offset = L / 2; offset > 0; offset >>= 1) {
-      part += __shfl_xor_sync(0xffffffffu, part, offset, L);
-    }
-    if (active && lane == 0) {
-      const float yv = part + dd * xv;
-      y.row(row)[d] = yv * Silu(z.row(row)[d]);
-    }
-  }
-  if (active) {
-#pragma unroll
-    for (int i = 0; i < kMaxStatesPerLane; ++i) {
-      const int k = lane + i * L;
-      if (k < ns) sd[k] = h[i];
+      for (int i = 0; i < kMaxStatesPerLane; ++i) {
+        const int k = lane + i * L;
+        if (k < ns) sd[k] = h[i];
+      }
     }
   }
 }
 
 template <int L>
-cudaError_t LaunchScan(const DeviceLayout& layout, MatF32 x, MatF32 dt, const float* A,
-                       MatF32 B, MatF32 C, const float* D, MatF32 z, float* state,
-                       int64_t slot_stride, int ns, MatF32 y, cudaStream_t stream) {
+cudaError_t LaunchScan(const DeviceLayout& layout, MatF32 x, MatF32 dt, const float* A, MatF32 B,
+                       MatF32 C, const float* D, MatF32 z, float* state, int64_t slot_stride,
+                       int ns, MatF32 y, cudaStream_t stream) {
   const int64_t channels_per_block = kScanThreads / L;
   const dim3 grid(static_cast<unsigned>((x.cols + channels_per_block - 1) / channels_per_block),
-                  static_cast<unsigned>(layout.num_seqs));
-  ScanKernel<L><<<grid, kScanThreads, 0, stream>>>(layout, x, dt, A, B, C, D, z, state,
-                                                   slot_stride, ns, y);
+                  static_cast<unsigned>(std::min<int64_t>(layout.num_seqs, kMaxGridY)));
+  ScanKernel<L>
+      <<<grid, kScanThreads, 0, stream>>>(layout, x, dt, A, B, C, D, z, state, slot_stride, ns, y);
   return cudaGetLastError();
 }
 
@@ -154,8 +159,7 @@ cudaError_t LaunchMambaConv(const DeviceLayout& layout, const Tensor& x, const T
                             const float* bias, const Tensor& state, const Tensor& out,
                             cudaStream_t stream) {
   const MatF32 xm = AsMatF32(x), om = AsMatF32(out);
-  JAMBA_CHECK(w.device == Device::kCuda && w.dtype == DType::kF32 && w.ndim == 2 &&
-              w.contiguous());
+  JAMBA_CHECK(w.device == Device::kCuda && w.dtype == DType::kF32 && w.ndim == 2 && w.contiguous());
   const int64_t di = w.dim(0), kw = w.dim(1);
   JAMBA_CHECK(kw >= 2 && kw <= 17);
   JAMBA_CHECK(xm.cols == di && om.cols == di && om.rows == xm.rows);
@@ -169,14 +173,13 @@ cudaError_t LaunchMambaConv(const DeviceLayout& layout, const Tensor& x, const T
   if (layout.num_seqs == 0 || layout.n_tokens == 0) return cudaSuccess;
   const dim3 out_grid(static_cast<unsigned>(std::min<int64_t>((di + kThreads - 1) / kThreads, 64)),
                       static_cast<unsigned>(std::min<int64_t>(layout.n_tokens, kMaxGridY)));
-  ConvOutKernel<<<out_grid, kThreads, 0, stream>>>(layout, xm, w.ptr<float>(),
-                                                   static_cast<int>(kw), bias,
-                                                   state.ptr<float>(), state.stride[0], om);
+  ConvOutKernel<<<out_grid, kThreads, 0, stream>>>(layout, xm, w.ptr<float>(), static_cast<int>(kw),
+                                                   bias, state.ptr<float>(), state.stride[0], om);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
   const dim3 state_grid(
       static_cast<unsigned>(std::min<int64_t>((di + kThreads - 1) / kThreads, 1024)),
-      static_cast<unsigned>(layout.num_seqs));
+      static_cast<unsigned>(std::min<int64_t>(layout.num_seqs, kMaxGridY)));
   ConvStateKernel<<<state_grid, kThreads, 0, stream>>>(layout, xm, static_cast<int>(kw),
                                                        state.ptr<float>(), state.stride[0]);
   return cudaGetLastError();
@@ -188,11 +191,12 @@ cudaError_t LaunchMambaScan(const DeviceLayout& layout, const Tensor& x, const T
                             cudaStream_t stream) {
   const MatF32 xm = AsMatF32(x), dtm = AsMatF32(dt), bm = AsMatF32(B), cm = AsMatF32(C),
                zm = AsMatF32(z), ym = AsMatF32(y);
-  JAMBA_CHECK(A.device == Device::kCuda && A.dtype == DType::kF32 && A.ndim == 2 &&
-              A.contiguous());
+  JAMBA_CHECK(A.device == Device::kCuda && A.dtype == DType::kF32 && A.ndim == 2 && A.contiguous());
   const int64_t di = A.dim(0), ns = A.dim(1);
   JAMBA_CHECK(ns >= 1 && ns <= 32 * kMaxStatesPerLane);
   JAMBA_CHECK(xm.cols == di && dtm.cols == di && zm.cols == di && ym.cols == di);
+  JAMBA_CHECK(dtm.rows == xm.rows && bm.rows == xm.rows && cm.rows == xm.rows &&
+              zm.rows == xm.rows && ym.rows == xm.rows);
   JAMBA_CHECK(bm.cols == ns && cm.cols == ns);
   JAMBA_CHECK(state.device == Device::kCuda && state.dtype == DType::kF32 && state.ndim == 3 &&
               state.dim(1) == di && state.dim(2) == ns && state.contiguous());
