@@ -81,6 +81,9 @@ struct DeviceMemoryInfo {
   int64_t total_bytes = 0;
 };
 
+// The largest expert count MoeGroup supports (Jamba and Mixtral have 16 and 8).
+inline constexpr int64_t kMaxMoeExperts = 256;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -151,6 +154,13 @@ class Backend {
   // ids [n, k] i32, weights [n, k] f32.
   virtual void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
                         const Tensor& weights) = 0;
+  // Groups the n * k (token, expert) pairs of a routing by expert, on the device: the slots of
+  // expert 0 first, then expert 1, ..., each expert's in ascending token order (a stable
+  // counting sort). ids [n, k] i32 in [0, E), weights [n, k] f32 (both contiguous) ->
+  // token [n * k] i32 (the token of each grouped slot), scale [n * k] f32 (its weight),
+  // counts [E] i32 (slots per expert). E = counts' size, at most kMaxMoeExperts.
+  virtual void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token,
+                        const Tensor& scale, const Tensor& counts) = 0;
 };
 
 struct CpuBackendOptions {

@@ -95,6 +95,10 @@ class CpuBackend : public Backend {
   void Attention(const BatchLayout& layout, const AttentionArgs& args) override {
     cpu::Attention(layout, args);
   }
+  void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token,
+                const Tensor& scale, const Tensor& counts) override {
+    cpu::MoeGroup(ids, weights, token, scale, counts);
+  }
   void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
                 const Tensor& weights) override {
     cpu::MoeRoute(logits, k, renormalize, ids, weights);

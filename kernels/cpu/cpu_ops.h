@@ -18,6 +18,8 @@ void ScatterAddScaled(const Tensor& rows, const Tensor& idx, const Tensor& scale
                       const Tensor& out);
 void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
               const Tensor& weights);
+void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token, const Tensor& scale,
+              const Tensor& counts);
 void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim, double theta);
 
 // batch_invariant: use the fixed-order dot kernel for every shape (see matmul.cc).

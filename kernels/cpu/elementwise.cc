@@ -131,9 +131,8 @@ void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
     }
     for (int64_t j = 0; j < e; ++j) p[j] /= sum;
     for (int64_t j = 0; j < e; ++j) order[j] = static_cast<int32_t>(j);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-      return p[a] > p[b] || (p[a] == p[b] && a < b);
-    });
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
     float total = 0.0f;
     for (int j = 0; j < k; ++j) total += p[order[j]];
     int32_t* id_row = ids.ptr<int32_t>() + i * ids.ld();
@@ -174,6 +173,32 @@ void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim, double t
         }
       }
     }
+  }
+}
+
+void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token, const Tensor& scale,
+              const Tensor& counts) {
+  JAMBA_CHECK(ids.dtype == DType::kI32 && ids.ndim == 2 && ids.contiguous());
+  JAMBA_CHECK(weights.dtype == DType::kF32 && weights.contiguous());
+  JAMBA_CHECK(weights.dim(0) == ids.dim(0) && weights.dim(1) == ids.dim(1));
+  const int64_t slots = ids.numel(), k = ids.dim(1), e_count = counts.numel();
+  JAMBA_CHECK(token.dtype == DType::kI32 && token.numel() == slots && token.contiguous());
+  JAMBA_CHECK(scale.dtype == DType::kF32 && scale.numel() == slots && scale.contiguous());
+  JAMBA_CHECK(counts.dtype == DType::kI32 && counts.contiguous());
+  JAMBA_CHECK(e_count >= 1 && e_count <= kMaxMoeExperts);
+  const int32_t* id = ids.ptr<int32_t>();
+  int32_t* count = counts.ptr<int32_t>();
+  std::fill(count, count + e_count, 0);
+  for (int64_t s = 0; s < slots; ++s) {
+    JAMBA_CHECK_MSG(id[s] >= 0 && id[s] < e_count, "MoeGroup: expert id out of range");
+    ++count[id[s]];
+  }
+  std::vector<int64_t> next(e_count, 0);
+  for (int64_t e = 1; e < e_count; ++e) next[e] = next[e - 1] + count[e - 1];
+  for (int64_t s = 0; s < slots; ++s) {  // slots in token order: stable within each expert
+    const int64_t at = next[id[s]]++;
+    token.ptr<int32_t>()[at] = static_cast<int32_t>(s / k);
+    scale.ptr<float>()[at] = weights.ptr<float>()[s];
   }
 }
 

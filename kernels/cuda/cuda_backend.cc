@@ -338,6 +338,15 @@ class CudaBackend : public Backend {
     RecordLaunch(cuda::LaunchAttention(*dl, p, chunks, partials, ctx_->stream), "Attention");
   }
 
+  void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token,
+                const Tensor& scale, const Tensor& counts) override {
+    static_assert(cuda::kMaxGroupExperts == kMaxMoeExperts, "one limit on both sides");
+    Activate();
+    RecordLaunch(
+        cuda::LaunchMoeGroup(ids, weights, token, scale, counts, error_word_, ctx_->stream),
+        "MoeGroup");
+  }
+
   void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
                 const Tensor& weights) override {
     Activate();

@@ -27,6 +27,7 @@ enum KernelError : int {
   kEmbedIdOutOfRange = 1,
   kGatherIndexOutOfRange = 2,
   kScatterIndexOutOfRange = 3,
+  kMoeExpertOutOfRange = 4,
 };
 const char* KernelErrorName(int code);
 
@@ -58,6 +59,15 @@ cudaError_t LaunchRope(const Tensor& x, const int32_t* positions, const float* i
 // lower expert id), optional renormalisation.
 cudaError_t LaunchMoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
                            const Tensor& weights, cudaStream_t stream);
+
+// kMaxMoeExperts of kernels/backend.h (which .cu files may not include; checked equal there).
+inline constexpr int64_t kMaxGroupExperts = 256;
+// MoeGroup of kernels/backend.h: a stable counting sort in one block (slots in chunks of 1024,
+// ranks inside a warp from __match_any_sync). An expert id outside [0, E) drops its slot and
+// records kMoeExpertOutOfRange.
+cudaError_t LaunchMoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token,
+                           const Tensor& scale, const Tensor& counts, int* error_word,
+                           cudaStream_t stream);
 
 // ---- Ragged batches on the device (kernels/cuda/device_layout.h uploads them) -------------
 struct DeviceSeq {

@@ -121,6 +121,8 @@ const char* KernelErrorName(int code) {
       return "Embed: token id out of range";
     case kGatherIndexOutOfRange:
       return "GatherRows: row index out of range";
+    case kMoeExpertOutOfRange:
+      return "MoeGroup: expert id out of range";
     case kScatterIndexOutOfRange:
       return "ScatterAddScaled: row index out of range";
   }

@@ -52,7 +52,94 @@ __global__ void MoeRouteKernel(MatF32 logits, int k, bool renormalize, int32_t* 
   }
 }
 
+constexpr int kGroupThreads = 1024;  // one block; 32 warps
+constexpr int kGroupWarps = kGroupThreads / 32;
+
+// Stable counting sort of the slots by expert in one block. Slots are taken in chunks of
+// kGroupThreads, in order; within a chunk a slot's rank among the earlier slots of its expert
+// is its rank inside its warp (__match_any_sync) plus the counts of the earlier warps.
+// Shared: warp_count [kGroupWarps][E], next [E] (the next free position of each expert).
+__global__ void MoeGroupKernel(const int32_t* ids, const float* weights, int64_t slots, int k,
+                               int e_count, int32_t* token, float* scale, int32_t* counts,
+                               int* error_word) {
+  extern __shared__ int32_t shared[];
+  int32_t* warp_count = shared;                    // [kGroupWarps * e_count]
+  int32_t* next = shared + kGroupWarps * e_count;  // [e_count]
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  for (int e = tid; e < e_count; e += blockDim.x) next[e] = 0;
+  __syncthreads();
+  // Counts, then each expert's first position.
+  for (int64_t s = tid; s < slots; s += blockDim.x) {
+    const int32_t e = ids[s];
+    if (e >= 0 && e < e_count) {
+      atomicAdd(&next[e], 1);
+    } else {
+      RecordError(error_word, kMoeExpertOutOfRange);
+    }
+  }
+  __syncthreads();
+  if (tid == 0) {
+    int32_t at = 0;
+    for (int e = 0; e < e_count; ++e) {
+      counts[e] = next[e];
+      const int32_t c = next[e];
+      next[e] = at;
+      at += c;
+    }
+  }
+  __syncthreads();
+  const unsigned lt_mask = (1u << lane) - 1u;
+  for (int64_t base = 0; base < slots; base += kGroupThreads) {
+    for (int i = tid; i < kGroupWarps * e_count; i += blockDim.x) warp_count[i] = 0;
+    __syncthreads();
+    const int64_t s = base + tid;
+    int32_t e = s < slots ? ids[s] : -1;
+    if (e >= e_count) e = -1;  // reported above; the slot is dropped
+    const unsigned same = __match_any_sync(0xffffffffu, e);
+    const int rank = __popc(same & lt_mask);
+    if (e >= 0 && rank == 0) warp_count[warp * e_count + e] = __popc(same);
+    __syncthreads();
+    // Per expert: the earlier warps' counts become offsets, and next[] advances by the chunk.
+    for (int x = tid; x < e_count; x += blockDim.x) {
+      int32_t run = next[x];
+      for (int w = 0; w < kGroupWarps; ++w) {
+        const int32_t c = warp_count[w * e_count + x];
+        warp_count[w * e_count + x] = run;
+        run += c;
+      }
+      next[x] = run;
+    }
+    __syncthreads();
+    if (e >= 0) {
+      const int32_t at = warp_count[warp * e_count + e] + rank;
+      token[at] = static_cast<int32_t>(s / k);
+      scale[at] = weights[s];
+    }
+    __syncthreads();
+  }
+}
+
 }  // namespace
+
+cudaError_t LaunchMoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token,
+                           const Tensor& scale, const Tensor& counts, int* error_word,
+                           cudaStream_t stream) {
+  for (const Tensor* t : {&ids, &weights, &token, &scale, &counts}) {
+    JAMBA_CHECK(t->device == Device::kCuda && t->contiguous());
+  }
+  JAMBA_CHECK(ids.dtype == DType::kI32 && ids.ndim == 2 && weights.dtype == DType::kF32);
+  JAMBA_CHECK(weights.dim(0) == ids.dim(0) && weights.dim(1) == ids.dim(1));
+  const int64_t slots = ids.numel(), e_count = counts.numel();
+  JAMBA_CHECK(token.dtype == DType::kI32 && token.numel() == slots);
+  JAMBA_CHECK(scale.dtype == DType::kF32 && scale.numel() == slots);
+  JAMBA_CHECK(counts.dtype == DType::kI32 && e_count >= 1 && e_count <= kMaxGroupExperts);
+  const size_t shared = static_cast<size_t>(kGroupWarps + 1) * e_count * sizeof(int32_t);
+  MoeGroupKernel<<<1, kGroupThreads, shared, stream>>>(
+      ids.ptr<int32_t>(), weights.ptr<float>(), slots, static_cast<int>(ids.dim(1)),
+      static_cast<int>(e_count), token.ptr<int32_t>(), scale.ptr<float>(), counts.ptr<int32_t>(),
+      error_word);
+  return cudaGetLastError();
+}
 
 cudaError_t LaunchMoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
                            const Tensor& weights, cudaStream_t stream) {

@@ -124,3 +124,69 @@ TEST_F(MoeRouteTest, RandomAgainstDoubleReference) {
 
 }  // namespace
 }  // namespace jamba
+
+namespace jamba {
+namespace {
+
+// MoeGroup: a stable counting sort of the (token, expert) slots by expert.
+class MoeGroupTest : public ::testing::Test {
+ protected:
+  struct Grouped {
+    std::vector<int32_t> token, counts;
+    std::vector<float> scale;
+  };
+  Grouped Group(const std::vector<int32_t>& ids, const std::vector<float>& w, int64_t n, int64_t k,
+                int64_t e) {
+    Tensor token = arena_.I32(std::vector<int32_t>(n * k, -7), {n * k});
+    Tensor scale = arena_.Filled({n * k}, kernel_test::kSentinel);
+    Tensor counts = arena_.I32(std::vector<int32_t>(e, -7), {e});
+    backend_->MoeGroup(arena_.I32(ids, {n, k}), arena_.F32(w, {n, k}), token, scale, counts);
+    return {arena_.ReadI32(token), arena_.ReadI32(counts), arena_.ReadF32(scale)};
+  }
+  std::unique_ptr<Backend> backend_ = CreateCpuBackend();
+  DeviceArena arena_{backend_.get()};
+};
+
+TEST_F(MoeGroupTest, HandComputed) {
+  // 3 tokens, top-2 of 4 experts: t0 -> (2, 0), t1 -> (0, 3), t2 -> (2, 3).
+  const Grouped g = Group({2, 0, 0, 3, 2, 3}, {0.5f, 0.25f, 0.125f, 1.0f, 2.0f, 4.0f}, 3, 2, 4);
+  EXPECT_EQ(g.counts, (std::vector<int32_t>{2, 0, 2, 2}));
+  // Expert 0: t0 (0.25), t1 (0.125); expert 2: t0 (0.5), t2 (2); expert 3: t1 (1), t2 (4).
+  EXPECT_EQ(g.token, (std::vector<int32_t>{0, 1, 0, 2, 1, 2}));
+  EXPECT_EQ(g.scale, (std::vector<float>{0.25f, 0.125f, 0.5f, 2.0f, 1.0f, 4.0f}));
+}
+
+TEST_F(MoeGroupTest, RandomRoutingsArePermutationsInExpertThenTokenOrder) {
+  std::mt19937 rng(77);
+  for (int64_t n : {1, 7, 300, 2500}) {
+    const int64_t k = 2, e = 16;
+    std::vector<int32_t> ids(n * k);
+    std::uniform_int_distribution<int32_t> pick(0, e - 1);
+    for (int64_t t = 0; t < n; ++t) {
+      ids[t * k] = pick(rng);
+      do ids[t * k + 1] = pick(rng);
+      while (ids[t * k + 1] == ids[t * k]);
+    }
+    std::vector<float> w(n * k);
+    std::iota(w.begin(), w.end(), 0.0f);  // the weight names its slot: t * k + j
+    const Grouped g = Group(ids, w, n, k, e);
+    int64_t at = 0;
+    for (int64_t x = 0; x < e; ++x) {
+      int64_t expected = 0;
+      for (int32_t id : ids) expected += id == x;
+      ASSERT_EQ(g.counts[x], expected);
+      for (int64_t i = 0; i < expected; ++i, ++at) {
+        const int64_t slot = static_cast<int64_t>(g.scale[at]);
+        EXPECT_EQ(ids[slot], x);
+        EXPECT_EQ(g.token[at], slot / k);
+        if (i > 0) {
+          EXPECT_GT(g.token[at], g.token[at - 1]);  // ascending tokens
+        }
+      }
+    }
+    EXPECT_EQ(at, n * k);
+  }
+}
+
+}  // namespace
+}  // namespace jamba

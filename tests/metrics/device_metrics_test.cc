@@ -74,6 +74,10 @@ class FakeGpuBackend : public Backend {
   void Rope(const BatchLayout&, const Tensor&, int64_t, double) override { Op(); }
   void Attention(const BatchLayout&, const AttentionArgs&) override { Op(); }
   void MoeRoute(const Tensor&, int, bool, const Tensor&, const Tensor&) override { Op(); }
+  void MoeGroup(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                const Tensor&) override {
+    Op();
+  }
 
  private:
   static void Op() { ADD_FAILURE() << "the metrics called an op"; }

@@ -23,9 +23,8 @@ absl::Status LoadExperts(WeightLoader& loader, const ModelConfig& c, const MoeNa
     if (want_expert && !want_expert(e)) continue;
     MlpWeights& x = w->experts[e];
     if (fused) {
-      JAMBA_ASSIGN_OR_RETURN(x.gate_up,
-                             loader.StackedExpertMatrix(names.fused_gate_up, e_count, e, 2 * inter,
-                                                        h, &x.gate_up_scale));
+      JAMBA_ASSIGN_OR_RETURN(x.gate_up, loader.StackedExpertMatrix(names.fused_gate_up, e_count, e,
+                                                                   2 * inter, h, &x.gate_up_scale));
       JAMBA_ASSIGN_OR_RETURN(x.down, loader.StackedExpertMatrix(names.fused_down, e_count, e, h,
                                                                 inter, &x.down_scale));
     } else {
@@ -50,71 +49,64 @@ absl::Status MoeForward(const ForwardContext& ctx, int64_t layer, const MoeWeigh
   Tensor weights = ctx.ws->Take(DType::kF32, {n, k});
   be.MoeRoute(logits, static_cast<int>(k), c.moe_renormalize, ids, weights);
 
-  // Group (token, weight) pairs by expert on the host: the per-expert row counts decide the
-  // shapes of the expert GEMMs and the requests to expert workers.
-  std::vector<int32_t> host_ids(n * k);
-  std::vector<float> host_w(n * k);
-  JAMBA_RETURN_IF_ERROR(be.Download(ids, host_ids.data()));
-  JAMBA_RETURN_IF_ERROR(be.Download(weights, host_w.data()));
-  std::vector<std::vector<int32_t>> tokens(e_count);
-  std::vector<std::vector<float>> scales(e_count);
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t e = host_ids[t * k + j];
-      tokens[e].push_back(static_cast<int32_t>(t));
-      scales[e].push_back(host_w[t * k + j]);
-    }
-  }
-  // Per expert: its rows of x gathered on the device ([m, H] f32), and for experts computed
-  // elsewhere their host copies in `remote_x` / `remote_y` ([rows, H] f32 each, back to back).
-  std::vector<Tensor> idx(e_count), scale(e_count), xe(e_count);
+  // Group the n * k (token, expert) slots by expert on the device; only the per-expert counts
+  // come to the host, to size the expert products and the requests to expert workers.
+  Tensor token = ctx.ws->Take(DType::kI32, {n * k});
+  Tensor scale = ctx.ws->Take(DType::kF32, {n * k});
+  Tensor counts = ctx.ws->Take(DType::kI32, {e_count});
+  be.MoeGroup(ids, weights, token, scale, counts);
+  std::vector<int32_t> count(e_count);
+  JAMBA_RETURN_IF_ERROR(be.Download(counts, count.data()));
+  std::vector<int64_t> offset(e_count + 1, 0);
+  for (int64_t e = 0; e < e_count; ++e) offset[e + 1] = offset[e] + count[e];
+
+  // Every slot's row of x, grouped: expert e's rows are xg.Rows(offset[e], count[e]).
+  Tensor xg = ctx.ws->Take(DType::kF32, {n * k, h});
+  Tensor yg = ctx.ws->Take(DType::kF32, {n * k, h});
+  be.GatherRows(x, token, xg);
+
+  // Experts computed elsewhere: their rows go to the host and back ([rows, H] f32 each, back
+  // to back in remote_x / remote_y).
   std::vector<ExpertWork> remote;
   std::vector<int64_t> remote_offset(e_count, -1);
   int64_t remote_rows = 0;
   for (int64_t e = 0; e < e_count; ++e) {
-    const int64_t m = static_cast<int64_t>(tokens[e].size());
-    if (m == 0) continue;
-    idx[e] = ctx.ws->Take(DType::kI32, {m});
-    scale[e] = ctx.ws->Take(DType::kF32, {m});
-    JAMBA_RETURN_IF_ERROR(be.Upload(tokens[e].data(), m * sizeof(int32_t), idx[e]));
-    JAMBA_RETURN_IF_ERROR(be.Upload(scales[e].data(), m * sizeof(float), scale[e]));
-    xe[e] = ctx.ws->Take(DType::kF32, {m, h});
-    be.GatherRows(x, idx[e], xe[e]);
-    if (!Present(w.experts[e].down)) {
-      if (ctx.experts == nullptr) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("layer ", layer, ": tokens routed to expert ", e,
-                         ", which this shard does not hold and no expert worker serves"));
-      }
-      remote_offset[e] = remote_rows;
-      remote_rows += m;
+    if (count[e] == 0 || Present(w.experts[e].down)) continue;
+    if (ctx.experts == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("layer ", layer, ": tokens routed to expert ", e,
+                       ", which this shard does not hold and no expert worker serves"));
     }
+    remote_offset[e] = remote_rows;
+    remote_rows += count[e];
   }
   std::vector<float> remote_x(remote_rows * h), remote_y(remote_rows * h);
   if (remote_rows > 0) {
     for (int64_t e = 0; e < e_count; ++e) {
       if (remote_offset[e] < 0) continue;
       float* xr = remote_x.data() + remote_offset[e] * h;
-      JAMBA_RETURN_IF_ERROR(be.Download(xe[e], xr));
-      remote.push_back(ExpertWork{static_cast<int32_t>(e), xe[e].dim(0), xr,
+      JAMBA_RETURN_IF_ERROR(be.Download(xg.Rows(offset[e], count[e]), xr));
+      remote.push_back(ExpertWork{static_cast<int32_t>(e), count[e], xr,
                                   remote_y.data() + remote_offset[e] * h});
     }
     JAMBA_RETURN_IF_ERROR(ctx.experts->Compute(layer, remote));
   }
 
-  be.Zero(out);
   for (int64_t e = 0; e < e_count; ++e) {
-    const int64_t m = static_cast<int64_t>(tokens[e].size());
+    const int64_t m = count[e];
     if (m == 0) continue;
-    Tensor ye = ctx.ws->Take(DType::kF32, {m, h});
+    const Tensor ye = yg.Rows(offset[e], m);
     if (remote_offset[e] >= 0) {
       JAMBA_RETURN_IF_ERROR(
           be.Upload(remote_y.data() + remote_offset[e] * h, m * h * sizeof(float), ye));
     } else {
-      MlpForward(ctx, w.experts[e], xe[e], ye);
+      MlpForward(ctx, w.experts[e], xg.Rows(offset[e], m), ye);
     }
-    be.ScatterAddScaled(ye, idx[e], scale[e], out);
   }
+  // One combine in slot order: every token gets its experts' contributions in ascending
+  // expert id, whichever worker computed them.
+  be.Zero(out);
+  be.ScatterAddScaled(yg, token, scale, out);
   return absl::OkStatus();
 }
 

@@ -274,6 +274,33 @@ TEST_F(CudaParityTest, MatMulInt8BothPaths) {
   }
 }
 
+// MoeGroup: the GPU's one-block counting sort equals the CPU's, exactly (it is a permutation),
+// across chunk boundaries (1024 slots) and for 8 and 16 experts.
+TEST_F(CudaParityTest, MoeGroupEqualsCpu) {
+  for (int64_t n : {1, 5, 511, 512, 513, 3000}) {
+    for (int64_t e : {8, 16}) {
+      SCOPED_TRACE(testing::Message() << "n=" << n << " E=" << e);
+      const int64_t k = 2;
+      std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(e) - 1);
+      std::vector<int32_t> ids(n * k);
+      for (int64_t t = 0; t < n; ++t) {
+        ids[t * k] = pick(rng_);
+        do ids[t * k + 1] = pick(rng_);
+        while (ids[t * k + 1] == ids[t * k]);
+      }
+      const Twin ti = TwinI32(ids, {n, k}), tw = TwinF32(RandomVec(&rng_, n * k), {n, k});
+      const Twin token = TwinI32(std::vector<int32_t>(n * k, -1), {n * k});
+      const Twin scale = TwinF32(std::vector<float>(n * k, 0.0f), {n * k});
+      const Twin counts = TwinI32(std::vector<int32_t>(e, -1), {e});
+      cpu_->MoeGroup(ti.cpu, tw.cpu, token.cpu, scale.cpu, counts.cpu);
+      gpu_->MoeGroup(ti.gpu, tw.gpu, token.gpu, scale.gpu, counts.gpu);
+      EXPECT_EQ(ReadI32(gpu_.get(), counts.gpu), ReadI32(cpu_.get(), counts.cpu));
+      EXPECT_EQ(ReadI32(gpu_.get(), token.gpu), ReadI32(cpu_.get(), token.cpu));
+      EXPECT_EQ(Read(gpu_.get(), scale.gpu), Read(cpu_.get(), scale.cpu));
+    }
+  }
+}
+
 // ---- ScatterAddScaled --------------------------------------------------------------------
 
 TEST_F(CudaParityTest, ScatterAddScaledWithRepeatedTargets) {
