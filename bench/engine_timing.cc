@@ -14,6 +14,20 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// One decode step of every sequence in `seqs`, each fed a random token (the cost of a step
+// does not depend on which tokens are fed).
+absl::Status DecodeStep(Engine* engine, const std::vector<SequenceId>& seqs, std::mt19937* rng) {
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(engine->vocab_size()) - 1);
+  std::vector<int32_t> next(seqs.size());
+  std::vector<StepItem> items;
+  items.reserve(seqs.size());
+  for (size_t b = 0; b < seqs.size(); ++b) {
+    next[b] = token(*rng);
+    items.push_back(StepItem{seqs[b], absl::MakeConstSpan(&next[b], 1), LogitsRows::kLast});
+  }
+  return engine->Step(items).status();
+}
+
 }  // namespace
 
 absl::StatusOr<Throughput> TimeEngineBatch(Engine* engine, int batch, int prompt_len,
@@ -35,18 +49,9 @@ absl::StatusOr<Throughput> TimeEngineBatch(Engine* engine, int batch, int prompt
   JAMBA_RETURN_IF_ERROR(engine->Step(items).status());
   r.prefill_tok_s = batch * prompt_len / Since(t0);
 
-  std::vector<int32_t> next(batch);
-  auto decode = [&]() -> absl::Status {
-    items.clear();
-    for (int b = 0; b < batch; ++b) {
-      next[b] = token(*rng);
-      items.push_back(StepItem{seqs[b], absl::MakeConstSpan(&next[b], 1), LogitsRows::kLast});
-    }
-    return engine->Step(items).status();
-  };
-  for (int i = 0; i < 2; ++i) JAMBA_RETURN_IF_ERROR(decode());  // warm-up
+  for (int i = 0; i < 2; ++i) JAMBA_RETURN_IF_ERROR(DecodeStep(engine, seqs, rng));  // warm-up
   t0 = Clock::now();
-  for (int i = 0; i < decode_steps; ++i) JAMBA_RETURN_IF_ERROR(decode());
+  for (int i = 0; i < decode_steps; ++i) JAMBA_RETURN_IF_ERROR(DecodeStep(engine, seqs, rng));
   const double secs = Since(t0);
   r.decode_step_ms = 1e3 * secs / decode_steps;
   r.decode_tok_s = batch * decode_steps / secs;
@@ -74,8 +79,7 @@ absl::Status Prefill(Engine* engine, SequenceId seq, int64_t len, int64_t chunk,
 
 }  // namespace
 
-absl::StatusOr<double> TimePrefill(Engine* engine, int64_t len, int64_t chunk,
-                                   std::mt19937* rng) {
+absl::StatusOr<double> TimePrefill(Engine* engine, int64_t len, int64_t chunk, std::mt19937* rng) {
   JAMBA_ASSIGN_OR_RETURN(SequenceId seq, engine->AddSequence());
   const auto t0 = Clock::now();
   absl::Status s = Prefill(engine, seq, len, chunk, rng);
@@ -93,20 +97,9 @@ absl::StatusOr<double> TimeDecodeAtContext(Engine* engine, int batch, int64_t co
     seqs.push_back(id);
     JAMBA_RETURN_IF_ERROR(Prefill(engine, id, context, chunk, rng));
   }
-  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(engine->vocab_size()) - 1);
-  std::vector<int32_t> next(batch);
-  std::vector<StepItem> items;
-  auto decode = [&]() -> absl::Status {
-    items.clear();
-    for (int b = 0; b < batch; ++b) {
-      next[b] = token(*rng);
-      items.push_back(StepItem{seqs[b], absl::MakeConstSpan(&next[b], 1), LogitsRows::kLast});
-    }
-    return engine->Step(items).status();
-  };
-  for (int i = 0; i < 2; ++i) JAMBA_RETURN_IF_ERROR(decode());
+  for (int i = 0; i < 2; ++i) JAMBA_RETURN_IF_ERROR(DecodeStep(engine, seqs, rng));
   const auto t0 = Clock::now();
-  for (int i = 0; i < decode_steps; ++i) JAMBA_RETURN_IF_ERROR(decode());
+  for (int i = 0; i < decode_steps; ++i) JAMBA_RETURN_IF_ERROR(DecodeStep(engine, seqs, rng));
   const double secs = Since(t0);
   for (SequenceId id : seqs) JAMBA_RETURN_IF_ERROR(engine->RemoveSequence(id));
   return batch * decode_steps / secs;

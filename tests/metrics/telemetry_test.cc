@@ -2,44 +2,21 @@
 // gRPC interceptor counting calls made through a real server.
 #include "metrics/telemetry.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <string>
 
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rpc/server.h"
+#include "tests/metrics/http_test_util.h"
 
 namespace jamba {
 namespace {
 
 using ::testing::HasSubstr;
 
-// GET http://127.0.0.1:port/metrics, the body (HTTP/1.0, so the server closes the socket).
-std::string Scrape(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  (void)!write(fd, request.data(), request.size());
-  std::string response;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
-  close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  return body == std::string::npos ? "" : response.substr(body + 4);
-}
+using metrics_test::HttpExchange;
+using metrics_test::Scrape;
 
 TEST(TelemetryTest, ServesProcessScrapeTimeAndGrpcMetrics) {
   Telemetry telemetry(BuildInfo{"test_component", "cpu", ""});
@@ -77,40 +54,22 @@ TEST(TelemetryTest, ServesProcessScrapeTimeAndGrpcMetrics) {
   EXPECT_EQ(Scrape(*port), "");
 }
 
-// Sends `request` as is and returns the whole response (the server closes the connection).
-std::string Raw(int port, const std::string& request) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  (void)!write(fd, request.data(), request.size());
-  std::string response;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return response;
-}
-
 // The /metrics endpoint answers bad requests with an HTTP error and keeps serving.
 TEST(TelemetryTest, BadHttpRequestsGetErrorsAndServingGoesOn) {
   Telemetry telemetry(BuildInfo{"test_component", "cpu", ""});
   absl::StatusOr<int> port = telemetry.Serve("127.0.0.1:0");
   ASSERT_TRUE(port.ok()) << port.status();
-  EXPECT_THAT(Raw(*port, "GET /other HTTP/1.1\r\n\r\n"), ::testing::StartsWith("HTTP/1.1 404"));
-  EXPECT_THAT(Raw(*port, "POST /metrics HTTP/1.1\r\n\r\n"), ::testing::StartsWith("HTTP/1.1 405"));
-  EXPECT_THAT(Raw(*port, "garbage\r\n\r\n"), ::testing::StartsWith("HTTP/1.1 400"));
-  EXPECT_THAT(Raw(*port, "GET /metrics HTTP/1.1\r\nX: " + std::string(20000, 'a')),
+  EXPECT_THAT(HttpExchange(*port, "GET /other HTTP/1.1\r\n\r\n"),
+              ::testing::StartsWith("HTTP/1.1 404"));
+  EXPECT_THAT(HttpExchange(*port, "POST /metrics HTTP/1.1\r\n\r\n"),
+              ::testing::StartsWith("HTTP/1.1 405"));
+  EXPECT_THAT(HttpExchange(*port, "garbage\r\n\r\n"), ::testing::StartsWith("HTTP/1.1 400"));
+  EXPECT_THAT(HttpExchange(*port, "GET /metrics HTTP/1.1\r\nX: " + std::string(20000, 'a')),
               ::testing::StartsWith("HTTP/1.1 431"));
-  const std::string head = Raw(*port, "HEAD /metrics HTTP/1.0\r\n\r\n");
+  const std::string head = HttpExchange(*port, "HEAD /metrics HTTP/1.0\r\n\r\n");
   EXPECT_THAT(head, ::testing::StartsWith("HTTP/1.1 200"));
   EXPECT_THAT(head, ::testing::EndsWith("\r\n\r\n"));  // headers only
-  const std::string get = Raw(*port, "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+  const std::string get = HttpExchange(*port, "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
   EXPECT_THAT(get,
               ::testing::StartsWith("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4"));
   EXPECT_THAT(get, HasSubstr("jamba_build_info{"));
