@@ -20,6 +20,8 @@ v1::LogitsRows ToProto(LogitsRows rows) {
       return v1::LOGITS_ROWS_LAST;
     case LogitsRows::kAll:
       return v1::LOGITS_ROWS_ALL;
+    case LogitsRows::kLastToken:
+      return v1::LOGITS_ROWS_LAST_TOKEN;
     default:
       return v1::LOGITS_ROWS_NONE;
   }
@@ -140,7 +142,7 @@ absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
                                              absl::Span<const int32_t> token_ids) {
   v1::ForwardRequest request;
   StepOutput out;
-  int64_t rows = 0;
+  int64_t rows = 0, token_items = 0;
   for (const StageItem& item : items) {
     v1::SequenceSlice* s = request.add_sequences();
     s->set_sequence_id(static_cast<uint64_t>(item.sequence));
@@ -152,7 +154,9 @@ absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
                                                              : 0;
     out.row_begin.push_back(rows);
     out.row_count.push_back(count);
+    out.token.push_back(-1);
     rows += count;
+    if (item.logits == LogitsRows::kLastToken) ++token_items;
   }
   request.mutable_token_ids()->mutable_ids()->Add(token_ids.begin(), token_ids.end());
   v1::ForwardResponse response;
@@ -183,6 +187,21 @@ absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
   out.vocab = view.shape[1];
   out.logits.resize(static_cast<size_t>(view.numel));
   std::memcpy(out.logits.data(), view.data, out.logits.size() * sizeof(float));
+  if (response.tokens_size() != token_items) {
+    return absl::InternalError(absl::StrCat("layer worker ", addresses_.back(), ": returned ",
+                                            response.tokens_size(), " greedy tokens, expected ",
+                                            token_items));
+  }
+  for (size_t i = 0, t = 0; i < items.size(); ++i) {
+    if (items[i].logits != LogitsRows::kLastToken) continue;
+    const int32_t token = response.tokens(static_cast<int>(t++));
+    if (token < 0 || token >= out.vocab) {
+      return absl::InternalError(absl::StrCat("layer worker ", addresses_.back(),
+                                              ": returned greedy token ", token,
+                                              " outside the vocabulary"));
+    }
+    out.token[i] = token;
+  }
   return out;
 }
 

@@ -244,7 +244,10 @@ bool Scheduler::Step() {
   for (auto& s : running_) {
     const int64_t prompt = s->completion->prompt_tokens();
     if (s->fed < prompt || budget < 1 || s->stream->paused()) continue;
-    items.push_back(StageItem{s->id, 1, s->fed, LogitsRows::kLast});
+    // Plain greedy requests get their token from the last stage's argmax, not the logits.
+    items.push_back(StageItem{
+        s->id, 1, s->fed,
+        s->completion->greedy_token_suffices() ? LogitsRows::kLastToken : LogitsRows::kLast});
     tokens.push_back(s->completion->generated().back());
     batch.push_back(s.get());
     --budget;
@@ -254,9 +257,10 @@ bool Scheduler::Step() {
     if (s->fed >= prompt || budget < 1) continue;
     const int64_t n = std::min<int64_t>({prompt - s->fed, options_.prefill_chunk, budget});
     const bool last_chunk = s->fed + n == prompt;
-    const LogitsRows rows = s->completion->wants_prompt_rows() ? LogitsRows::kAll
-                            : last_chunk                       ? LogitsRows::kLast
-                                                               : LogitsRows::kNone;
+    const LogitsRows rows = s->completion->wants_prompt_rows()       ? LogitsRows::kAll
+                            : !last_chunk                            ? LogitsRows::kNone
+                            : s->completion->greedy_token_suffices() ? LogitsRows::kLastToken
+                                                                     : LogitsRows::kLast;
     items.push_back(StageItem{s->id, static_cast<int32_t>(n), s->fed, rows});
     const std::vector<int32_t>& p = s->completion->prompt();
     tokens.insert(tokens.end(), p.begin() + s->fed, p.begin() + s->fed + n);
@@ -289,7 +293,9 @@ bool Scheduler::Step() {
       s.fed += items[i].n_tokens;
       if (s.fed < prompt) continue;  // more prompt to go
       if (prefill && c.wants_prompt_rows()) s.stream->SetPromptLogprobs(c.prompt_logprobs());
-      absl::StatusOr<TokenEvent> event = c.Next(out->Last(i));
+      absl::StatusOr<TokenEvent> event = items[i].logits == LogitsRows::kLastToken
+                                             ? c.NextToken(out->token[i])
+                                             : c.Next(out->Last(i));
       if (event.ok()) {
         generated_.fetch_add(1, std::memory_order_relaxed);
         s.stream->Push(*std::move(event));

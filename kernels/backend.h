@@ -154,6 +154,11 @@ class Backend {
   // ids [n, k] i32, weights [n, k] f32.
   virtual void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
                         const Tensor& weights) = 0;
+  // Greedy decoding's choice on the device, so only token ids leave it: out[i] = the index of
+  // the largest x[i, :], NaN counting as -inf, ties to the lower index, 0 when every value is
+  // -inf or NaN (the host sampler's rule at temperature 0). x [n, V] f32 (row-strided view
+  // allowed), out [n] i32.
+  virtual void ArgMaxRows(const Tensor& x, const Tensor& out) = 0;
   // Groups the n * k (token, expert) pairs of a routing by expert, on the device: the slots of
   // expert 0 first, then expert 1, ..., each expert's in ascending token order (a stable
   // counting sort). ids [n, k] i32 in [0, E), weights [n, k] f32 (both contiguous) ->

@@ -18,6 +18,8 @@ LogitsRows FromProto(v1::LogitsRows rows) {
       return LogitsRows::kLast;
     case v1::LOGITS_ROWS_ALL:
       return LogitsRows::kAll;
+    case v1::LOGITS_ROWS_LAST_TOKEN:
+      return LogitsRows::kLastToken;
     default:
       return LogitsRows::kNone;
   }
@@ -111,6 +113,9 @@ absl::Status LayerService::DoForward(const v1::ForwardRequest& request,
                              ? 0
                              : static_cast<int64_t>(out.logits.logits.size()) / out.logits.vocab;
     EncodeF32(out.logits.logits.data(), {rows, out.logits.vocab}, response->mutable_logits());
+    for (int32_t token : out.logits.token) {
+      if (token >= 0) response->add_tokens(token);
+    }
   } else {
     const int64_t h = stage_->config().hidden_size;
     EncodeF32(out.hidden.data(), {static_cast<int64_t>(out.hidden.size()) / h, h},

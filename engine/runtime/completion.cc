@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 #include "common/status_macros.h"
 
 namespace jamba {
@@ -85,8 +86,21 @@ void Completion::ObservePromptRow(int64_t pos, absl::Span<const float> logits) {
   prompt_logprobs_.push_back(LogprobsFor(logits, prompt_[pos + 1], n));
 }
 
+bool Completion::greedy_token_suffices() const {
+  const SamplingParams& p = sampler_.params();
+  return p.temperature == 0.0f && p.repetition_penalty == 1.0f && p.logprobs < 0;
+}
+
+absl::StatusOr<TokenEvent> Completion::NextToken(int32_t token) {
+  JAMBA_CHECK_MSG(greedy_token_suffices(), "NextToken: the request is not plain greedy");
+  return Append(SampleResult{token, absl::nullopt});
+}
+
 absl::StatusOr<TokenEvent> Completion::Next(absl::Span<const float> logits) {
-  SampleResult sample = sampler_.Sample(logits, context_);
+  return Append(sampler_.Sample(logits, context_));
+}
+
+absl::StatusOr<TokenEvent> Completion::Append(SampleResult sample) {
   context_.push_back(sample.token);
   generated_.push_back(sample.token);
   if (sample.logprobs.has_value()) logprobs_.push_back(*sample.logprobs);

@@ -58,6 +58,13 @@ class Completion {
   // called once finished(). Errors only on a detokenizer failure (Internal).
   absl::StatusOr<TokenEvent> Next(absl::Span<const float> logits);
 
+  // Whether the next token is the argmax of the raw logits (temperature 0, no repetition
+  // penalty, no logprobs), so the caller may take it from the device (LogitsRows::kLastToken)
+  // and pass it to NextToken instead of the logits to Next: the result is the same.
+  bool greedy_token_suffices() const;
+  // Next() for a token chosen by the device's greedy argmax; requires greedy_token_suffices().
+  absl::StatusOr<TokenEvent> NextToken(int32_t token);
+
   bool finished() const { return stop_.finished(); }
   FinishReason finish_reason() const { return stop_.finish_reason(); }
   // Generated ids, including a final stop token.
@@ -70,6 +77,9 @@ class Completion {
  private:
   Completion(const ModelConfig& config, const Tokenizer* tokenizer, std::vector<int32_t> prompt,
              const SamplingParams& params, const SamplingParams& capped, std::vector<int32_t> eos);
+
+  // Records a chosen token: context, stop conditions, detokenized text.
+  absl::StatusOr<TokenEvent> Append(SampleResult sample);
 
   const Tokenizer* tokenizer_;
   std::vector<int32_t> prompt_;

@@ -46,12 +46,21 @@ absl::StatusOr<GenerateResult> Generate(Engine* engine, const Tokenizer* tokeniz
     result.prompt_logits.reserve(static_cast<size_t>(prompt_len * vocab));
   }
 
-  // ---- Prefill in chunks; keep the logits of the last prompt position. ------------------
+  // Greedy requests without penalties or logprobs take the argmax from the device (only the id
+  // is copied back); the others sample from the last row's logits on the host.
+  const bool greedy = completion->greedy_token_suffices();
+  const LogitsRows last_rows = greedy ? LogitsRows::kLastToken : LogitsRows::kLast;
+
+  // ---- Prefill in chunks; keep the logits (or token) of the last prompt position. -------
   std::vector<float> next_logits(static_cast<size_t>(vocab));  // [V] logits to sample from
+  int32_t next_token = -1;                                     // greedy: the token itself
   for (int64_t begin = 0; begin < prompt_len; begin += request.prefill_chunk) {
     const int64_t n = std::min<int64_t>(request.prefill_chunk, prompt_len - begin);
+    const bool last_chunk = begin + n == prompt_len;
     StepItem item{seq, absl::MakeConstSpan(request.prompt.data() + begin, n),
-                  all_prompt_rows ? LogitsRows::kAll : LogitsRows::kLast};
+                  all_prompt_rows ? LogitsRows::kAll
+                  : last_chunk    ? last_rows
+                                  : LogitsRows::kNone};
     JAMBA_ASSIGN_OR_RETURN(StepOutput out, engine->Step(absl::MakeConstSpan(&item, 1)));
     if (all_prompt_rows) {
       for (int64_t r = 0; r < n; ++r) {
@@ -62,22 +71,32 @@ absl::StatusOr<GenerateResult> Generate(Engine* engine, const Tokenizer* tokeniz
         completion->ObservePromptRow(begin + r, row);
       }
     }
-    if (begin + n == prompt_len) {
-      absl::Span<const float> last = out.Last(0);
-      std::copy(last.begin(), last.end(), next_logits.begin());
+    if (last_chunk) {
+      if (item.logits == LogitsRows::kLastToken) {
+        next_token = out.token[0];
+      } else {
+        absl::Span<const float> last = out.Last(0);
+        std::copy(last.begin(), last.end(), next_logits.begin());
+        // Greedy with kAll prompt rows: the host applies the same rule to the logits.
+      }
     }
   }
 
   // ---- Decode. -------------------------------------------------------------------------
   while (true) {
-    JAMBA_ASSIGN_OR_RETURN(TokenEvent event, completion->Next(next_logits));
+    JAMBA_ASSIGN_OR_RETURN(TokenEvent event, next_token >= 0 ? completion->NextToken(next_token)
+                                                             : completion->Next(next_logits));
     if (on_token) on_token(event);
     if (completion->finished()) break;
     const int32_t token = completion->generated().back();
-    StepItem item{seq, absl::MakeConstSpan(&token, 1), LogitsRows::kLast};
+    StepItem item{seq, absl::MakeConstSpan(&token, 1), last_rows};
     JAMBA_ASSIGN_OR_RETURN(StepOutput out, engine->Step(absl::MakeConstSpan(&item, 1)));
-    absl::Span<const float> last = out.Last(0);
-    std::copy(last.begin(), last.end(), next_logits.begin());
+    if (greedy) {
+      next_token = out.token[0];
+    } else {
+      absl::Span<const float> last = out.Last(0);
+      std::copy(last.begin(), last.end(), next_logits.begin());
+    }
   }
   result.token_ids = completion->generated();
   result.text = completion->text();

@@ -155,8 +155,8 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
     n_tokens += item.n_tokens;
     if (head) {
       n_logit_rows += item.logits == LogitsRows::kAll    ? item.n_tokens
-                      : item.logits == LogitsRows::kLast ? 1
-                                                         : 0;
+                      : item.logits == LogitsRows::kNone ? 0
+                                                         : 1;
     }
   }
   if (n_tokens > (int64_t{1} << 30)) return absl::InvalidArgumentError("batch too large");
@@ -190,7 +190,9 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
   layout.id = NextBatchLayoutId();
   layout.n_tokens = static_cast<int32_t>(n_tokens);
   layout.kv_block_size = kv_pool_ != nullptr ? kv_pool_->block_size() : 0;
-  std::vector<int32_t> rows;  // [n_logit_rows] batch rows whose logits are wanted
+  std::vector<int32_t> rows;        // batch rows whose logits are wanted
+  std::vector<int32_t> token_rows;  // batch rows whose greedy token is wanted
+  std::vector<size_t> token_items;  // the item of each of token_rows
   rows.reserve(n_logit_rows);
   StageOutput out;
   out.logits.vocab = vocab;
@@ -212,10 +214,14 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
     token_begin += item.n_tokens;
     if (!head) continue;
     out.logits.row_begin.push_back(static_cast<int64_t>(rows.size()));
+    out.logits.token.push_back(-1);
     if (item.logits == LogitsRows::kAll) {
       for (int32_t r = 0; r < slice.n_tokens; ++r) rows.push_back(slice.token_begin + r);
     } else if (item.logits == LogitsRows::kLast) {
       rows.push_back(slice.token_begin + slice.n_tokens - 1);
+    } else if (item.logits == LogitsRows::kLastToken) {
+      token_rows.push_back(slice.token_begin + slice.n_tokens - 1);
+      token_items.push_back(i);
     }
     out.logits.row_count.push_back(static_cast<int64_t>(rows.size()) - out.logits.row_begin.back());
   }
@@ -241,14 +247,28 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
     return forward;
   }
   if (head) {
-    if (!rows.empty()) {
-      const int64_t m = static_cast<int64_t>(rows.size());
-      Tensor rows_dev = workspace_->Take(DType::kI32, {m});  // [m] i32
-      JAMBA_RETURN_IF_ERROR(backend_->Upload(rows.data(), rows.size() * sizeof(int32_t), rows_dev));
-      Tensor logits = workspace_->Take(DType::kF32, {m, vocab});  // [m, V] f32
+    // One head product for the logit rows and the greedy-token rows (after them); only the
+    // former's logits and the latter's argmax come back to the host.
+    const int64_t m = static_cast<int64_t>(rows.size());
+    const int64_t mt = static_cast<int64_t>(token_rows.size());
+    if (m + mt > 0) {
+      std::vector<int32_t> all = rows;
+      all.insert(all.end(), token_rows.begin(), token_rows.end());
+      Tensor rows_dev = workspace_->Take(DType::kI32, {m + mt});  // [m + mt] i32
+      JAMBA_RETURN_IF_ERROR(backend_->Upload(all.data(), all.size() * sizeof(int32_t), rows_dev));
+      Tensor logits = workspace_->Take(DType::kF32, {m + mt, vocab});  // [m + mt, V] f32
       model_->Logits(ctx, hidden, rows_dev, logits);
-      out.logits.logits.resize(static_cast<size_t>(m * vocab));
-      JAMBA_RETURN_IF_ERROR(backend_->Download(logits, out.logits.logits.data()));
+      if (mt > 0) {
+        Tensor tokens_dev = workspace_->Take(DType::kI32, {mt});  // [mt] i32
+        backend_->ArgMaxRows(logits.Rows(m, mt), tokens_dev);
+        std::vector<int32_t> tokens(mt);
+        JAMBA_RETURN_IF_ERROR(backend_->Download(tokens_dev, tokens.data()));
+        for (int64_t j = 0; j < mt; ++j) out.logits.token[token_items[j]] = tokens[j];
+      }
+      if (m > 0) {
+        out.logits.logits.resize(static_cast<size_t>(m * vocab));
+        JAMBA_RETURN_IF_ERROR(backend_->Download(logits.Rows(0, m), out.logits.logits.data()));
+      }
     } else {
       JAMBA_RETURN_IF_ERROR(backend_->Synchronize());
     }

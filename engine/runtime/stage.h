@@ -34,7 +34,10 @@ namespace jamba {
 
 using SequenceId = int64_t;
 
-enum class LogitsRows { kNone, kLast, kAll };
+// Which of an item's rows the head computes: none, the last row's logits, every row's logits,
+// or only the greedy token of the last row (the logits' argmax, computed on the device so only
+// the id is copied back: for temperature-0 sampling without penalties or logprobs).
+enum class LogitsRows { kNone, kLast, kAll, kLastToken };
 
 struct StageOptions {
   int32_t max_sequences = 16;  // live sequences at once (= Mamba state slots)
@@ -74,7 +77,9 @@ struct StepOutput {
   int64_t vocab = 0;
   std::vector<float> logits;
   std::vector<int64_t> row_begin;
-  std::vector<int64_t> row_count;
+  std::vector<int64_t> row_count;  // 0 for kNone and kLastToken items
+  // Per item: the greedy token of its last row for kLastToken items, -1 for the others.
+  std::vector<int32_t> token;
 
   absl::Span<const float> Row(size_t item, int64_t r) const {
     return absl::MakeConstSpan(logits.data() + (row_begin[item] + r) * vocab, vocab);

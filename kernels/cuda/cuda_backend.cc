@@ -338,6 +338,11 @@ class CudaBackend : public Backend {
     RecordLaunch(cuda::LaunchAttention(*dl, p, chunks, partials, ctx_->stream), "Attention");
   }
 
+  void ArgMaxRows(const Tensor& x, const Tensor& out) override {
+    Activate();
+    RecordLaunch(cuda::LaunchArgMaxRows(x, out, ctx_->stream), "ArgMaxRows");
+  }
+
   void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token,
                 const Tensor& scale, const Tensor& counts) override {
     static_assert(cuda::kMaxGroupExperts == kMaxMoeExperts, "one limit on both sides");

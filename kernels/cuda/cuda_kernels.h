@@ -60,6 +60,10 @@ cudaError_t LaunchRope(const Tensor& x, const int32_t* positions, const float* i
 cudaError_t LaunchMoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
                            const Tensor& weights, cudaStream_t stream);
 
+// ArgMaxRows of kernels/backend.h: one block per row, each thread the best of a strided
+// subset, then a block reduction keeping the lower index on ties.
+cudaError_t LaunchArgMaxRows(const Tensor& x, const Tensor& out, cudaStream_t stream);
+
 // kMaxMoeExperts of kernels/backend.h (which .cu files may not include; checked equal there).
 inline constexpr int64_t kMaxGroupExperts = 256;
 // MoeGroup of kernels/backend.h: a stable counting sort in one block (slots in chunks of 1024,

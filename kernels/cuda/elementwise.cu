@@ -207,4 +207,59 @@ cudaError_t LaunchScatterAddScaled(const Tensor& rows, const Tensor& idx, const 
   return LastLaunchError();
 }
 
+namespace {
+
+// (value, index) is better than (best, best_index): larger value, or equal value and lower
+// index. NaN has been mapped to -inf.
+__device__ inline bool Better(float value, int32_t index, float best, int32_t best_index) {
+  return value > best || (value == best && index < best_index);
+}
+
+__global__ void ArgMaxRowsKernel(MatF32 x, int32_t* out) {
+  __shared__ float values[kThreads];
+  __shared__ int32_t indices[kThreads];
+  for (int64_t i = blockIdx.x; i < x.rows; i += gridDim.x) {
+    const float* row = x.row(i);
+    float best = -INFINITY;
+    int32_t best_index = 0;
+    for (int64_t j = threadIdx.x; j < x.cols; j += blockDim.x) {
+      const float v = isnan(row[j]) ? -INFINITY : row[j];
+      // Strided visits are in increasing j per thread, so strict > keeps the lower index;
+      // the first finite-or-not value replaces the initial (-inf, 0) only if larger.
+      if (v > best) {
+        best = v;
+        best_index = static_cast<int32_t>(j);
+      }
+    }
+    values[threadIdx.x] = best;
+    indices[threadIdx.x] = best_index;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+      if (threadIdx.x < stride) {
+        const float v = values[threadIdx.x + stride];
+        const int32_t k = indices[threadIdx.x + stride];
+        if (Better(v, k, values[threadIdx.x], indices[threadIdx.x])) {
+          values[threadIdx.x] = v;
+          indices[threadIdx.x] = k;
+        }
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) out[i] = indices[0];
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+cudaError_t LaunchArgMaxRows(const Tensor& x, const Tensor& out, cudaStream_t stream) {
+  const MatF32 xm = AsMatF32(x);
+  JAMBA_CHECK(out.device == Device::kCuda && out.dtype == DType::kI32 && out.numel() == xm.rows &&
+              out.contiguous());
+  if (xm.rows == 0) return cudaSuccess;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(xm.rows, 65535));
+  ArgMaxRowsKernel<<<blocks, kThreads, 0, stream>>>(xm, out.ptr<int32_t>());
+  return cudaGetLastError();
+}
+
 }  // namespace jamba::cuda

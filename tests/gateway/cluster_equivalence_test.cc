@@ -2,6 +2,7 @@
 // against the single process: the kernels are batch-invariant, so a sequence's logits do not
 // depend on what else is in its batch, how its prompt was chunked, or which stage / expert
 // replica computed it - the cluster must reproduce jamba::Generate's tokens exactly.
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -158,6 +159,34 @@ TEST_P(ClusterEquivalenceTest, PipelineLogitsEqualEngineLogits) {
   }
   // Batch-invariant kernels: in fact the very same floats.
   EXPECT_TRUE(bit_exact);
+}
+
+// LogitsRows::kLastToken over the wire: the last layer worker answers the greedy token of each
+// such sequence and no logits for it, while kLast sequences of the same batch still get
+// theirs; the token is the argmax of the logits the same prompt gets as kLast.
+TEST_P(ClusterEquivalenceTest, GreedyTokenRowsCarryOnlyTheToken) {
+  SequenceExecutor* executor = cluster_->gateway()->executor();
+  const int64_t vocab = engine_->vocab_size();
+  const std::vector<int32_t> a = TestPrompt(9, vocab, 201), b = TestPrompt(4, vocab, 202);
+  const std::vector<SequenceId> ids = {21, 22, 23};
+  ASSERT_TRUE(executor->Create(ids).ok());
+  // a as kLastToken, b as kLast, a again (another sequence) as kLast.
+  std::vector<StageItem> items = {{ids[0], 9, 0, LogitsRows::kLastToken},
+                                  {ids[1], 4, 0, LogitsRows::kLast},
+                                  {ids[2], 9, 0, LogitsRows::kLast}};
+  std::vector<int32_t> tokens = a;
+  tokens.insert(tokens.end(), b.begin(), b.end());
+  tokens.insert(tokens.end(), a.begin(), a.end());
+  auto got = executor->Forward(items, tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(executor->Release(ids).ok());
+  EXPECT_EQ(got->row_count, (std::vector<int64_t>{0, 1, 1}));
+  EXPECT_EQ(got->logits.size(), static_cast<size_t>(2 * vocab));
+  ASSERT_EQ(got->token.size(), 3u);
+  EXPECT_EQ(got->token[1], -1);
+  EXPECT_EQ(got->token[2], -1);
+  absl::Span<const float> last = got->Last(2);
+  EXPECT_EQ(got->token[0], std::max_element(last.begin(), last.end()) - last.begin());
 }
 
 // An expert worker whose experts are replicated goes away while streams run: the layer

@@ -2,6 +2,7 @@
 // ScatterAddScaled) and the Backend memory functions, against double-precision loops written
 // from the formulas in kernels/backend.h and the spec (RMSNorm: x * rsqrt(mean(x^2) + eps) * w),
 // plus small hand-computed cases.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -325,6 +326,45 @@ TEST_F(ElementwiseTest, ScatterAddScaledOrderIsFixed) {
   backend_->ScatterAddScaled(arena_.F32({1, tiny, tiny}, {3, 1}), arena_.I32({0, 0, 0}, {3}),
                              arena_.F32({1, 1, 1}, {3}), out);
   EXPECT_EQ(arena_.ReadF32(out)[0], 1.0f);
+}
+
+}  // namespace
+}  // namespace jamba
+
+namespace jamba {
+namespace {
+
+// ArgMaxRows: the host sampler's greedy rule (NaN = -inf, ties to the lower index, all -inf
+// -> 0) on hand-made rows, and against std::max_element on random rows of a strided view.
+TEST(ArgMaxRowsTest, GreedyRule) {
+  std::unique_ptr<Backend> backend = CreateCpuBackend();
+  kernel_test::DeviceArena arena(backend.get());
+  const float inf = INFINITY, nan = NAN;
+  const std::vector<float> x = {
+      1,    3,    2,    3,    // tie: the lower index, 1
+      nan,  -1,   nan,  -2,   // NaN never wins: 1
+      -inf, -inf, -inf, nan,  // nothing finite: 0
+      -inf, inf,  5,    inf,  // +inf, tied: 1
+  };
+  const Tensor out = arena.I32(std::vector<int32_t>(4, -7), {4});
+  backend->ArgMaxRows(arena.F32(x, {4, 4}), out);
+  EXPECT_EQ(arena.ReadI32(out), (std::vector<int32_t>{1, 1, 0, 1}));
+}
+
+TEST(ArgMaxRowsTest, RandomStridedRows) {
+  std::unique_ptr<Backend> backend = CreateCpuBackend();
+  kernel_test::DeviceArena arena(backend.get());
+  std::mt19937 rng(91);
+  const int64_t n = 9, v = 1000;
+  const std::vector<float> x = kernel_test::RandomVec(&rng, n * v);
+  auto s = kernel_test::MakeStrided(&arena, x, n, v, v + 3, 1);
+  const Tensor out = arena.I32(std::vector<int32_t>(n, -7), {n});
+  backend->ArgMaxRows(s.view, out);
+  const std::vector<int32_t> got = arena.ReadI32(out);
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(got[i],
+              std::max_element(x.begin() + i * v, x.begin() + (i + 1) * v) - (x.begin() + i * v));
+  }
 }
 
 }  // namespace

@@ -301,6 +301,27 @@ TEST_F(CudaParityTest, MoeGroupEqualsCpu) {
   }
 }
 
+// ArgMaxRows: exact, on random rows with planted ties and NaN / -inf rows, across a vocabulary
+// larger and smaller than one block of threads.
+TEST_F(CudaParityTest, ArgMaxRowsEqualsCpu) {
+  for (int64_t v : {7, 256, 65536}) {
+    const int64_t n = 6;
+    std::vector<float> x = RandomVec(&rng_, n * v);
+    x[0 * v + v / 2] = x[0 * v + v - 1] = 5.0f;  // a tie at the maximum
+    for (int64_t j = 0; j < v; ++j) x[1 * v + j] = j % 2 == 0 ? NAN : -INFINITY;  // all lose
+    x[2 * v + v - 1] = INFINITY;
+    const Twin tx = TwinF32(x, {n, v});
+    const Twin out = TwinI32(std::vector<int32_t>(n, -7), {n});
+    cpu_->ArgMaxRows(tx.cpu, out.cpu);
+    gpu_->ArgMaxRows(tx.gpu, out.gpu);
+    const std::vector<int32_t> want = ReadI32(cpu_.get(), out.cpu);
+    EXPECT_EQ(ReadI32(gpu_.get(), out.gpu), want) << "V = " << v;
+    EXPECT_EQ(want[0], v / 2);
+    EXPECT_EQ(want[1], 0);
+    EXPECT_EQ(want[2], v - 1);
+  }
+}
+
 // ---- ScatterAddScaled --------------------------------------------------------------------
 
 TEST_F(CudaParityTest, ScatterAddScaledWithRepeatedTargets) {
