@@ -32,6 +32,15 @@ void CheckDevice(const Tensor& t) {
   JAMBA_CHECK_MSG(t.device == Device::kCuda, "CudaBackend: tensor is not on the CUDA device");
 }
 
+// The device pointer of an optional [n] f32 parameter vector (a norm weight, a bias), or
+// nullptr when there is none; a vector of another shape or place is a programmer error.
+const float* OptionalF32Vector(const Tensor* t, int64_t n) {
+  if (t == nullptr) return nullptr;
+  CheckDevice(*t);
+  JAMBA_CHECK(t->dtype == DType::kF32 && t->numel() == n && t->contiguous());
+  return t->ptr<float>();
+}
+
 class CudaBackend : public Backend {
  public:
   static absl::StatusOr<std::unique_ptr<Backend>> Create(int device) {
@@ -118,36 +127,15 @@ class CudaBackend : public Backend {
   }
 
   void RmsNorm(const Tensor& x, const Tensor* weight, float eps, const Tensor& out) override {
-    const float* w = nullptr;
-    if (weight != nullptr) {
-      CheckDevice(*weight);
-      JAMBA_CHECK(weight->dtype == DType::kF32 && weight->numel() == x.dim(1));
-      JAMBA_CHECK(weight->contiguous());
-      w = weight->ptr<float>();
-    }
+    const float* w = OptionalF32Vector(weight, x.dim(1));
     Activate();
     RecordLaunch(cuda::LaunchRmsNorm(x, w, eps, out, ctx_->stream), "RmsNorm");
   }
 
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
-    const float* b = nullptr;
-    if (bias != nullptr) {
-      CheckDevice(*bias);
-      JAMBA_CHECK(bias->dtype == DType::kF32 && bias->numel() == w.dim(0));
-      JAMBA_CHECK(bias->contiguous());
-      b = bias->ptr<float>();
-    }
+    const float* b = OptionalF32Vector(bias, w.dim(0));
     Activate();
-    void* scratch = nullptr;
-    if (const size_t bytes = cuda::MatMulScratchBytes(x, w); bytes > 0) {
-      absl::StatusOr<void*> s = matmul_scratch_->Reserve(bytes);
-      if (!s.ok()) {
-        Record(s.status());
-        return;
-      }
-      scratch = *s;
-    }
-    Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, w, b, y, scratch));
+    CublasProduct(x, w, b, y);
   }
 
   void MatMulInt8(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor* bias,
@@ -155,12 +143,7 @@ class CudaBackend : public Backend {
     CheckDevice(scale);
     JAMBA_CHECK(w.dtype == DType::kI8 && w.ndim == 2 && scale.dtype == DType::kF32 &&
                 scale.numel() == w.dim(0) && scale.contiguous());
-    const float* b = nullptr;
-    if (bias != nullptr) {
-      CheckDevice(*bias);
-      JAMBA_CHECK(bias->dtype == DType::kF32 && bias->numel() == w.dim(0) && bias->contiguous());
-      b = bias->ptr<float>();
-    }
+    const float* b = OptionalF32Vector(bias, w.dim(0));
     const int64_t n = x.dim(0), m = w.dim(0), k = w.dim(1);
     JAMBA_CHECK(x.ndim == 2 && y.ndim == 2 && x.dim(1) == k && y.dim(0) == n && y.dim(1) == m);
     Activate();
@@ -183,16 +166,7 @@ class CudaBackend : public Backend {
       RecordLaunch(cuda::LaunchInt8ToBf16(w, r0, rows, wb, ctx_->stream), "MatMulInt8");
       const Tensor wt = Tensor::Contiguous(wb, DType::kBF16, {rows, k}, Device::kCuda);
       const Tensor yc = y.Cols(r0, rows);
-      void* scratch = nullptr;
-      if (const size_t bytes = cuda::MatMulScratchBytes(x, wt); bytes > 0) {
-        absl::StatusOr<void*> sc = matmul_scratch_->Reserve(bytes);
-        if (!sc.ok()) {
-          Record(sc.status());
-          return;
-        }
-        scratch = *sc;
-      }
-      Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, wt, nullptr, yc, scratch));
+      CublasProduct(x, wt, nullptr, yc);
       RecordLaunch(cuda::LaunchScaleColumns(yc, scale.ptr<float>() + r0,
                                             b != nullptr ? b + r0 : nullptr, ctx_->stream),
                    "MatMulInt8");
@@ -228,12 +202,7 @@ class CudaBackend : public Backend {
 
   void MambaConv(const BatchLayout& layout, const Tensor& x, const Tensor& w, const Tensor* bias,
                  const Tensor& state, const Tensor& out) override {
-    const float* b = nullptr;
-    if (bias != nullptr) {
-      CheckDevice(*bias);
-      JAMBA_CHECK(bias->dtype == DType::kF32 && bias->numel() == w.dim(0) && bias->contiguous());
-      b = bias->ptr<float>();
-    }
+    const float* b = OptionalF32Vector(bias, w.dim(0));
     Activate();
     absl::StatusOr<cuda::DeviceLayout> dl =
         layouts_->Get(layout, {x.dim(0), state.dim(0), /*kv_blocks=*/-1});
@@ -252,9 +221,9 @@ class CudaBackend : public Backend {
       Record(dl.status());
       return;
     }
-    RecordLaunch(cuda::LaunchMambaScan(*dl, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.state, a.y,
-                                       ctx_->stream),
-                 "MambaScan");
+    RecordLaunch(
+        cuda::LaunchMambaScan(*dl, a.x, a.dt, a.A, a.B, a.C, a.D, a.z, a.state, a.y, ctx_->stream),
+        "MambaScan");
   }
 
   void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim, double theta) override {
@@ -343,8 +312,8 @@ class CudaBackend : public Backend {
     RecordLaunch(cuda::LaunchArgMaxRows(x, out, ctx_->stream), "ArgMaxRows");
   }
 
-  void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token,
-                const Tensor& scale, const Tensor& counts) override {
+  void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token, const Tensor& scale,
+                const Tensor& counts) override {
     static_assert(cuda::kMaxGroupExperts == kMaxMoeExperts, "one limit on both sides");
     Activate();
     RecordLaunch(
@@ -437,6 +406,20 @@ class CudaBackend : public Backend {
     if (e != cudaSuccess) Record(CudaError(e, "set device"));
   }
 
+  // y = x w^T (+ bias) through cuBLAS, with the scratch the product needs.
+  void CublasProduct(const Tensor& x, const Tensor& w, const float* bias, const Tensor& y) {
+    void* scratch = nullptr;
+    if (const size_t bytes = cuda::MatMulScratchBytes(x, w); bytes > 0) {
+      absl::StatusOr<void*> s = matmul_scratch_->Reserve(bytes);
+      if (!s.ok()) {
+        Record(s.status());
+        return;
+      }
+      scratch = *s;
+    }
+    Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, w, bias, y, scratch));
+  }
+
   // Keeps the first error until Drain() reports it.
   void Record(absl::Status s) {
     if (!s.ok() && pending_.ok()) pending_ = std::move(s);
@@ -479,8 +462,8 @@ class CudaBackend : public Backend {
   int* error_host_ = nullptr;  // pinned copy target of error_word_
   PinnedStaging staging_;
   std::unique_ptr<Scratch> matmul_scratch_;
-  std::unique_ptr<Scratch> positions_;  // [rows] i32 of the last Rope
-  std::unique_ptr<Scratch> inv_freq_;   // [head_dim / 2] f32
+  std::unique_ptr<Scratch> positions_;           // [rows] i32 of the last Rope
+  std::unique_ptr<Scratch> inv_freq_;            // [head_dim / 2] f32
   std::unique_ptr<Scratch> attention_partials_;  // per-chunk results of split attention
   std::unique_ptr<Scratch> int8_weights_;        // bf16 copy of an int8 weight chunk
   std::unique_ptr<cuda::LayoutCache> layouts_;   // the device copy of the current BatchLayout
