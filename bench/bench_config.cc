@@ -47,16 +47,26 @@ void AddBenchModelFlags(FlagParser& flags, BenchModelFlags* out) {
              "quantise MoE expert matrices to int8 at load (per-row scales)", "Model");
 }
 
-absl::StatusOr<std::vector<int>> ParseBatchSizes(absl::string_view text, int max) {
-  std::vector<int> batches;
-  for (absl::string_view b : absl::StrSplit(text, ',')) {
-    int v = 0;
-    if (!absl::SimpleAtoi(b, &v) || v < 1 || v > max) {
-      return absl::InvalidArgumentError(absl::StrCat("--batches: bad batch size '", b, "'"));
+absl::StatusOr<std::vector<int64_t>> ParseIntList(absl::string_view text, absl::string_view flag,
+                                                  int64_t max) {
+  std::vector<int64_t> out;
+  if (text.empty()) return out;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(item, &v) || v < 1 || v > max) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": '", item, "' is not an integer in [1, ", max, "]"));
     }
-    batches.push_back(v);
+    out.push_back(v);
   }
-  return batches;
+  return out;
+}
+
+absl::StatusOr<std::vector<int>> ParseBatchSizes(absl::string_view text, int max) {
+  if (text.empty()) return absl::InvalidArgumentError("--batches: no batch size given");
+  absl::StatusOr<std::vector<int64_t>> parsed = ParseIntList(text, "batches", max);
+  if (!parsed.ok()) return parsed.status();
+  return std::vector<int>(parsed->begin(), parsed->end());
 }
 
 }  // namespace jamba

@@ -28,7 +28,12 @@ struct BenchModelFlags {
 // Registers --model, --config, --set and --weights (section "Model").
 void AddBenchModelFlags(FlagParser& flags, BenchModelFlags* out);
 
-// "1,4,16" -> {1, 4, 16}; InvalidArgument naming --batches for an item outside [1, max].
+// "1,4,16" -> {1, 4, 16}; InvalidArgument naming --`flag` for an item that is not an integer
+// in [1, max]. Empty text is an empty list.
+absl::StatusOr<std::vector<int64_t>> ParseIntList(absl::string_view text, absl::string_view flag,
+                                                  int64_t max);
+
+// ParseIntList for --batches, which must name at least one batch size.
 absl::StatusOr<std::vector<int>> ParseBatchSizes(absl::string_view text, int max);
 
 }  // namespace jamba

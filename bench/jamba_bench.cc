@@ -17,7 +17,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_config.h"
 #include "bench/engine_timing.h"
@@ -59,30 +58,12 @@ struct Options {
   int64_t prefill_chunk = 4096;
 };
 
-// "1024,8192" -> {1024, 8192}; InvalidArgument naming `flag` for an item outside [1, max].
-absl::StatusOr<std::vector<int64_t>> ParseLengths(absl::string_view text, const char* flag,
-                                                  int64_t max) {
-  std::vector<int64_t> out;
-  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    int64_t v = 0;
-    if (!absl::SimpleAtoi(item, &v) || v < 1 || v > max) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", flag, ": '", item, "' is not a length in [1, ", max, "]"));
-    }
-    out.push_back(v);
-  }
-  return out;
-}
-
 // Bytes per second the device's memory sustains: a read stream on the CPU, a device-to-device
 // copy (read + write) on a GPU.
 absl::StatusOr<double> MeasureBandwidth(const std::string& device, int64_t bytes) {
   if (device == "cpu") return MeasureReadBandwidth(bytes, 5);
 #ifdef JAMBA_HAS_CUDA
-  int index = 0;
-  if (absl::StartsWith(device, "cuda:") && !absl::SimpleAtoi(device.substr(5), &index)) {
-    return absl::InvalidArgumentError(absl::StrCat("bad device ", device));
-  }
+  JAMBA_ASSIGN_OR_RETURN(const int index, ParseDeviceName(device));
   return CudaCopyBandwidth(index, bytes, 5);
 #else
   return absl::UnavailableError("no CUDA in this build");
@@ -255,9 +236,9 @@ int Run(int argc, char** argv) {
     return 2;
   }
   absl::StatusOr<std::vector<int64_t>> prefill_lens =
-      ParseLengths(o.prefill_lens, "prefill-lens", int64_t{1} << 22);
+      ParseIntList(o.prefill_lens, "prefill-lens", int64_t{1} << 22);
   absl::StatusOr<std::vector<int64_t>> contexts =
-      ParseLengths(o.contexts, "contexts", int64_t{1} << 22);
+      ParseIntList(o.contexts, "contexts", int64_t{1} << 22);
   for (const absl::Status& s : {prefill_lens.status(), contexts.status()}) {
     if (!s.ok()) {
       std::cerr << "jamba-bench: " << s.message() << "\n";
@@ -338,9 +319,9 @@ int Run(int argc, char** argv) {
   const int64_t wsize = DTypeSize(dtype);
   const int64_t embedding_params =
       config.tie_word_embeddings ? 0 : config.vocab_size * config.hidden_size;
-  const int64_t inactive_expert_params =
-      config.NumMoeLayers() * (config.num_experts - config.num_experts_per_tok) * 3 *
-      config.hidden_size * config.intermediate_size;
+  const int64_t inactive_expert_params = config.NumMoeLayers() *
+                                         (config.num_experts - config.num_experts_per_tok) * 3 *
+                                         config.hidden_size * config.intermediate_size;
   const int64_t active = params - embedding_params - inactive_expert_params;
   // Inactive experts are int8 with --int8-experts (their row scales, 1/k-th of a percent, are
   // counted as read).

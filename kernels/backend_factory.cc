@@ -18,9 +18,6 @@ bool BuiltWithCuda() {
 #endif
 }
 
-namespace {
-
-// -1 for "cpu", the GPU index for "cuda[:N]".
 absl::StatusOr<int> ParseDeviceName(absl::string_view spec) {
   if (spec == "cpu") return -1;
   int device = 0;
@@ -34,10 +31,6 @@ absl::StatusOr<int> ParseDeviceName(absl::string_view spec) {
   }
   return device;
 }
-
-}  // namespace
-
-absl::Status CheckDeviceName(absl::string_view spec) { return ParseDeviceName(spec).status(); }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view spec,
                                                        const CpuBackendOptions& cpu) {

@@ -18,9 +18,13 @@ namespace jamba {
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view spec,
                                                        const CpuBackendOptions& cpu = {});
 
-// Checks the syntax of a device name without creating anything (for --check-config):
-// InvalidArgument naming the name otherwise. Whether the device exists is CreateBackend's to say.
-absl::Status CheckDeviceName(absl::string_view spec);
+// Parses a device name without creating anything (for --check-config and tools that need the
+// GPU index): -1 for "cpu", N for "cuda[:N]"; InvalidArgument naming the name otherwise.
+// Whether the device exists is CreateBackend's to say.
+absl::StatusOr<int> ParseDeviceName(absl::string_view spec);
+inline absl::Status CheckDeviceName(absl::string_view spec) {
+  return ParseDeviceName(spec).status();
+}
 
 // Whether this build includes the CUDA backend.
 bool BuiltWithCuda();
