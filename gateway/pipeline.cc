@@ -149,6 +149,14 @@ absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
     s->set_n_tokens(item.n_tokens);
     s->set_n_past(item.n_past);
     s->set_logits(ToProto(item.logits));
+    if (item.logits == LogitsRows::kLastToken && item.sampling.temperature != 0.0f) {
+      v1::RowSampling* p = s->mutable_sampling();
+      p->set_temperature(item.sampling.temperature);
+      p->set_top_k(item.sampling.top_k);
+      p->set_top_p(item.sampling.top_p);
+      p->set_min_p(item.sampling.min_p);
+      p->set_uniform(item.sampling.uniform);
+    }
     const int64_t count = item.logits == LogitsRows::kAll    ? item.n_tokens
                           : item.logits == LogitsRows::kLast ? 1
                                                              : 0;
@@ -189,7 +197,7 @@ absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
   std::memcpy(out.logits.data(), view.data, out.logits.size() * sizeof(float));
   if (response.tokens_size() != token_items) {
     return absl::InternalError(absl::StrCat("layer worker ", addresses_.back(), ": returned ",
-                                            response.tokens_size(), " greedy tokens, expected ",
+                                            response.tokens_size(), " sampled tokens, expected ",
                                             token_items));
   }
   for (size_t i = 0, t = 0; i < items.size(); ++i) {
@@ -197,7 +205,7 @@ absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
     const int32_t token = response.tokens(static_cast<int>(t++));
     if (token < 0 || token >= out.vocab) {
       return absl::InternalError(absl::StrCat("layer worker ", addresses_.back(),
-                                              ": returned greedy token ", token,
+                                              ": returned sampled token ", token,
                                               " outside the vocabulary"));
     }
     out.token[i] = token;

@@ -244,10 +244,12 @@ bool Scheduler::Step() {
   for (auto& s : running_) {
     const int64_t prompt = s->completion->prompt_tokens();
     if (s->fed < prompt || budget < 1 || s->stream->paused()) continue;
-    // Plain greedy requests get their token from the last stage's argmax, not the logits.
-    items.push_back(StageItem{
-        s->id, 1, s->fed,
-        s->completion->greedy_token_suffices() ? LogitsRows::kLastToken : LogitsRows::kLast});
+    // Requests without penalties or logprobs get their token sampled by the last stage on its
+    // device, not the logits.
+    const bool on_device = s->completion->samples_on_device();
+    items.push_back(StageItem{s->id, 1, s->fed,
+                              on_device ? LogitsRows::kLastToken : LogitsRows::kLast,
+                              on_device ? s->completion->DeviceSampling() : RowSampling{}});
     tokens.push_back(s->completion->generated().back());
     batch.push_back(s.get());
     --budget;
@@ -257,11 +259,13 @@ bool Scheduler::Step() {
     if (s->fed >= prompt || budget < 1) continue;
     const int64_t n = std::min<int64_t>({prompt - s->fed, options_.prefill_chunk, budget});
     const bool last_chunk = s->fed + n == prompt;
-    const LogitsRows rows = s->completion->wants_prompt_rows()       ? LogitsRows::kAll
-                            : !last_chunk                            ? LogitsRows::kNone
-                            : s->completion->greedy_token_suffices() ? LogitsRows::kLastToken
-                                                                     : LogitsRows::kLast;
-    items.push_back(StageItem{s->id, static_cast<int32_t>(n), s->fed, rows});
+    const LogitsRows rows = s->completion->wants_prompt_rows()   ? LogitsRows::kAll
+                            : !last_chunk                        ? LogitsRows::kNone
+                            : s->completion->samples_on_device() ? LogitsRows::kLastToken
+                                                                 : LogitsRows::kLast;
+    items.push_back(StageItem{
+        s->id, static_cast<int32_t>(n), s->fed, rows,
+        rows == LogitsRows::kLastToken ? s->completion->DeviceSampling() : RowSampling{}});
     const std::vector<int32_t>& p = s->completion->prompt();
     tokens.insert(tokens.end(), p.begin() + s->fed, p.begin() + s->fed + n);
     batch.push_back(s.get());

@@ -23,7 +23,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "kernels/batch_layout.h"
+#include "kernels/row_sampling.h"
 #include "kernels/tensor.h"
 
 namespace jamba {
@@ -116,8 +118,8 @@ class Backend {
   // Jamba-1.5's ExpertsInt8), dequantised inside the product: y[i, r] = scale[r] *
   // sum_j x[i, j] w[r, j] (+ bias[r]), the sum in f32. x [n, k] f32, scale [m] f32, bias [m]
   // f32 or nullptr, y [n, m] f32 (row-strided view allowed). y must not alias x.
-  virtual void MatMulInt8(const Tensor& x, const Tensor& w, const Tensor& scale,
-                          const Tensor* bias, const Tensor& y) = 0;
+  virtual void MatMulInt8(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor* bias,
+                          const Tensor& y) = 0;
   // out = silu(gate) * up, elementwise; all [n, d] f32 (strided views allowed; out may alias).
   virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
   // acc += a; both [n, d] f32.
@@ -144,8 +146,7 @@ class Backend {
 
   // Rotary embedding (half-split convention, as Llama/Mixtral) in place on x [n, heads * hd],
   // with each row's absolute position taken from the layout (n_past + row offset).
-  virtual void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim,
-                    double theta) = 0;
+  virtual void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim, double theta) = 0;
   // Writes the new k/v rows into the paged cache, then computes causal GQA attention.
   virtual void Attention(const BatchLayout& layout, const AttentionArgs& args) = 0;
 
@@ -154,11 +155,15 @@ class Backend {
   // ids [n, k] i32, weights [n, k] f32.
   virtual void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
                         const Tensor& weights) = 0;
-  // Greedy decoding's choice on the device, so only token ids leave it: out[i] = the index of
-  // the largest x[i, :], NaN counting as -inf, ties to the lower index, 0 when every value is
-  // -inf or NaN (the host sampler's rule at temperature 0). x [n, V] f32 (row-strided view
-  // allowed), out [n] i32.
-  virtual void ArgMaxRows(const Tensor& x, const Tensor& out) = 0;
+  // Token sampling on the device, so only token ids leave it: out[i] = the token that steps
+  // 2-7 of the host sampler (kernels/cpu/row_sampler.h) draw from row i of x under params[i],
+  // with params[i].uniform as the draw. Greedy rows (temperature 0) take the argmax, NaN
+  // counting as -inf, ties to the lower index, 0 when every value is -inf or NaN. x [n, V] f32
+  // (row-strided view allowed); params: n host values satisfying RowSamplingValid, read before
+  // the call returns; out [n] i32. A device backend may differ from the CPU only where rounding
+  // puts a cumulative sum within a few ulp of the top-p target or of the draw.
+  virtual void SampleRows(const Tensor& x, absl::Span<const RowSampling> params,
+                          const Tensor& out) = 0;
   // Groups the n * k (token, expert) pairs of a routing by expert, on the device: the slots of
   // expert 0 first, then expert 1, ..., each expert's in ascending token order (a stable
   // counting sort). ids [n, k] i32 in [0, E), weights [n, k] f32 (both contiguous) ->

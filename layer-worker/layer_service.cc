@@ -85,8 +85,13 @@ absl::Status LayerService::DoForward(const v1::ForwardRequest& request,
   std::vector<StageItem> items;
   items.reserve(request.sequences_size());
   for (const v1::SequenceSlice& s : request.sequences()) {
+    RowSampling sampling;  // unset: greedy; the stage checks the ranges
+    if (s.has_sampling()) {
+      const v1::RowSampling& p = s.sampling();
+      sampling = RowSampling{p.uniform(), p.temperature(), p.top_k(), p.top_p(), p.min_p()};
+    }
     items.push_back(StageItem{static_cast<SequenceId>(s.sequence_id()), s.n_tokens(), s.n_past(),
-                              FromProto(s.logits())});
+                              FromProto(s.logits()), sampling});
   }
   StageInput input;
   std::vector<float> hidden;  // [n_tokens, H] f32: a copy, only for a misaligned wire buffer

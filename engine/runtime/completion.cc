@@ -86,17 +86,30 @@ void Completion::ObservePromptRow(int64_t pos, absl::Span<const float> logits) {
   prompt_logprobs_.push_back(LogprobsFor(logits, prompt_[pos + 1], n));
 }
 
-bool Completion::greedy_token_suffices() const {
+bool Completion::samples_on_device() const {
   const SamplingParams& p = sampler_.params();
-  return p.temperature == 0.0f && p.repetition_penalty == 1.0f && p.logprobs < 0;
+  return p.repetition_penalty == 1.0f && p.logprobs < 0;
+}
+
+RowSampling Completion::DeviceSampling() {
+  JAMBA_CHECK_MSG(samples_on_device(), "DeviceSampling: the request needs the host sampler");
+  RowSampling row = sampler_.RowParams();
+  if (row.temperature == 0.0f) return row;  // greedy draws nothing, as Sample() at T = 0
+  if (!pending_uniform_.has_value()) pending_uniform_ = sampler_.DrawUniform();
+  row.uniform = *pending_uniform_;
+  return row;
 }
 
 absl::StatusOr<TokenEvent> Completion::NextToken(int32_t token) {
-  JAMBA_CHECK_MSG(greedy_token_suffices(), "NextToken: the request is not plain greedy");
+  JAMBA_CHECK_MSG(samples_on_device(), "NextToken: the request needs the host sampler");
+  JAMBA_CHECK_MSG(sampler_.params().temperature == 0.0f || pending_uniform_.has_value(),
+                  "NextToken: no DeviceSampling() draw for this token");
+  pending_uniform_.reset();
   return Append(SampleResult{token, absl::nullopt});
 }
 
 absl::StatusOr<TokenEvent> Completion::Next(absl::Span<const float> logits) {
+  JAMBA_CHECK_MSG(!pending_uniform_.has_value(), "Next: this token was drawn for the device");
   return Append(sampler_.Sample(logits, context_));
 }
 

@@ -21,6 +21,7 @@
 #include "engine/sampling/stop_checker.h"
 #include "engine/tokenizer/streaming_detokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "kernels/row_sampling.h"
 
 namespace jamba {
 
@@ -58,11 +59,17 @@ class Completion {
   // called once finished(). Errors only on a detokenizer failure (Internal).
   absl::StatusOr<TokenEvent> Next(absl::Span<const float> logits);
 
-  // Whether the next token is the argmax of the raw logits (temperature 0, no repetition
-  // penalty, no logprobs), so the caller may take it from the device (LogitsRows::kLastToken)
-  // and pass it to NextToken instead of the logits to Next: the result is the same.
-  bool greedy_token_suffices() const;
-  // Next() for a token chosen by the device's greedy argmax; requires greedy_token_suffices().
+  // Whether the next token may be sampled on the device (Backend::SampleRows through
+  // LogitsRows::kLastToken) instead of from the logits on the host: no repetition penalty and
+  // no logprobs, which need the context or the whole row. The token is the one Next() would
+  // give for the same logits (bit for bit on the CPU backend).
+  bool samples_on_device() const;
+  // The parameters for sampling the next token on the device, with the sequence's RNG draw
+  // for it. The draw is made once per token: calling again before NextToken (a retried step)
+  // returns the same value. Requires samples_on_device().
+  RowSampling DeviceSampling();
+  // Next() for a token sampled on the device with DeviceSampling(); requires
+  // samples_on_device().
   absl::StatusOr<TokenEvent> NextToken(int32_t token);
 
   bool finished() const { return stop_.finished(); }
@@ -91,6 +98,7 @@ class Completion {
   std::string text_;
   std::vector<TokenLogprob> logprobs_;
   std::vector<TokenLogprob> prompt_logprobs_;
+  absl::optional<double> pending_uniform_;  // DeviceSampling()'s draw until NextToken
 };
 
 }  // namespace jamba

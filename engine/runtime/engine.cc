@@ -60,7 +60,7 @@ absl::StatusOr<StepOutput> Engine::Step(absl::Span<const StepItem> items) {
       return absl::InvalidArgumentError("batch too large");
     }
     stage_items.push_back(StageItem{item.sequence, static_cast<int32_t>(item.tokens.size()),
-                                    /*n_past=*/-1, item.logits});
+                                    /*n_past=*/-1, item.logits, item.sampling});
     ids.insert(ids.end(), item.tokens.begin(), item.tokens.end());
   }
   StageInput input;

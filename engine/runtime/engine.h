@@ -43,6 +43,7 @@ struct StepItem {
   SequenceId sequence = 0;
   absl::Span<const int32_t> tokens;  // >= 1 token ids, appended to the sequence in order
   LogitsRows logits = LogitsRows::kLast;
+  RowSampling sampling;  // for kLastToken: how the token is drawn (default: greedy)
 };
 
 using EngineStats = StageStats;

@@ -46,21 +46,23 @@ absl::StatusOr<GenerateResult> Generate(Engine* engine, const Tokenizer* tokeniz
     result.prompt_logits.reserve(static_cast<size_t>(prompt_len * vocab));
   }
 
-  // Greedy requests without penalties or logprobs take the argmax from the device (only the id
-  // is copied back); the others sample from the last row's logits on the host.
-  const bool greedy = completion->greedy_token_suffices();
-  const LogitsRows last_rows = greedy ? LogitsRows::kLastToken : LogitsRows::kLast;
+  // Requests without penalties or logprobs are sampled on the device (only the id is copied
+  // back); the others sample from the last row's logits on the host.
+  const bool on_device = completion->samples_on_device();
+  const LogitsRows last_rows = on_device ? LogitsRows::kLastToken : LogitsRows::kLast;
 
   // ---- Prefill in chunks; keep the logits (or token) of the last prompt position. -------
   std::vector<float> next_logits(static_cast<size_t>(vocab));  // [V] logits to sample from
-  int32_t next_token = -1;                                     // greedy: the token itself
+  int32_t next_token = -1;                                     // on_device: the token itself
   for (int64_t begin = 0; begin < prompt_len; begin += request.prefill_chunk) {
     const int64_t n = std::min<int64_t>(request.prefill_chunk, prompt_len - begin);
     const bool last_chunk = begin + n == prompt_len;
-    StepItem item{seq, absl::MakeConstSpan(request.prompt.data() + begin, n),
-                  all_prompt_rows ? LogitsRows::kAll
-                  : last_chunk    ? last_rows
-                                  : LogitsRows::kNone};
+    const LogitsRows rows = all_prompt_rows ? LogitsRows::kAll
+                            : last_chunk    ? last_rows
+                                            : LogitsRows::kNone;
+    const StepItem item{
+        seq, absl::MakeConstSpan(request.prompt.data() + begin, n), rows,
+        rows == LogitsRows::kLastToken ? completion->DeviceSampling() : RowSampling{}};
     JAMBA_ASSIGN_OR_RETURN(StepOutput out, engine->Step(absl::MakeConstSpan(&item, 1)));
     if (all_prompt_rows) {
       for (int64_t r = 0; r < n; ++r) {
@@ -77,7 +79,7 @@ absl::StatusOr<GenerateResult> Generate(Engine* engine, const Tokenizer* tokeniz
       } else {
         absl::Span<const float> last = out.Last(0);
         std::copy(last.begin(), last.end(), next_logits.begin());
-        // Greedy with kAll prompt rows: the host applies the same rule to the logits.
+        // With kAll prompt rows the host samples this token from the logits (same rule).
       }
     }
   }
@@ -89,9 +91,10 @@ absl::StatusOr<GenerateResult> Generate(Engine* engine, const Tokenizer* tokeniz
     if (on_token) on_token(event);
     if (completion->finished()) break;
     const int32_t token = completion->generated().back();
-    StepItem item{seq, absl::MakeConstSpan(&token, 1), last_rows};
+    const StepItem item{seq, absl::MakeConstSpan(&token, 1), last_rows,
+                        on_device ? completion->DeviceSampling() : RowSampling{}};
     JAMBA_ASSIGN_OR_RETURN(StepOutput out, engine->Step(absl::MakeConstSpan(&item, 1)));
-    if (greedy) {
+    if (on_device) {
       next_token = out.token[0];
     } else {
       absl::Span<const float> last = out.Last(0);

@@ -129,6 +129,13 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
       return absl::InvalidArgumentError(
           absl::StrCat("sequence ", item.sequence, ": no tokens to feed"));
     }
+    if (item.logits == LogitsRows::kLastToken && !RowSamplingValid(item.sampling)) {
+      const RowSampling& p = item.sampling;
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sequence ", item.sequence, ": sampling out of range (uniform ", p.uniform,
+          " must be in [0, 1), temperature ", p.temperature, " >= 0 and finite, top_k ", p.top_k,
+          " >= 0, top_p ", p.top_p, " in (0, 1], min_p ", p.min_p, " in [0, 1))"));
+    }
     Sequence& s = it->second;
     if (s.lost) {
       return absl::FailedPreconditionError(
@@ -190,9 +197,10 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
   layout.id = NextBatchLayoutId();
   layout.n_tokens = static_cast<int32_t>(n_tokens);
   layout.kv_block_size = kv_pool_ != nullptr ? kv_pool_->block_size() : 0;
-  std::vector<int32_t> rows;        // batch rows whose logits are wanted
-  std::vector<int32_t> token_rows;  // batch rows whose greedy token is wanted
-  std::vector<size_t> token_items;  // the item of each of token_rows
+  std::vector<int32_t> rows;                // batch rows whose logits are wanted
+  std::vector<int32_t> token_rows;          // batch rows whose sampled token is wanted
+  std::vector<size_t> token_items;          // the item of each of token_rows
+  std::vector<RowSampling> token_sampling;  // how each of token_rows is sampled
   rows.reserve(n_logit_rows);
   StageOutput out;
   out.logits.vocab = vocab;
@@ -222,6 +230,7 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
     } else if (item.logits == LogitsRows::kLastToken) {
       token_rows.push_back(slice.token_begin + slice.n_tokens - 1);
       token_items.push_back(i);
+      token_sampling.push_back(item.sampling);
     }
     out.logits.row_count.push_back(static_cast<int64_t>(rows.size()) - out.logits.row_begin.back());
   }
@@ -247,8 +256,8 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
     return forward;
   }
   if (head) {
-    // One head product for the logit rows and the greedy-token rows (after them); only the
-    // former's logits and the latter's argmax come back to the host.
+    // One head product for the logit rows and the token rows (after them); only the former's
+    // logits and the latter's sampled ids come back to the host.
     const int64_t m = static_cast<int64_t>(rows.size());
     const int64_t mt = static_cast<int64_t>(token_rows.size());
     if (m + mt > 0) {
@@ -260,7 +269,7 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
       model_->Logits(ctx, hidden, rows_dev, logits);
       if (mt > 0) {
         Tensor tokens_dev = workspace_->Take(DType::kI32, {mt});  // [mt] i32
-        backend_->ArgMaxRows(logits.Rows(m, mt), tokens_dev);
+        backend_->SampleRows(logits.Rows(m, mt), token_sampling, tokens_dev);
         std::vector<int32_t> tokens(mt);
         JAMBA_RETURN_IF_ERROR(backend_->Download(tokens_dev, tokens.data()));
         for (int64_t j = 0; j < mt; ++j) out.logits.token[token_items[j]] = tokens[j];

@@ -29,14 +29,15 @@
 #include "engine/state/kv_cache_pool.h"
 #include "engine/state/mamba_state_pool.h"
 #include "kernels/backend.h"
+#include "kernels/row_sampling.h"
 
 namespace jamba {
 
 using SequenceId = int64_t;
 
 // Which of an item's rows the head computes: none, the last row's logits, every row's logits,
-// or only the greedy token of the last row (the logits' argmax, computed on the device so only
-// the id is copied back: for temperature-0 sampling without penalties or logprobs).
+// or only the token sampled from the last row on the device (StageItem::sampling; only the id
+// is copied back: for requests without repetition penalty or logprobs).
 enum class LogitsRows { kNone, kLast, kAll, kLastToken };
 
 struct StageOptions {
@@ -62,6 +63,8 @@ struct StageItem {
   // the batch (FailedPrecondition) instead of computing garbage. -1: not checked.
   int64_t n_past = -1;
   LogitsRows logits = LogitsRows::kNone;  // read by a stage with the head only
+  // For kLastToken: how the token is drawn (default: greedy); must satisfy RowSamplingValid.
+  RowSampling sampling;
 };
 
 // Exactly one is non-empty: token_ids [n_tokens] i32 for a stage with the embedding, hidden
@@ -78,7 +81,7 @@ struct StepOutput {
   std::vector<float> logits;
   std::vector<int64_t> row_begin;
   std::vector<int64_t> row_count;  // 0 for kNone and kLastToken items
-  // Per item: the greedy token of its last row for kLastToken items, -1 for the others.
+  // Per item: the token sampled from its last row for kLastToken items, -1 for the others.
   std::vector<int32_t> token;
 
   absl::Span<const float> Row(size_t item, int64_t r) const {

@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "common/check.h"
-#include "engine/sampling/top_n.h"
+#include "kernels/cpu/top_n.h"
 
 namespace jamba {
 namespace {

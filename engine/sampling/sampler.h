@@ -20,6 +20,10 @@
 // canonical order (by id, or by rank once top-p has ranked them), so a seed reproduces a
 // sequence on any platform whose exp() is correctly rounded or nearly so.
 //
+// Steps 2-7 are kernels/cpu/row_sampler.h, which the CPU backend's SampleRows also runs: a
+// request sampled on the device (Backend::SampleRows with DrawUniform()'s draw) gets the
+// tokens Sample() would give, bit for bit on the CPU and up to rounding on a GPU.
+//
 // Cost per call: O(V) for the copy and penalty, O(V log k) for top-k, and for top-p a partial
 // sort of only as many tokens as it keeps (grown geometrically), O(V log V) at worst.
 #ifndef JAMBA_ENGINE_SAMPLING_SAMPLER_H_
@@ -33,6 +37,8 @@
 #include "engine/sampling/logprobs.h"
 #include "engine/sampling/rng.h"
 #include "engine/sampling/sampling_params.h"
+#include "kernels/cpu/row_sampler.h"
+#include "kernels/row_sampling.h"
 
 namespace jamba {
 
@@ -64,27 +70,24 @@ class Sampler {
   std::vector<TokenProb> Distribution(absl::Span<const float> logits,
                                       absl::Span<const int32_t> context);
 
+  // The uniform Sample() would draw next, for sampling on a device: advances the RNG as one
+  // Sample() call at temperature > 0 does.
+  double DrawUniform();
+  // Steps 2-7's parameters (uniform left 0), for Backend::SampleRows.
+  RowSampling RowParams() const;
+
   const SamplingParams& params() const { return params_; }
 
  private:
-  struct Candidate {
-    int32_t id;
-    float logit;    // penalised, before temperature
-    double weight;  // exp((logit - max logit) / T), unnormalised probability
-  };
-
-  // Steps 1-5: fills candidates_ (weights > 0, in draw order) and total_weight_.
+  // Steps 1-6: row_ holds the survivors (weights > 0, in draw order) afterwards.
   void Process(absl::Span<const float> logits, absl::Span<const int32_t> context);
   void ApplyRepetitionPenalty(absl::Span<const int32_t> context);
-  void ApplyTopP();
-  void ApplyMinPAndDropZeros();
 
   SamplingParams params_;
   Xoshiro256 rng_;
-  std::vector<float> work_;            // [vocab] penalised logits, NaN replaced by -inf
-  std::vector<uint8_t> seen_;          // [vocab] marks for context dedup; all 0 between calls
-  std::vector<Candidate> candidates_;  // survivors of the current call
-  double total_weight_ = 0.0;
+  std::vector<float> work_;    // [vocab] penalised logits, NaN replaced by -inf
+  std::vector<uint8_t> seen_;  // [vocab] marks for context dedup; all 0 between calls
+  RowSampler row_;             // steps 2-7
 };
 
 }  // namespace jamba

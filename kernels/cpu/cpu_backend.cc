@@ -95,7 +95,10 @@ class CpuBackend : public Backend {
   void Attention(const BatchLayout& layout, const AttentionArgs& args) override {
     cpu::Attention(layout, args);
   }
-  void ArgMaxRows(const Tensor& x, const Tensor& out) override { cpu::ArgMaxRows(x, out); }
+  void SampleRows(const Tensor& x, absl::Span<const RowSampling> params,
+                  const Tensor& out) override {
+    cpu::SampleRows(x, params, out);
+  }
   void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token,
                 const Tensor& scale, const Tensor& counts) override {
     cpu::MoeGroup(ids, weights, token, scale, counts);

@@ -18,7 +18,7 @@ void ScatterAddScaled(const Tensor& rows, const Tensor& idx, const Tensor& scale
                       const Tensor& out);
 void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
               const Tensor& weights);
-void ArgMaxRows(const Tensor& x, const Tensor& out);
+void SampleRows(const Tensor& x, absl::Span<const RowSampling> params, const Tensor& out);
 void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token, const Tensor& scale,
               const Tensor& counts);
 void Rope(const BatchLayout& layout, const Tensor& x, int64_t head_dim, double theta);

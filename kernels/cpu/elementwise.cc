@@ -202,23 +202,4 @@ void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token, con
   }
 }
 
-void ArgMaxRows(const Tensor& x, const Tensor& out) {
-  JAMBA_CHECK(x.dtype == DType::kF32 && x.ndim == 2 && x.stride[1] == 1);
-  JAMBA_CHECK(out.dtype == DType::kI32 && out.numel() == x.dim(0) && out.contiguous());
-  const int64_t n = x.dim(0), v = x.dim(1);
-  for (int64_t i = 0; i < n; ++i) {
-    const float* row = x.ptr<float>() + i * x.ld();
-    int32_t best = 0;
-    float best_value = -INFINITY;
-    for (int64_t j = 0; j < v; ++j) {
-      const float value = std::isnan(row[j]) ? -INFINITY : row[j];
-      if (value > best_value) {  // strict: ties keep the lower index
-        best_value = value;
-        best = static_cast<int32_t>(j);
-      }
-    }
-    out.ptr<int32_t>()[i] = best;
-  }
-}
-
 }  // namespace jamba::cpu

@@ -307,9 +307,25 @@ class CudaBackend : public Backend {
     RecordLaunch(cuda::LaunchAttention(*dl, p, chunks, partials, ctx_->stream), "Attention");
   }
 
-  void ArgMaxRows(const Tensor& x, const Tensor& out) override {
+  void SampleRows(const Tensor& x, absl::Span<const RowSampling> params,
+                  const Tensor& out) override {
+    JAMBA_CHECK(static_cast<int64_t>(params.size()) == x.dim(0));
+    for (const RowSampling& p : params) JAMBA_CHECK(RowSamplingValid(p));
+    if (params.empty()) return;
     Activate();
-    RecordLaunch(cuda::LaunchArgMaxRows(x, out, ctx_->stream), "ArgMaxRows");
+    const size_t bytes = params.size() * sizeof(RowSampling);
+    absl::StatusOr<void*> dev = sample_params_->Reserve(bytes);
+    if (!dev.ok()) {
+      Record(dev.status());
+      return;
+    }
+    if (absl::Status s = CopyToDevice(params.data(), bytes, *dev); !s.ok()) {
+      Record(s);
+      return;
+    }
+    RecordLaunch(
+        cuda::LaunchSampleRows(x, static_cast<const RowSampling*>(*dev), out, ctx_->stream),
+        "SampleRows");
   }
 
   void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token, const Tensor& scale,
@@ -388,6 +404,7 @@ class CudaBackend : public Backend {
     inv_freq_ = std::make_unique<Scratch>(ctx_);
     attention_partials_ = std::make_unique<Scratch>(ctx_);
     int8_weights_ = std::make_unique<Scratch>(ctx_);
+    sample_params_ = std::make_unique<Scratch>(ctx_);
     layouts_ = std::make_unique<cuda::LayoutCache>(
         ctx_, [this](const void* host, size_t bytes, void* dst) {
           return CopyToDevice(host, bytes, dst);
@@ -466,6 +483,7 @@ class CudaBackend : public Backend {
   std::unique_ptr<Scratch> inv_freq_;            // [head_dim / 2] f32
   std::unique_ptr<Scratch> attention_partials_;  // per-chunk results of split attention
   std::unique_ptr<Scratch> int8_weights_;        // bf16 copy of an int8 weight chunk
+  std::unique_ptr<Scratch> sample_params_;       // [rows] RowSampling of the last SampleRows
   std::unique_ptr<cuda::LayoutCache> layouts_;   // the device copy of the current BatchLayout
   int sm_count_ = 1;
   float* inv_freq_dev_ = nullptr;

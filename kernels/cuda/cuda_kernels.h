@@ -17,6 +17,7 @@
 
 #include <cstdint>
 
+#include "kernels/row_sampling.h"
 #include "kernels/tensor.h"
 
 namespace jamba::cuda {
@@ -60,9 +61,10 @@ cudaError_t LaunchRope(const Tensor& x, const int32_t* positions, const float* i
 cudaError_t LaunchMoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
                            const Tensor& weights, cudaStream_t stream);
 
-// ArgMaxRows of kernels/backend.h: one block per row, each thread the best of a strided
-// subset, then a block reduction keeping the lower index on ties.
-cudaError_t LaunchArgMaxRows(const Tensor& x, const Tensor& out, cudaStream_t stream);
+// SampleRows of kernels/backend.h: one block per row (kernels/cuda/sample_rows_algo.h).
+// params: device [rows] RowSampling, valid (RowSamplingValid).
+cudaError_t LaunchSampleRows(const Tensor& x, const RowSampling* params, const Tensor& out,
+                             cudaStream_t stream);
 
 // kMaxMoeExperts of kernels/backend.h (which .cu files may not include; checked equal there).
 inline constexpr int64_t kMaxGroupExperts = 256;
@@ -141,8 +143,8 @@ inline constexpr int64_t kInt8GemvMaxRows = 8;
 // y = scale[r] * (x . w[r]) (+ bias[r]): one warp per output row, int8 weights widened in
 // registers. x [n <= kInt8GemvMaxRows, k] f32, w [m, k] i8, scale/bias: device [m] f32 (bias
 // may be nullptr), y [n, m] f32.
-cudaError_t LaunchInt8Gemv(const Tensor& x, const Tensor& w, const float* scale,
-                           const float* bias, const Tensor& y, cudaStream_t stream);
+cudaError_t LaunchInt8Gemv(const Tensor& x, const Tensor& w, const float* scale, const float* bias,
+                           const Tensor& y, cudaStream_t stream);
 // out[r - row0, :] = bf16(w[r, :]) for rows [row0, row0 + rows): exact (|w| <= 127).
 // out: device [rows, k] bf16 contiguous.
 cudaError_t LaunchInt8ToBf16(const Tensor& w, int64_t row0, int64_t rows, uint16_t* out,

@@ -13,6 +13,7 @@
 #include "engine/runtime/engine.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/row_sampler.h"
 #include "tests/engine/runtime/reference_fixture.h"
 #include "tests/gateway/cluster_test_util.h"
 #include "tests/gateway/in_process_cluster.h"
@@ -161,32 +162,40 @@ TEST_P(ClusterEquivalenceTest, PipelineLogitsEqualEngineLogits) {
   EXPECT_TRUE(bit_exact);
 }
 
-// LogitsRows::kLastToken over the wire: the last layer worker answers the greedy token of each
-// such sequence and no logits for it, while kLast sequences of the same batch still get
-// theirs; the token is the argmax of the logits the same prompt gets as kLast.
-TEST_P(ClusterEquivalenceTest, GreedyTokenRowsCarryOnlyTheToken) {
+// LogitsRows::kLastToken over the wire: the last layer worker answers the token sampled from
+// each such sequence's last row (greedy, or with the RowSampling sent along) and no logits for
+// it, while kLast sequences of the same batch still get theirs; the tokens are what the host's
+// row sampler draws from the logits the same prompts get as kLast.
+TEST_P(ClusterEquivalenceTest, TokenRowsCarryOnlyTheSampledToken) {
   SequenceExecutor* executor = cluster_->gateway()->executor();
   const int64_t vocab = engine_->vocab_size();
   const std::vector<int32_t> a = TestPrompt(9, vocab, 201), b = TestPrompt(4, vocab, 202);
-  const std::vector<SequenceId> ids = {21, 22, 23};
+  const std::vector<SequenceId> ids = {21, 22, 23, 24};
   ASSERT_TRUE(executor->Create(ids).ok());
-  // a as kLastToken, b as kLast, a again (another sequence) as kLast.
+  const RowSampling sampled{0.61, 1.7f, 50, 0.9f, 0.01f};
+  // a greedy as kLastToken, b as kLast, a again as kLast, b sampled as kLastToken.
   std::vector<StageItem> items = {{ids[0], 9, 0, LogitsRows::kLastToken},
                                   {ids[1], 4, 0, LogitsRows::kLast},
-                                  {ids[2], 9, 0, LogitsRows::kLast}};
+                                  {ids[2], 9, 0, LogitsRows::kLast},
+                                  {ids[3], 4, 0, LogitsRows::kLastToken, sampled}};
   std::vector<int32_t> tokens = a;
   tokens.insert(tokens.end(), b.begin(), b.end());
   tokens.insert(tokens.end(), a.begin(), a.end());
+  tokens.insert(tokens.end(), b.begin(), b.end());
   auto got = executor->Forward(items, tokens);
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_TRUE(executor->Release(ids).ok());
-  EXPECT_EQ(got->row_count, (std::vector<int64_t>{0, 1, 1}));
+  EXPECT_EQ(got->row_count, (std::vector<int64_t>{0, 1, 1, 0}));
   EXPECT_EQ(got->logits.size(), static_cast<size_t>(2 * vocab));
-  ASSERT_EQ(got->token.size(), 3u);
+  ASSERT_EQ(got->token.size(), 4u);
   EXPECT_EQ(got->token[1], -1);
   EXPECT_EQ(got->token[2], -1);
-  absl::Span<const float> last = got->Last(2);
-  EXPECT_EQ(got->token[0], std::max_element(last.begin(), last.end()) - last.begin());
+  absl::Span<const float> last_a = got->Last(2);
+  EXPECT_EQ(got->token[0], std::max_element(last_a.begin(), last_a.end()) - last_a.begin());
+  RowSampler reference;
+  reference.Process(got->Last(1), sampled);
+  EXPECT_GT(reference.candidates().size(), 1u);  // a real draw, not a forced choice
+  EXPECT_EQ(got->token[3], reference.Draw(sampled.uniform));
 }
 
 // An expert worker whose experts are replicated goes away while streams run: the layer

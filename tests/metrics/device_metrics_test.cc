@@ -52,7 +52,7 @@ class FakeGpuBackend : public Backend {
   void Rope(const BatchLayout&, const Tensor&, int64_t, double) override { Op(); }
   void Attention(const BatchLayout&, const AttentionArgs&) override { Op(); }
   void MoeRoute(const Tensor&, int, bool, const Tensor&, const Tensor&) override { Op(); }
-  void ArgMaxRows(const Tensor&, const Tensor&) override { Op(); }
+  void SampleRows(const Tensor&, absl::Span<const RowSampling>, const Tensor&) override { Op(); }
   void MoeGroup(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                 const Tensor&) override {
     Op();

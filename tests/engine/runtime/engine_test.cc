@@ -2,6 +2,7 @@
 // lifecycle. Uses the jamba_moe_gqa fixture (Mamba + attention + MoE layers).
 #include "engine/runtime/engine.h"
 
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -64,6 +65,15 @@ TEST_F(EngineTest, BadItemsFailTheStepAndChangeNothing) {
   EXPECT_TRUE(absl::IsInvalidArgument(step({{*a, good}, {*a, good}})));
   EXPECT_TRUE(absl::IsNotFound(step({{*a, good}, {12345, good}})));
   EXPECT_TRUE(absl::IsInvalidArgument(step({})));
+  // Sampling parameters out of range, for a token sampled on the device.
+  for (RowSampling bad :
+       {RowSampling{1.0, 1.0f}, RowSampling{-0.1, 1.0f}, RowSampling{0.5, -1.0f},
+        RowSampling{0.5, NAN}, RowSampling{0.5, 1.0f, -1}, RowSampling{0.5, 1.0f, 0, 0.0f},
+        RowSampling{0.5, 1.0f, 0, 1.5f}, RowSampling{0.5, 1.0f, 0, 1.0f, 1.0f}}) {
+    s = step({{*a, good}, {*b, good, LogitsRows::kLastToken, bad}});
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("sampling out of range"));
+  }
   // Nothing was absorbed by the failed steps: `a` still behaves as a fresh sequence.
   EXPECT_EQ(*engine->SequenceLength(*a), 0);
   EXPECT_EQ(engine->Stats().kv_blocks_used, 0);

@@ -59,8 +59,7 @@ TEST_F(GeneratorTest, ContextLimitEndsWithLength) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->finish_reason, FinishReason::kLength);
   ASSERT_EQ(result->token_ids.size(), 20u);
-  EXPECT_EQ(result->token_ids,
-            std::vector<int32_t>(ref_.greedy.begin(), ref_.greedy.begin() + 20));
+  EXPECT_EQ(result->token_ids, std::vector<int32_t>(ref_.greedy.begin(), ref_.greedy.begin() + 20));
   GenerateRequest too_long = Greedy(1);
   too_long.prompt.assign(41, 3);
   EXPECT_TRUE(absl::IsOutOfRange(Generate(engine_.get(), nullptr, too_long).status()));
@@ -79,6 +78,43 @@ TEST_F(GeneratorTest, SeedReproducesSamples) {
   EXPECT_NE(a->token_ids, c->token_ids);  // 24 draws over 256 ids: equal only by accident
 }
 
+// Requests without penalty or logprobs are sampled on the device (LogitsRows::kLastToken, the
+// RNG draw sent along); asking for logprobs moves the same request to the host sampler, which
+// draws from the same RNG stream. The tokens must not change.
+TEST_F(GeneratorTest, DeviceSamplingGivesTheHostSamplersTokens) {
+  struct Case {
+    float temperature;
+    int32_t top_k;
+    float top_p;
+    float min_p;
+  };
+  const Case cases[] = {{1.0f, 0, 1.0f, 0.0f},  {0.7f, 20, 1.0f, 0.0f},  {1.3f, 0, 0.8f, 0.0f},
+                        {1.0f, 0, 1.0f, 0.05f}, {0.9f, 40, 0.9f, 0.02f}, {0.0f, 0, 1.0f, 0.0f}};
+  int differs_from_greedy = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::Message() << "T " << c.temperature << " top_k " << c.top_k << " top_p "
+                                    << c.top_p << " min_p " << c.min_p);
+    GenerateRequest r = Greedy(16);
+    r.params.temperature = c.temperature;
+    r.params.top_k = c.top_k;
+    r.params.top_p = c.top_p;
+    r.params.min_p = c.min_p;
+    r.params.seed = 1234;
+    auto device = Generate(engine_.get(), nullptr, r);
+    r.params.logprobs = 0;
+    auto host = Generate(engine_.get(), nullptr, r);
+    ASSERT_TRUE(device.ok()) << device.status();
+    ASSERT_TRUE(host.ok()) << host.status();
+    EXPECT_EQ(device->token_ids, host->token_ids);
+    EXPECT_TRUE(device->logprobs.empty());
+    EXPECT_EQ(host->logprobs.size(), 16u);
+    if (device->token_ids != std::vector<int32_t>(ref_.greedy.begin(), ref_.greedy.begin() + 16)) {
+      ++differs_from_greedy;
+    }
+  }
+  EXPECT_GE(differs_from_greedy, 4);  // the sampled cases really sampled
+}
+
 TEST_F(GeneratorTest, PromptLogprobsAndLogitsMatchTransformers) {
   GenerateRequest r = Greedy(1);
   r.params.prompt_logprobs = 3;
@@ -89,8 +125,7 @@ TEST_F(GeneratorTest, PromptLogprobsAndLogitsMatchTransformers) {
   ASSERT_TRUE(result.ok()) << result.status();
   const int64_t v = ref_.vocab, t = static_cast<int64_t>(ref_.prompt.size());
   ASSERT_EQ(result->prompt_logits.size(), ref_.logits.size());
-  EXPECT_LE(MaxAbsDiff(result->prompt_logits.data(), ref_.logits.data(), ref_.logits.size()),
-            1e-4);
+  EXPECT_LE(MaxAbsDiff(result->prompt_logits.data(), ref_.logits.data(), ref_.logits.size()), 1e-4);
   ASSERT_EQ(static_cast<int64_t>(result->prompt_logprobs.size()), t - 1);
   for (int64_t p = 1; p < t; ++p) {
     // log_softmax of transformers' logits at position p - 1, in double.

@@ -55,8 +55,7 @@ class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::
 
   // Feeds `ids` to a fresh sequence in chunks of `chunk` and returns the logits of every
   // position, [ids, V].
-  std::vector<float> ChunkedLogits(Engine* engine, const std::vector<int32_t>& ids,
-                                   size_t chunk) {
+  std::vector<float> ChunkedLogits(Engine* engine, const std::vector<int32_t>& ids, size_t chunk) {
     auto seq = engine->AddSequence();
     EXPECT_TRUE(seq.ok()) << seq.status();
     std::vector<float> all;
@@ -149,8 +148,8 @@ TEST_P(GoldenTest, SequenceInRaggedBatchEqualsItAlone) {
     seqs.push_back(*seq);
     const auto& p = ref_.batch_prompts[i];
     if (p.size() > 1) {
-      items.push_back(StepItem{*seq, absl::MakeConstSpan(p.data(), p.size() - 1),
-                               LogitsRows::kNone});
+      items.push_back(
+          StepItem{*seq, absl::MakeConstSpan(p.data(), p.size() - 1), LogitsRows::kNone});
     }
   }
   ASSERT_TRUE(engine->Step(items).ok());
@@ -183,14 +182,12 @@ TEST_P(GoldenTest, Bf16WeightsMatchTransformersWithRoundedWeights) {
   EXPECT_LE(MaxAbsDiff(logits.data(), ref_.logits_bf16w.data(), logits.size()), kBf16Tolerance);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
-                         ::testing::Combine(::testing::Values("jamba_moe_gqa", "jamba_auto_dtrank",
-                                                              "jamba_dense", "mamba",
-                                                              "falcon_mamba", "mixtral"),
-                                            ::testing::Values("cpu", "cuda")),
-                         [](const auto& info) {
-                           return std::get<0>(info.param) + "_" + std::get<1>(info.param);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, GoldenTest,
+    ::testing::Combine(::testing::Values("jamba_moe_gqa", "jamba_auto_dtrank", "jamba_dense",
+                                         "mamba", "falcon_mamba", "mixtral"),
+                       ::testing::Values("cpu", "cuda")),
+    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 }  // namespace
 }  // namespace jamba

@@ -44,7 +44,8 @@ int64_t WriteQuantisedCopy(const std::string& name, const std::string& dir) {
   fs::create_directories(dir);
   for (const char* f : {"config.json", "generation_config.json"}) {
     const fs::path src = fs::path(ModelFixtureDir(name)) / f;
-    if (fs::exists(src)) fs::copy_file(src, fs::path(dir) / f, fs::copy_options::overwrite_existing);
+    if (fs::exists(src))
+      fs::copy_file(src, fs::path(dir) / f, fs::copy_options::overwrite_existing);
   }
   absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::Open(ModelFixtureDir(name));
   EXPECT_TRUE(ckpt.ok()) << ckpt.status();
@@ -59,7 +60,8 @@ int64_t WriteQuantisedCopy(const std::string& name, const std::string& dir) {
     if (t.find(".experts.") != std::string::npos && st.shape.size() >= 2) {
       const int64_t cols = st.shape.back(), rows = st.numel() / cols;
       std::vector<float> v(st.numel());
-      for (int64_t i = 0; i < st.numel(); ++i) v[i] = AsF32(st.data + i * DTypeSize(st.dtype), st.dtype);
+      for (int64_t i = 0; i < st.numel(); ++i)
+        v[i] = AsF32(st.data + i * DTypeSize(st.dtype), st.dtype);
       std::vector<int8_t> q(v.size());
       std::vector<float> scale(rows);
       QuantizeRowsInt8(v.data(), rows, cols, q.data(), scale.data());

@@ -19,6 +19,7 @@
 //  - Rope: 2e-6 absolute for inputs in [-1, 1]: the angle is the same f32 value on both sides
 //    (host-computed inverse frequencies); CUDA sincosf is within 2 ulp, then two products and
 //    a sum (possibly fused).
+//  - SampleRows: token ids exact (see SampledRowsEqualCpu for why rounding does not show).
 //  - MoeRoute: ids exact (random logits have no near-ties; exact ties are tested separately),
 //    weights 3e-6 relative: expf (<= 2 ulp) in each term and in the sum, the division and the
 //    renormalisation, <= ~12 ulp (1.5e-6) apart.
@@ -301,9 +302,9 @@ TEST_F(CudaParityTest, MoeGroupEqualsCpu) {
   }
 }
 
-// ArgMaxRows: exact, on random rows with planted ties and NaN / -inf rows, across a vocabulary
-// larger and smaller than one block of threads.
-TEST_F(CudaParityTest, ArgMaxRowsEqualsCpu) {
+// SampleRows, greedy rows: exact, on random rows with planted ties and NaN / -inf rows,
+// across a vocabulary larger and smaller than one block of threads.
+TEST_F(CudaParityTest, GreedySampleRowsEqualsCpu) {
   for (int64_t v : {7, 256, 65536}) {
     const int64_t n = 6;
     std::vector<float> x = RandomVec(&rng_, n * v);
@@ -312,13 +313,48 @@ TEST_F(CudaParityTest, ArgMaxRowsEqualsCpu) {
     x[2 * v + v - 1] = INFINITY;
     const Twin tx = TwinF32(x, {n, v});
     const Twin out = TwinI32(std::vector<int32_t>(n, -7), {n});
-    cpu_->ArgMaxRows(tx.cpu, out.cpu);
-    gpu_->ArgMaxRows(tx.gpu, out.gpu);
+    const std::vector<RowSampling> greedy(n);
+    cpu_->SampleRows(tx.cpu, greedy, out.cpu);
+    gpu_->SampleRows(tx.gpu, greedy, out.gpu);
     const std::vector<int32_t> want = ReadI32(cpu_.get(), out.cpu);
     EXPECT_EQ(ReadI32(gpu_.get(), out.gpu), want) << "V = " << v;
     EXPECT_EQ(want[0], v / 2);
     EXPECT_EQ(want[1], 0);
     EXPECT_EQ(want[2], v - 1);
+  }
+}
+
+// SampleRows with temperature, top-k, top-p and min-p: the same token as the CPU's row sampler
+// for every row. The block sums in another order than the CPU loop, so a draw within a few ulp
+// of a cumulative boundary could differ; with random uniforms that has probability ~1e-13 per
+// row, and rows of equal logits (exact sums) are checked at exact boundaries. The rows mix
+// ties, -inf and NaN, over vocabularies smaller than the block, and of Jamba's size (65536)
+// in a strided view (the head's logits buffer).
+TEST_F(CudaParityTest, SampledRowsEqualCpu) {
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (int64_t v : {5, 1000, 65536}) {
+    const int64_t n = 24;
+    std::vector<float> x = RandomVec(&rng_, n * v, -6.0f, 6.0f);
+    for (int64_t j = 0; j < v; j += 3) x[1 * v + j] = 0.5f;  // ties everywhere
+    for (int64_t j = 0; j < v; j += 2) x[2 * v + j] = NAN;
+    for (int64_t j = 0; j < v; ++j) x[3 * v + j] = 1.0f;  // all equal: exact sums
+    std::vector<RowSampling> params(n);
+    for (int64_t i = 0; i < n; ++i) {
+      RowSampling& p = params[i];
+      p.uniform = i == 3 ? 0.5 : unit(rng_);
+      p.temperature = static_cast<float>(0.3 + 1.5 * unit(rng_));
+      p.top_k = i % 3 == 0 ? 0 : static_cast<int32_t>(1 + unit(rng_) * 60);
+      p.top_p = i % 4 == 0 ? 1.0f : static_cast<float>(0.1 + 0.9 * unit(rng_));
+      p.min_p = i % 5 == 0 ? static_cast<float>(0.2 * unit(rng_)) : 0.0f;
+    }
+    params[3].top_k = 0;
+    params[3].top_p = 0.5f;
+    const Twin full = TwinStrided(x, n, v, v + 16, 0);
+    const Twin tx = full.Cols(0, v);
+    const Twin out = TwinI32(std::vector<int32_t>(n, -7), {n});
+    cpu_->SampleRows(tx.cpu, params, out.cpu);
+    gpu_->SampleRows(tx.gpu, params, out.gpu);
+    EXPECT_EQ(ReadI32(gpu_.get(), out.gpu), ReadI32(cpu_.get(), out.cpu)) << "V = " << v;
   }
 }
 

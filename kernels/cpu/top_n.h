@@ -1,6 +1,6 @@
-// Partial ranking of a logit vector, shared by the sampler (top-k) and LogprobsFor (top-n).
-#ifndef JAMBA_ENGINE_SAMPLING_TOP_N_H_
-#define JAMBA_ENGINE_SAMPLING_TOP_N_H_
+// Partial ranking of a logit vector, shared by the row sampler (top-k) and LogprobsFor (top-n).
+#ifndef JAMBA_KERNELS_CPU_TOP_N_H_
+#define JAMBA_KERNELS_CPU_TOP_N_H_
 
 #include <cmath>
 #include <cstdint>
@@ -30,4 +30,4 @@ std::vector<int32_t> TopNIndices(absl::Span<const float> values, int32_t n);
 
 }  // namespace jamba
 
-#endif  // JAMBA_ENGINE_SAMPLING_TOP_N_H_
+#endif  // JAMBA_KERNELS_CPU_TOP_N_H_

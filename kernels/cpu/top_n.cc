@@ -1,4 +1,4 @@
-#include "engine/sampling/top_n.h"
+#include "kernels/cpu/top_n.h"
 
 #include <algorithm>
 
