@@ -120,6 +120,18 @@ class Backend {
   // f32 or nullptr, y [n, m] f32 (row-strided view allowed). y must not alias x.
   virtual void MatMulInt8(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor* bias,
                           const Tensor& y) = 0;
+  // The experts' products over rows grouped by expert (MoeGroup's order), with the group sizes
+  // read on the device, so the host need not wait for them: for every expert e,
+  //   y.Rows(o_e, counts[e]) = x.Rows(o_e, counts[e]) w[e]^T   (MatMul, or MatMulInt8 with
+  //   scale[e] for i8 weights), where o_e = counts[0] + ... + counts[e - 1].
+  // w: one matrix per expert, all [m, k] of one dtype (f32|bf16|i8), or an empty Tensor (data
+  // null) for an expert this process does not hold: its rows of y are left untouched.
+  // scale: per expert [m] f32 for i8 weights, else empty (size 0). counts [E] i32 (contiguous,
+  // E = w.size()); x [rows, k] f32 with rows >= sum(counts); y [rows, m] f32 (row-strided view
+  // allowed), not aliasing x. A device backend records an error if the counts overrun x.
+  virtual void MatMulGrouped(const Tensor& x, absl::Span<const Tensor> w,
+                             absl::Span<const Tensor> scale, const Tensor& counts,
+                             const Tensor& y) = 0;
   // out = silu(gate) * up, elementwise; all [n, d] f32 (strided views allowed; out may alias).
   virtual void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) = 0;
   // acc += a; both [n, d] f32.

@@ -95,12 +95,35 @@ class CpuBackend : public Backend {
   void Attention(const BatchLayout& layout, const AttentionArgs& args) override {
     cpu::Attention(layout, args);
   }
+  void MatMulGrouped(const Tensor& x, absl::Span<const Tensor> w, absl::Span<const Tensor> scale,
+                     const Tensor& counts, const Tensor& y) override {
+    JAMBA_CHECK(counts.dtype == DType::kI32 && counts.contiguous() &&
+                counts.numel() == static_cast<int64_t>(w.size()));
+    JAMBA_CHECK(scale.empty() || scale.size() == w.size());
+    // The same products as one MatMul per expert, so a batch computes the same bits grouped
+    // or not.
+    int64_t offset = 0;
+    for (size_t e = 0; e < w.size(); ++e) {
+      const int64_t n = counts.ptr<int32_t>()[e];
+      JAMBA_CHECK(n >= 0 && offset + n <= x.dim(0));
+      if (n > 0 && w[e].data != nullptr) {
+        const Tensor xe = x.Rows(offset, n), ye = y.Rows(offset, n);
+        if (w[e].dtype == DType::kI8) {
+          JAMBA_CHECK(!scale.empty());
+          MatMulInt8(xe, w[e], scale[e], nullptr, ye);
+        } else {
+          MatMul(xe, w[e], nullptr, ye);
+        }
+      }
+      offset += n;
+    }
+  }
   void SampleRows(const Tensor& x, absl::Span<const RowSampling> params,
                   const Tensor& out) override {
     cpu::SampleRows(x, params, out);
   }
-  void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token,
-                const Tensor& scale, const Tensor& counts) override {
+  void MoeGroup(const Tensor& ids, const Tensor& weights, const Tensor& token, const Tensor& scale,
+                const Tensor& counts) override {
     cpu::MoeGroup(ids, weights, token, scale, counts);
   }
   void MoeRoute(const Tensor& logits, int k, bool renormalize, const Tensor& ids,

@@ -173,6 +173,71 @@ class CudaBackend : public Backend {
     }
   }
 
+  void MatMulGrouped(const Tensor& x, absl::Span<const Tensor> w, absl::Span<const Tensor> scale,
+                     const Tensor& counts, const Tensor& y) override {
+    const int64_t e_count = static_cast<int64_t>(w.size());
+    JAMBA_CHECK(e_count >= 1 && e_count <= cuda::kMaxGroupExperts);
+    CheckDevice(counts);
+    JAMBA_CHECK(counts.dtype == DType::kI32 && counts.contiguous() && counts.numel() == e_count);
+    JAMBA_CHECK(scale.empty() || static_cast<int64_t>(scale.size()) == e_count);
+    // Every held expert's matrix: one dtype, shape and row stride.
+    const Tensor* first = nullptr;
+    for (const Tensor& t : w) {
+      if (t.data != nullptr) {
+        first = &t;
+        break;
+      }
+    }
+    if (first == nullptr) return;  // no expert held here: y untouched
+    const int64_t m = first->dim(0), k = first->dim(1), ldw = first->stride[0];
+    const DType dtype = first->dtype;
+    const int64_t vec = cuda::GroupedVectorElements(dtype);
+    bool vectorized = k % vec == 0 && ldw % vec == 0;
+    std::vector<const void*> table(2 * e_count, nullptr);  // [weights | scales]
+    for (int64_t e = 0; e < e_count; ++e) {
+      const Tensor& t = w[e];
+      if (t.data == nullptr) continue;
+      CheckDevice(t);
+      JAMBA_CHECK(t.dtype == dtype && t.ndim == 2 && t.dim(0) == m && t.dim(1) == k &&
+                  t.stride[0] == ldw && t.stride[1] == 1);
+      vectorized = vectorized && reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
+      table[e] = t.data;
+      if (dtype == DType::kI8) {
+        JAMBA_CHECK(!scale.empty());
+        table[e_count + e] = OptionalF32Vector(&scale[e], m);
+      }
+    }
+    JAMBA_CHECK(x.ndim == 2 && y.ndim == 2 && x.dim(1) == k && y.dim(1) == m &&
+                y.dim(0) == x.dim(0));
+    Activate();
+    const size_t bytes = table.size() * sizeof(void*);
+    absl::StatusOr<void*> dev = grouped_tables_->Reserve(bytes);
+    if (!dev.ok()) {
+      Record(dev.status());
+      return;
+    }
+    if (absl::Status s = CopyToDevice(table.data(), bytes, *dev); !s.ok()) {
+      Record(s);
+      return;
+    }
+    const void* const* dev_table = static_cast<const void* const*>(*dev);
+    cuda::GroupedProduct p;
+    p.x = &x;
+    p.y = &y;
+    p.m = m;
+    p.k = k;
+    p.ldw = ldw;
+    p.weight_dtype = dtype;
+    p.vectorized = vectorized;
+    p.experts = static_cast<int32_t>(e_count);
+    p.weights = dev_table;
+    p.scales =
+        dtype == DType::kI8 ? reinterpret_cast<const float* const*>(dev_table + e_count) : nullptr;
+    p.counts = counts.ptr<int32_t>();
+    p.error_word = error_word_;
+    RecordLaunch(cuda::LaunchGroupedGemv(p, ctx_->stream), "MatMulGrouped");
+  }
+
   void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     Activate();
     RecordLaunch(cuda::LaunchSiluMul(gate, up, out, ctx_->stream), "SiluMul");
@@ -405,6 +470,7 @@ class CudaBackend : public Backend {
     attention_partials_ = std::make_unique<Scratch>(ctx_);
     int8_weights_ = std::make_unique<Scratch>(ctx_);
     sample_params_ = std::make_unique<Scratch>(ctx_);
+    grouped_tables_ = std::make_unique<Scratch>(ctx_);
     layouts_ = std::make_unique<cuda::LayoutCache>(
         ctx_, [this](const void* host, size_t bytes, void* dst) {
           return CopyToDevice(host, bytes, dst);
@@ -484,6 +550,7 @@ class CudaBackend : public Backend {
   std::unique_ptr<Scratch> attention_partials_;  // per-chunk results of split attention
   std::unique_ptr<Scratch> int8_weights_;        // bf16 copy of an int8 weight chunk
   std::unique_ptr<Scratch> sample_params_;       // [rows] RowSampling of the last SampleRows
+  std::unique_ptr<Scratch> grouped_tables_;      // weight / scale pointers of MatMulGrouped
   std::unique_ptr<cuda::LayoutCache> layouts_;   // the device copy of the current BatchLayout
   int sm_count_ = 1;
   float* inv_freq_dev_ = nullptr;

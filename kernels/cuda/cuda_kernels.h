@@ -29,6 +29,7 @@ enum KernelError : int {
   kGatherIndexOutOfRange = 2,
   kScatterIndexOutOfRange = 3,
   kMoeExpertOutOfRange = 4,
+  kGroupCountsOverrun = 5,
 };
 const char* KernelErrorName(int code);
 
@@ -68,6 +69,25 @@ cudaError_t LaunchSampleRows(const Tensor& x, const RowSampling* params, const T
 
 // kMaxMoeExperts of kernels/backend.h (which .cu files may not include; checked equal there).
 inline constexpr int64_t kMaxGroupExperts = 256;
+
+// Backend::MatMulGrouped: one launch for every expert (kernels/cuda/grouped_gemv.cu).
+struct GroupedProduct {
+  const Tensor* x = nullptr;  // [rows, k] f32 (device)
+  const Tensor* y = nullptr;  // [rows, m] f32 (device, row-strided view allowed)
+  int64_t m = 0, k = 0;
+  int64_t ldw = 0;                       // row stride of every expert's [m, k] weights
+  DType weight_dtype = DType::kBF16;     // f32, bf16 or i8
+  bool vectorized = false;               // every weight row 16-byte aligned, k a multiple of
+                                         // GroupedVectorElements(weight_dtype)
+  int32_t experts = 0;                   // E <= kMaxGroupExperts
+  const void* const* weights = nullptr;  // device [E] pointers; null: expert not held here
+  const float* const* scales = nullptr;  // device [E] pointers to [m] f32 (i8 only), or null
+  const int32_t* counts = nullptr;       // device [E] group sizes
+  int* error_word = nullptr;             // kGroupCountsOverrun when the counts overrun x
+};
+// Weights per 16-byte load for a weight dtype (the vectorized path's unit).
+int64_t GroupedVectorElements(DType weight_dtype);
+cudaError_t LaunchGroupedGemv(const GroupedProduct& p, cudaStream_t stream);
 // MoeGroup of kernels/backend.h: a stable counting sort in one block (slots in chunks of 1024,
 // ranks inside a warp from __match_any_sync). An expert id outside [0, E) drops its slot and
 // records kMoeExpertOutOfRange.

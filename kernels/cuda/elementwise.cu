@@ -125,6 +125,8 @@ const char* KernelErrorName(int code) {
       return "MoeGroup: expert id out of range";
     case kScatterIndexOutOfRange:
       return "ScatterAddScaled: row index out of range";
+    case kGroupCountsOverrun:
+      return "MatMulGrouped: group sizes exceed the rows of x";
   }
   return "unknown kernel error";
 }

@@ -13,6 +13,7 @@ using sample_algo::kSampleThreads;
 
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kWarps = kSampleThreads / 32;
+static_assert(kSampleThreads % 32 == 0 && kSampleThreads <= 1024, "whole warps, one block");
 
 // Every member is called by all threads of the block and ends with __syncthreads, so the
 // shared arrays may be reused by the next call.
@@ -73,7 +74,6 @@ class DeviceBlock {
         break;
       }
     }
-    __syncthreads();  // warp_sums_ is read above; MaxOfThreads reuses the shared arrays
     const unsigned long long first = MaxOfThreads(found);
     return first == 0 ? -1 : static_cast<int32_t>(~first);
   }
@@ -116,7 +116,7 @@ __global__ void __launch_bounds__(kSampleThreads)
 cudaError_t LaunchSampleRows(const Tensor& x, const RowSampling* params, const Tensor& out,
                              cudaStream_t stream) {
   const MatF32 xm = AsMatF32(x);
-  JAMBA_CHECK(xm.cols >= 1 && xm.cols <= INT32_MAX);
+  JAMBA_CHECK(xm.cols >= 1 && xm.cols <= INT32_MAX - kSampleThreads);  // no index overflow
   JAMBA_CHECK(out.device == Device::kCuda && out.dtype == DType::kI32 && out.numel() == xm.rows &&
               out.contiguous());
   JAMBA_CHECK(xm.rows <= INT32_MAX);

@@ -77,10 +77,9 @@ JAMBA_HD inline float KeyValue(uint32_t key) {
   return BitsFloat((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
 }
 
-// The largest t in [0, hi] with pred(t), for pred true at 0 and monotone (true, then false).
+// The largest t in [lo, hi] with pred(t), for pred true at lo and monotone (true, then false).
 template <class Pred>
-JAMBA_HD uint32_t LargestKeyWhere(uint32_t hi, Pred pred) {
-  uint32_t lo = 0;
+JAMBA_HD uint32_t LargestKeyWhere(uint32_t lo, uint32_t hi, Pred pred) {
   while (lo < hi) {
     const uint32_t mid = lo + static_cast<uint32_t>((static_cast<uint64_t>(hi) - lo + 1) / 2);
     if (pred(mid)) {
@@ -111,7 +110,7 @@ JAMBA_HD int32_t SampleRow(Block& b, const float* x, const RowSampling& p) {
   int32_t tk_last = v - 1;
   if (p.top_k > 0 && p.top_k < v) {
     const double k = p.top_k;
-    tk = LargestKeyWhere(max_key, [&](uint32_t t) {
+    tk = LargestKeyWhere(0, max_key, [&](uint32_t t) {
       return b.Sum([&](int32_t i) { return key(i) >= t ? 1.0 : 0.0; }) >= k;
     });
     const double above =
@@ -141,13 +140,15 @@ JAMBA_HD int32_t SampleRow(Block& b, const float* x, const RowSampling& p) {
   if (ranked) {
     const double total = b.Sum(weight);
     const double target = static_cast<double>(p.top_p) * total;
-    tp = LargestKeyWhere(max_key, [&](uint32_t t) {
+    // Every survivor has key >= tk, so the tail sum at tk is the total (the same terms, zeros
+    // elsewhere): the search may start there.
+    tp = LargestKeyWhere(tk, max_key, [&](uint32_t t) {
       return b.Sum([&](int32_t i) { return key(i) >= t ? weight(i) : 0.0; }) >= target;
     });
     const double above = b.Sum([&](int32_t i) { return key(i) > tp ? weight(i) : 0.0; });
     tp_last = b.FirstCumulative([&](int32_t i) { return key(i) == tp ? weight(i) : 0.0; }, above,
                                 target, /*strict=*/false);
-    if (tp_last < 0) tp_last = v - 1;  // rounding: the reference keeps everything then
+    if (tp_last < 0) tp_last = v - 1;  // rounding: keep every tie at tp
   }
 
   // ---- Min-p (weights are relative to the largest), zero weights dropped. ----------------
@@ -178,7 +179,8 @@ JAMBA_HD int32_t SampleRow(Block& b, const float* x, const RowSampling& p) {
     });
     return static_cast<int32_t>(last & 0xffffffffu);
   }
-  const uint32_t td = LargestKeyWhere(max_key, [&](uint32_t t) {
+  // Candidates have key >= tp (and >= tk), so the search may start there.
+  const uint32_t td = LargestKeyWhere(tp > tk ? tp : tk, max_key, [&](uint32_t t) {
     return b.Sum([&](int32_t i) { return key(i) >= t ? kept(i) : 0.0; }) > target;
   });
   const double above = b.Sum([&](int32_t i) { return key(i) > td ? kept(i) : 0.0; });
@@ -200,7 +202,10 @@ constexpr int kSampleThreads = 1024;
 // device's sums to the bit (exp aside). For tests of the algorithm without a GPU.
 class HostBlock {
  public:
-  HostBlock(int32_t v, int threads = kSampleThreads) : v_(v), threads_(threads) {}
+  // threads: a positive multiple of 32, as a device block.
+  HostBlock(int32_t v, int threads = kSampleThreads) : v_(v), threads_(threads) {
+    if (threads_ <= 0 || threads_ % 32 != 0) threads_ = kSampleThreads;
+  }
   int32_t size() const { return v_; }
 
   template <class F>

@@ -5,8 +5,64 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/model/blocks/mlp.h"
+#include "engine/model/model_weights.h"
 
 namespace jamba {
+namespace {
+
+// Slots (tokens x experts per token) at or below which the experts run as grouped products
+// with the group sizes left on the device: decode steps, where one launch per projection and
+// no wait for the counts matter most. Above it each expert's group is a GEMM of its own, sized
+// on the host (what cuBLAS does best). On the CPU both compute the same bits.
+constexpr int64_t kGroupedMaxSlots = 64;
+
+bool HoldsEveryExpert(const MoeWeights& w) {
+  for (const MlpWeights& e : w.experts) {
+    if (!Present(e.down)) return false;
+  }
+  return true;
+}
+
+// One matrix of every expert (and its int8 scales, if any), for MatMulGrouped.
+struct ExpertMatrices {
+  std::vector<Tensor> w;
+  std::vector<Tensor> scale;  // empty unless the matrices are int8
+};
+
+ExpertMatrices Collect(const MoeWeights& w, Tensor MlpWeights::*matrix,
+                       Tensor MlpWeights::*matrix_scale) {
+  ExpertMatrices out;
+  for (const MlpWeights& e : w.experts) out.w.push_back(e.*matrix);
+  if (!out.w.empty() && out.w[0].dtype == DType::kI8) {
+    for (const MlpWeights& e : w.experts) out.scale.push_back(e.*matrix_scale);
+  }
+  return out;
+}
+
+void Grouped(Backend& be, const Tensor& x, const ExpertMatrices& m, const Tensor& counts,
+             const Tensor& y) {
+  be.MatMulGrouped(x, m.w, m.scale, counts, y);
+}
+
+// MlpForward for every expert at once over rows grouped by expert (xg, yg [slots, H]).
+void GroupedExpertsForward(const ForwardContext& ctx, const MoeWeights& w, const Tensor& xg,
+                           const Tensor& counts, const Tensor& yg) {
+  Backend& be = *ctx.backend;
+  const int64_t rows = xg.dim(0), inter = w.experts[0].down.dim(1);
+  Tensor gu = ctx.ws->Take(DType::kF32, {rows, 2 * inter});  // [silu(gate) * up | up]
+  const Tensor g = gu.Cols(0, inter);
+  const Tensor u = gu.Cols(inter, inter);
+  if (Present(w.experts[0].gate_up)) {
+    Grouped(be, xg, Collect(w, &MlpWeights::gate_up, &MlpWeights::gate_up_scale), counts, gu);
+  } else {
+    Grouped(be, xg, Collect(w, &MlpWeights::gate, &MlpWeights::gate_scale), counts, g);
+    Grouped(be, xg, Collect(w, &MlpWeights::up, &MlpWeights::up_scale), counts, u);
+  }
+  be.SiluMul(g, u, g);
+  Grouped(be, g, Collect(w, &MlpWeights::down, &MlpWeights::down_scale), counts, yg);
+}
+
+}  // namespace
 
 absl::Status LoadMoe(WeightLoader& loader, const ModelConfig& c, const MoeNames& names,
                      const std::function<bool(int64_t)>& want_expert, MoeWeights* w) {
@@ -49,21 +105,29 @@ absl::Status MoeForward(const ForwardContext& ctx, int64_t layer, const MoeWeigh
   Tensor weights = ctx.ws->Take(DType::kF32, {n, k});
   be.MoeRoute(logits, static_cast<int>(k), c.moe_renormalize, ids, weights);
 
-  // Group the n * k (token, expert) slots by expert on the device; only the per-expert counts
-  // come to the host, to size the expert products and the requests to expert workers.
+  // Group the n * k (token, expert) slots by expert on the device.
   Tensor token = ctx.ws->Take(DType::kI32, {n * k});
   Tensor scale = ctx.ws->Take(DType::kF32, {n * k});
   Tensor counts = ctx.ws->Take(DType::kI32, {e_count});
   be.MoeGroup(ids, weights, token, scale, counts);
+  // Every slot's row of x, grouped: expert e's rows follow those of experts 0 .. e-1.
+  Tensor xg = ctx.ws->Take(DType::kF32, {n * k, h});
+  Tensor yg = ctx.ws->Take(DType::kF32, {n * k, h});
+  be.GatherRows(x, token, xg);
+
+  if (n * k <= kGroupedMaxSlots && HoldsEveryExpert(w)) {
+    GroupedExpertsForward(ctx, w, xg, counts, yg);
+    be.Zero(out);
+    be.ScatterAddScaled(yg, token, scale, out);
+    return absl::OkStatus();
+  }
+
+  // Otherwise the per-expert counts come to the host, to size each expert's product and the
+  // requests to expert workers.
   std::vector<int32_t> count(e_count);
   JAMBA_RETURN_IF_ERROR(be.Download(counts, count.data()));
   std::vector<int64_t> offset(e_count + 1, 0);
   for (int64_t e = 0; e < e_count; ++e) offset[e + 1] = offset[e] + count[e];
-
-  // Every slot's row of x, grouped: expert e's rows are xg.Rows(offset[e], count[e]).
-  Tensor xg = ctx.ws->Take(DType::kF32, {n * k, h});
-  Tensor yg = ctx.ws->Take(DType::kF32, {n * k, h});
-  be.GatherRows(x, token, xg);
 
   // Experts computed elsewhere: their rows go to the host and back ([rows, H] f32 each, back
   // to back in remote_x / remote_y).

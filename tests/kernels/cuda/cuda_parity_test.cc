@@ -275,6 +275,124 @@ TEST_F(CudaParityTest, MatMulInt8BothPaths) {
   }
 }
 
+// MatMulInt8's prefill path over several 64 MiB chunks of converted weights (k = 16384: 2048
+// rows per chunk, m = 4100: three chunks, the last one short).
+TEST_F(CudaParityTest, MatMulInt8PrefillAcrossWeightChunks) {
+  std::uniform_int_distribution<int> qd(-127, 127);
+  const int64_t n = 9, k = 16384, m = 4100;
+  const std::vector<float> x = RandomVec(&rng_, n * k);
+  std::vector<int8_t> q(m * k);
+  for (int8_t& v : q) v = static_cast<int8_t>(qd(rng_));
+  const std::vector<float> scale = RandomVec(&rng_, m, 0.001f, 0.02f);
+  const Twin tw{Put(cpu_.get(), q.data(), DType::kI8, {m, k}),
+                Put(gpu_.get(), q.data(), DType::kI8, {m, k})};
+  const Twin ts = TwinF32(scale, {m}), tx = TwinF32(x, {n, k});
+  const Twin ty = TwinF32(std::vector<float>(n * m, NAN), {n, m});
+  cpu_->MatMulInt8(tx.cpu, tw.cpu, ts.cpu, nullptr, ty.cpu);
+  gpu_->MatMulInt8(tx.gpu, tw.gpu, ts.gpu, nullptr, ty.gpu);
+  const std::vector<float> cpu = Read(cpu_.get(), ty.cpu), gpu = Read(gpu_.get(), ty.gpu);
+  const double gamma = 2.0 * (k + 1) * std::ldexp(1.0, -23) + std::ldexp(1.0, -16);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < m; j += 7) {  // every 7th column: all three chunks, fast enough
+      double mag = 0.0;
+      for (int64_t l = 0; l < k; ++l) {
+        mag += std::fabs(static_cast<double>(x[i * k + l]) * scale[j] * q[j * k + l]);
+      }
+      ASSERT_NEAR(gpu[i * m + j], cpu[i * m + j], 2 * gamma * mag)
+          << "at (" << i << ", " << j << ")";
+    }
+  }
+}
+
+// MatMulGrouped: one launch over every expert's group, the group sizes read on the device;
+// f32, bf16 and int8 experts, groups of 0, 1, 8 and 19 rows (several passes of 8 tokens), an
+// expert not held (its rows keep the sentinel), k a multiple of the 16-byte load and not,
+// into a column view. Against a double loop (exact f32 products, any summation order:
+// 2k * 2^-23 of sum |x w|) and against the CPU's per-expert products.
+TEST_F(CudaParityTest, MatMulGroupedEqualsPerExpertProducts) {
+  std::uniform_int_distribution<int> qd(-127, 127);
+  const std::vector<int32_t> sizes = {8, 0, 19, 1, 3, 5};
+  const int64_t e_count = static_cast<int64_t>(sizes.size()), m = 40;
+  const int64_t missing = 4;
+  int64_t rows = 0;
+  for (int32_t c : sizes) rows += c;
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kI8}) {
+    for (int64_t k : {64, 70}) {
+      SCOPED_TRACE(testing::Message() << DTypeName(dtype) << " k=" << k);
+      const std::vector<float> x = RandomVec(&rng_, rows * k);
+      std::vector<std::vector<float>> values(e_count);  // dequantised weights, [m, k] each
+      std::vector<std::vector<float>> scales(e_count);
+      std::vector<Tensor> wc, wg, sc, sg;
+      for (int64_t e = 0; e < e_count; ++e) {
+        std::vector<float>& v = values[e];
+        if (e == missing) {
+          wc.emplace_back();
+          wg.emplace_back();
+          if (dtype == DType::kI8) {
+            sc.emplace_back();
+            sg.emplace_back();
+          }
+          continue;
+        }
+        Twin tw;
+        if (dtype == DType::kI8) {
+          std::vector<int8_t> q(m * k);
+          for (int8_t& b : q) b = static_cast<int8_t>(qd(rng_));
+          scales[e] = RandomVec(&rng_, m, 0.001f, 0.02f);
+          for (int64_t r = 0; r < m; ++r) {
+            for (int64_t j = 0; j < k; ++j) v.push_back(scales[e][r] * q[r * k + j]);
+          }
+          tw = Twin{Put(cpu_.get(), q.data(), DType::kI8, {m, k}),
+                    Put(gpu_.get(), q.data(), DType::kI8, {m, k})};
+          const Twin ts = TwinF32(scales[e], {m});
+          sc.push_back(ts.cpu);
+          sg.push_back(ts.gpu);
+        } else if (dtype == DType::kBF16) {
+          std::vector<uint16_t> bits;
+          for (float f : RandomVec(&rng_, m * k)) {
+            bits.push_back(TruncToBf16(f));
+            v.push_back(RefBf16ToF32(bits.back()));
+          }
+          tw = TwinBf16(bits, {m, k});
+        } else {
+          v = RandomVec(&rng_, m * k);
+          tw = TwinF32(v, {m, k});
+        }
+        wc.push_back(tw.cpu);
+        wg.push_back(tw.gpu);
+      }
+      const Twin tx = TwinF32(x, {rows, k});
+      const Twin counts = TwinI32(sizes, {e_count});
+      const Twin ty = TwinStrided(std::vector<float>(rows * m, kSentinel), rows, m, m + 3, 2);
+      cpu_->MatMulGrouped(tx.cpu, wc, sc, counts.cpu, ty.cpu.Cols(2, m));
+      gpu_->MatMulGrouped(tx.gpu, wg, sg, counts.gpu, ty.gpu.Cols(2, m));
+      std::vector<float> cpu, gpu;
+      ReadStrided(ty, 2, m, &cpu, &gpu);
+      const double gamma = 2.0 * (k + 1) * std::ldexp(1.0, -23);
+      int64_t row = 0;
+      for (int64_t e = 0; e < e_count; ++e) {
+        for (int32_t t = 0; t < sizes[e]; ++t, ++row) {
+          for (int64_t j = 0; j < m; ++j) {
+            const float g = gpu[row * (m + 3) + 2 + j], c = cpu[row * (m + 3) + 2 + j];
+            if (e == missing) {
+              ASSERT_EQ(g, kSentinel) << "row " << row;
+              continue;
+            }
+            double ref = 0.0, mag = 0.0;
+            for (int64_t l = 0; l < k; ++l) {
+              const double p = static_cast<double>(x[row * k + l]) * values[e][j * k + l];
+              ref += p;
+              mag += std::fabs(p);
+            }
+            ASSERT_NEAR(g, ref, gamma * mag) << "expert " << e << " row " << row << " col " << j;
+            ASSERT_NEAR(g, c, 2 * gamma * mag) << "vs CPU, expert " << e << " row " << row;
+          }
+        }
+      }
+    }
+  }
+}
+
 // MoeGroup: the GPU's one-block counting sort equals the CPU's, exactly (it is a permutation),
 // across chunk boundaries (1024 slots) and for 8 and 16 experts.
 TEST_F(CudaParityTest, MoeGroupEqualsCpu) {
