@@ -1,8 +1,12 @@
-// Causal GQA attention over the paged KV cache (f32), for prefill and decode rows alike.
-// Work is split over (row, KV head, chunk of visible positions): every query head that shares
-// a KV head is one warp of the same block, so K and V rows are read once per block. A decode
-// row at a long context spreads over up to 64 chunks ("flash decoding"), merged by a second
-// kernel; prefill batches have enough rows to fill the GPU with one chunk each.
+// Causal GQA attention over the paged KV cache (f32). Two kernels share a launch:
+//  - prefill: sequences with at least kTiledMinRows rows in the batch go through tiles of
+//    32 query vectors (the rows x query heads of one KV head) that stream the sequence's K/V
+//    in tiles of 32 positions through shared memory, with an online softmax: each K/V element
+//    is read from memory once per tile of rows instead of once per row;
+//  - rows of the other sequences (decode, short continuations): work split over (row, KV head,
+//    chunk of visible positions), every query head that shares a KV head one warp of the same
+//    block; a decode row at a long context spreads over up to 64 chunks ("flash decoding"),
+//    merged by a third kernel.
 #include <cmath>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -15,6 +19,15 @@ constexpr int kMaxHeadDim = 256;
 constexpr int kPerLane = kMaxHeadDim / 32;
 constexpr int kMaxChunks = 64;
 constexpr int kMinChunkPositions = 256;
+
+// The tiled prefill kernel's geometry.
+constexpr int kTiledMinRows = 16;  // a sequence's rows in the batch for the tiled path
+constexpr int kTileQueries = 32;   // query vectors per block: rows x query heads of a KV head
+constexpr int kTileKeys = 32;      // positions per K/V tile
+constexpr int kTileThreads = 256;  // 8 per query vector
+constexpr int kTileLanes = kTileThreads / kTileQueries;
+constexpr int kTileDims = kMaxHeadDim / kTileLanes;  // output dims per thread, at most
+static_assert(kTileKeys == 4 * kTileLanes, "each thread scores 4 positions of a tile");
 
 struct Cache {
   float* k;
@@ -60,6 +73,7 @@ __global__ void AttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int
   const int32_t si = layout.row_seq[row];
   if (si < 0) return;
   const DeviceSeq s = layout.seqs[si];
+  if (s.n_tokens >= kTiledMinRows) return;  // TiledAttendKernel's
   const int64_t visible = s.n_past + (row - s.token_begin) + 1;
   const int64_t per_chunk = (visible + chunks - 1) / chunks;
   const int64_t begin = chunk * per_chunk;
@@ -123,12 +137,137 @@ __global__ void AttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int
   }
 }
 
+// Grid (sequence x row tile, KV head); kTileThreads threads. A tile holds br = 32 / rep
+// consecutive rows of one sequence; query vector v = r * rep + hh is row r's query head
+// kvh * rep + hh. Thread t serves query vector t / 8: it scores positions 4 (t % 8) .. +3 of
+// each K/V tile and accumulates output dims t % 8 + 8 j.
+// Shared: Q [32][hd + 1], K [32][hd + 1] (padded: conflict-free column reads), V [32][hd],
+// P [32][33].
+__global__ void __launch_bounds__(kTileThreads)
+    TiledAttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int nkv, int hd, float scale,
+                      int tiles_per_seq, MatF32 out) {
+  extern __shared__ float smem[];
+  const int rep = nh / nkv;
+  const int br = kTileQueries / rep;
+  const int si = blockIdx.x / tiles_per_seq;
+  const int tile = blockIdx.x % tiles_per_seq;
+  const int kvh = blockIdx.y;
+  if (si >= layout.num_seqs) return;
+  const DeviceSeq s = layout.seqs[si];
+  const int row0 = tile * br;                                    // within the sequence's rows
+  if (s.n_tokens < kTiledMinRows || row0 >= s.n_tokens) return;  // whole blocks leave
+  const int rows = min(br, s.n_tokens - row0);
+  const int nq = rows * rep;
+
+  const int qld = hd + 1;
+  float* qs = smem;
+  float* ks = qs + kTileQueries * qld;
+  float* vs = ks + kTileKeys * qld;
+  float* ps = vs + kTileKeys * hd;
+  constexpr int pld = kTileKeys + 1;
+
+  const int t = threadIdx.x, qi = t / kTileLanes, g = t % kTileLanes;
+  for (int e = t; e < kTileQueries * hd; e += kTileThreads) {
+    const int v = e / hd, d = e % hd;
+    float value = 0.0f;
+    if (v < nq) {
+      const int r = v / rep, hh = v % rep;
+      value = q.row(s.token_begin + row0 + r)[static_cast<int64_t>(kvh * rep + hh) * hd + d];
+    }
+    qs[v * qld + d] = value;
+  }
+  const bool active = qi < nq;
+  const int my_row = qi / rep;
+  const int64_t my_pos = static_cast<int64_t>(s.n_past) + row0 + my_row;  // sees [0, my_pos]
+  const int64_t tile_end = static_cast<int64_t>(s.n_past) + row0 + rows;  // exclusive
+  float m = -INFINITY, l = 0.0f;
+  float acc[kTileDims];
+#pragma unroll
+  for (int j = 0; j < kTileDims; ++j) acc[j] = 0.0f;
+
+  for (int64_t p0 = 0; p0 < tile_end; p0 += kTileKeys) {
+    const int np = tile_end - p0 < kTileKeys ? static_cast<int>(tile_end - p0) : kTileKeys;
+    __syncthreads();  // Q is loaded; the previous tile's K/V/P reads are done
+    for (int e = t; e < np * hd; e += kTileThreads) {
+      const int pj = e / hd, d = e % hd;
+      const int64_t off = CacheOffset(layout, s, c, p0 + pj, kvh, nkv, hd);
+      ks[pj * qld + d] = c.k[off + d];
+      vs[pj * hd + d] = c.v[off + d];
+    }
+    __syncthreads();
+    float dot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (active) {
+      const float* qrow = qs + qi * qld;
+      const float* k0 = ks + (4 * g) * qld;
+      for (int d = 0; d < hd; ++d) {
+        const float qv = qrow[d];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) dot[u] += qv * k0[u * qld + d];
+      }
+    }
+    float score[4];
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int pj = 4 * g + u;
+      const bool visible = active && pj < np && p0 + pj <= my_pos;
+      score[u] = visible ? dot[u] * scale : -INFINITY;
+      tile_max = fmaxf(tile_max, score[u]);
+    }
+    // The 8 threads of a query vector are consecutive lanes of one warp.
+    for (int o = 1; o < kTileLanes; o <<= 1) {
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
+    }
+    const float m_new = fmaxf(m, tile_max);
+    // While every score so far is masked (m_new = -inf) nothing accumulates.
+    const float corr = m_new == -INFINITY ? 1.0f : expf(m - m_new);
+    float psum = 0.0f;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const float p = score[u] == -INFINITY ? 0.0f : expf(score[u] - m_new);
+      ps[qi * pld + 4 * g + u] = p;
+      psum += p;
+    }
+    for (int o = 1; o < kTileLanes; o <<= 1) psum += __shfl_xor_sync(0xffffffffu, psum, o);
+    l = l * corr + psum;
+    m = m_new;
+    __syncwarp();  // this query's P row, written by its 8 lanes, is read by all of them
+#pragma unroll
+    for (int j = 0; j < kTileDims; ++j) acc[j] *= corr;
+    for (int pj = 0; pj < np; ++pj) {
+      const float p = ps[qi * pld + pj];
+      const float* vrow = vs + pj * hd;
+#pragma unroll
+      for (int j = 0; j < kTileDims; ++j) {
+        const int d = g + kTileLanes * j;
+        if (d < hd) acc[j] += p * vrow[d];
+      }
+    }
+  }
+  if (!active) return;
+  const int hh = qi % rep;
+  float* o = out.row(s.token_begin + row0 + my_row) + static_cast<int64_t>(kvh * rep + hh) * hd;
+  const float inv = 1.0f / l;
+#pragma unroll
+  for (int j = 0; j < kTileDims; ++j) {
+    const int d = g + kTileLanes * j;
+    if (d < hd) o[d] = acc[j] * inv;
+  }
+}
+
+size_t TiledSharedBytes(int hd) {
+  return sizeof(float) * (static_cast<size_t>(kTileQueries + kTileKeys) * (hd + 1) +
+                          static_cast<size_t>(kTileKeys) * hd +
+                          static_cast<size_t>(kTileQueries) * (kTileKeys + 1));
+}
+
 // Grid (row, head); threads over hd. Merges the chunks of one (row, head).
 __global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks, const float* partials,
                             MatF32 out) {
   const int64_t row = blockIdx.x;
   const int h = blockIdx.y;
-  if (layout.row_seq[row] < 0) return;
+  const int32_t si = layout.row_seq[row];
+  if (si < 0 || layout.seqs[si].n_tokens >= kTiledMinRows) return;
   const float* base = partials + (row * nh + h) * chunks * static_cast<int64_t>(hd + 2);
   float mx = -INFINITY;
   for (int c = 0; c < chunks; ++c) {
@@ -193,6 +332,23 @@ cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p
   KvAppendKernel<<<rows, 128, 0, stream>>>(layout, k, v, c, nkv, hd);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
+  if (layout.max_seq_tokens >= kTiledMinRows) {
+    const int br = kTileQueries / (nh / nkv);
+    const int64_t tiles_per_seq = (layout.max_seq_tokens + br - 1) / br;
+    const int64_t blocks = tiles_per_seq * layout.num_seqs;
+    JAMBA_CHECK(blocks <= INT32_MAX);
+    const size_t smem = TiledSharedBytes(hd);
+    if (smem > 48 * 1024) {
+      e = cudaFuncSetAttribute(TiledAttendKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(smem));
+      if (e != cudaSuccess) return e;
+    }
+    TiledAttendKernel<<<dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(nkv)),
+                        kTileThreads, smem, stream>>>(layout, q, c, nh, nkv, hd, p.scale,
+                                                      static_cast<int>(tiles_per_seq), out);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
   const dim3 grid(rows, static_cast<unsigned>(nkv), static_cast<unsigned>(chunks));
   AttendKernel<<<grid, 32 * (nh / nkv), 0, stream>>>(layout, q, c, nh, nkv, hd, p.scale, chunks,
                                                      out, partials);

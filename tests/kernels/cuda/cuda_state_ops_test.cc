@@ -16,8 +16,8 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
-#include <tuple>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -194,6 +194,24 @@ TEST_F(CudaStateOpsTest, AttentionMixedBatchGqaShapes) {
            {8, 2, 64}, {4, 4, 128}, {8, 1, 40}, {16, 2, 256}}) {
     SCOPED_TRACE(::testing::Message() << nh << " heads, " << nkv << " KV heads, hd " << hd);
     RunAttention({nh, nkv, hd, seqs, 26});
+  }
+}
+
+// Prefills long enough for the tiled kernel (>= 16 rows: several row tiles and K/V tiles,
+// one continuing at n_past 2000) in one batch with a short continuation and a decode row long
+// enough to be split over chunks and merged (the merge must leave the tiled rows alone), for
+// GQA ratios from 1 (32 rows per tile) to 32 (one row per tile) and head sizes 64 to 256
+// (the largest needs more than 48 KiB of shared memory).
+TEST_F(CudaStateOpsTest, AttentionTiledPrefillMixedWithDecodeAndChunks) {
+  const std::vector<SeqSlice> seqs = {{0, 300, 0, -1, 0},
+                                      {300, 40, 2000, -1, 0},
+                                      {340, 1, 20000, -1, 0},
+                                      {341, 3, 50, -1, 0},
+                                      {344, 16, 0, -1, 0}};
+  for (const auto& [nh, nkv, hd] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {8, 2, 128}, {4, 4, 64}, {32, 1, 64}, {12, 4, 40}, {16, 2, 256}}) {
+    SCOPED_TRACE(::testing::Message() << nh << " heads, " << nkv << " KV heads, hd " << hd);
+    RunAttention({nh, nkv, hd, seqs, 360});
   }
 }
 
