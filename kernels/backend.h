@@ -83,6 +83,9 @@ struct DeviceMemoryInfo {
   int64_t total_bytes = 0;
 };
 
+// The most column groups RmsNormGroups takes.
+inline constexpr int64_t kMaxNormGroups = 4;
+
 // The largest expert count MoeGroup supports (Jamba and Mixtral have 16 and 8).
 inline constexpr int64_t kMaxMoeExperts = 256;
 
@@ -111,6 +114,13 @@ class Backend {
   // out[i] = x[i] * rsqrt(mean(x[i]^2) + eps) * weight. x, out [n, d] f32 (row-strided views
   // allowed; out may alias x); weight [d] f32, or nullptr for a weightless norm.
   virtual void RmsNorm(const Tensor& x, const Tensor* weight, float eps, const Tensor& out) = 0;
+  // RmsNorm of consecutive column groups of x, in place: group g covers the columns
+  // [o_g, o_g + widths[g]) (o_0 = 0, o_{g+1} = o_g + widths[g]) and is normalised over its own
+  // columns with weights[g] ([widths[g]] f32, or nullptr), as RmsNorm of that column view
+  // would. x [n, sum(widths)] f32 (row-strided view allowed); 1 to kMaxNormGroups groups,
+  // each at least one column. One pass for the dt/B/C norms of a Mamba layer.
+  virtual void RmsNormGroups(const Tensor& x, absl::Span<const int64_t> widths,
+                             absl::Span<const Tensor* const> weights, float eps) = 0;
   // y = x w^T (+ bias). x [n, k] f32, w [m, k] f32|bf16 (row stride = k), bias [m] f32 or
   // nullptr, y [n, m] f32 (row-strided view allowed). y must not alias x.
   virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) = 0;

@@ -95,6 +95,19 @@ class CpuBackend : public Backend {
   void Attention(const BatchLayout& layout, const AttentionArgs& args) override {
     cpu::Attention(layout, args);
   }
+  void RmsNormGroups(const Tensor& x, absl::Span<const int64_t> widths,
+                     absl::Span<const Tensor* const> weights, float eps) override {
+    JAMBA_CHECK(!widths.empty() && static_cast<int64_t>(widths.size()) <= kMaxNormGroups &&
+                weights.size() == widths.size());
+    int64_t col = 0;
+    for (size_t g = 0; g < widths.size(); ++g) {
+      JAMBA_CHECK(widths[g] >= 1);
+      const Tensor group = x.Cols(col, widths[g]);
+      cpu::RmsNorm(group, weights[g], eps, group);
+      col += widths[g];
+    }
+    JAMBA_CHECK(col == x.dim(1));
+  }
   void MatMulGrouped(const Tensor& x, absl::Span<const Tensor> w, absl::Span<const Tensor> scale,
                      const Tensor& counts, const Tensor& y) override {
     JAMBA_CHECK(counts.dtype == DType::kI32 && counts.contiguous() &&

@@ -132,6 +132,24 @@ class CudaBackend : public Backend {
     RecordLaunch(cuda::LaunchRmsNorm(x, w, eps, out, ctx_->stream), "RmsNorm");
   }
 
+  void RmsNormGroups(const Tensor& x, absl::Span<const int64_t> widths,
+                     absl::Span<const Tensor* const> weights, float eps) override {
+    static_assert(cuda::NormGroups::kMaxGroups == kMaxNormGroups, "one limit on both sides");
+    JAMBA_CHECK(!widths.empty() && static_cast<int64_t>(widths.size()) <= kMaxNormGroups &&
+                weights.size() == widths.size());
+    cuda::NormGroups groups;
+    groups.count = static_cast<int>(widths.size());
+    int64_t col = 0;
+    for (int g = 0; g < groups.count; ++g) {
+      groups.offset[g] = col;
+      groups.width[g] = widths[g];
+      groups.weight[g] = OptionalF32Vector(weights[g], widths[g]);
+      col += widths[g];
+    }
+    Activate();
+    RecordLaunch(cuda::LaunchRmsNormGroups(x, groups, eps, ctx_->stream), "RmsNormGroups");
+  }
+
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
     const float* b = OptionalF32Vector(bias, w.dim(0));
     Activate();

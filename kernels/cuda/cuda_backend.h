@@ -4,8 +4,8 @@
 // Every op of the interface is implemented: memory (Allocate, Upload, Download, Synchronize),
 // Embed, RmsNorm, MatMul (cuBLAS), MatMulInt8 (kernels/cuda/int8_matmul.cu), SiluMul, Add,
 // Zero, GatherRows, ScatterAddScaled, Rope, MoeRoute, MambaConv and MambaScan
-// (kernels/cuda/mamba.cu), paged Attention (kernels/cuda/attention.cu). The BatchLayout of the state-carrying ops is uploaded once per
-// layout id (kernels/cuda/device_layout.h).
+// (kernels/cuda/mamba.cu), paged Attention (kernels/cuda/attention.cu). The BatchLayout of the
+// state-carrying ops is uploaded once per layout id (kernels/cuda/device_layout.h).
 //
 // Memory: Allocate() uses the device's stream-ordered pool (cudaMallocAsync on the backend's
 // stream) and zero-fills, as the CPU backend does. A DeviceBuffer frees its memory in stream

@@ -40,6 +40,16 @@ cudaError_t LaunchEmbed(const Tensor& table, const Tensor& ids, const Tensor& ou
 // in f32 (the CPU kernel uses f64), the scale is 1 / sqrtf (IEEE-rounded, not rsqrtf).
 cudaError_t LaunchRmsNorm(const Tensor& x, const float* weight, float eps, const Tensor& out,
                           cudaStream_t stream);
+// Consecutive column groups of a row normalised separately (Backend::RmsNormGroups).
+struct NormGroups {
+  static constexpr int kMaxGroups = 4;  // kMaxNormGroups of kernels/backend.h
+  int count = 0;
+  int64_t offset[kMaxGroups] = {};  // first column of each group (consecutive groups)
+  int64_t width[kMaxGroups] = {};
+  const float* weight[kMaxGroups] = {};  // device [width] f32, or nullptr
+};
+cudaError_t LaunchRmsNormGroups(const Tensor& x, const NormGroups& groups, float eps,
+                                cudaStream_t stream);
 cudaError_t LaunchSiluMul(const Tensor& gate, const Tensor& up, const Tensor& out,
                           cudaStream_t stream);
 cudaError_t LaunchAdd(const Tensor& a, const Tensor& acc, cudaStream_t stream);

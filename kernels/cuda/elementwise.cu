@@ -30,18 +30,29 @@ __global__ void EmbedKernel(const TableT* table, int64_t table_rows, int64_t tab
   }
 }
 
+// One row of `cols` values by one block; yi may alias xi.
+__device__ void RmsNormRow(const float* xi, float* yi, int64_t cols, const float* weight,
+                           float eps) {
+  float ss = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) ss += xi[j] * xi[j];
+  ss = BlockSum(ss);  // all reads of the row precede any write (out may alias x)
+  const float r = 1.0f / sqrtf(ss / static_cast<float>(cols) + eps);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    yi[j] = weight != nullptr ? xi[j] * r * weight[j] : xi[j] * r;
+  }
+}
+
 // One block per row.
 __global__ void RmsNormKernel(MatF32 x, const float* weight, float eps, MatF32 out) {
   const int64_t i = blockIdx.x;
-  const float* xi = x.row(i);
-  float* yi = out.row(i);
-  float ss = 0.0f;
-  for (int64_t j = threadIdx.x; j < x.cols; j += blockDim.x) ss += xi[j] * xi[j];
-  ss = BlockSum(ss);  // all reads of the row precede any write (out may alias x)
-  const float r = 1.0f / sqrtf(ss / static_cast<float>(x.cols) + eps);
-  for (int64_t j = threadIdx.x; j < x.cols; j += blockDim.x) {
-    yi[j] = weight != nullptr ? xi[j] * r * weight[j] : xi[j] * r;
-  }
+  RmsNormRow(x.row(i), out.row(i), x.cols, weight, eps);
+}
+
+// Grid (row, group): one block per row and column group, in place.
+__global__ void RmsNormGroupsKernel(MatF32 x, NormGroups groups, float eps) {
+  const int g = blockIdx.y;
+  float* row = x.row(blockIdx.x) + groups.offset[g];
+  RmsNormRow(row, row, groups.width[g], groups.weight[g], eps);
 }
 
 __global__ void SiluMulKernel(MatF32 gate, MatF32 up, MatF32 out) {
@@ -158,6 +169,23 @@ cudaError_t LaunchRmsNorm(const Tensor& x, const float* weight, float eps, const
   JAMBA_CHECK(xs.rows <= 0x7fffffff);
   const int threads = xs.cols >= 4096 ? 1024 : kThreads;
   RmsNormKernel<<<static_cast<unsigned>(xs.rows), threads, 0, stream>>>(xs, weight, eps, o);
+  return LastLaunchError();
+}
+
+cudaError_t LaunchRmsNormGroups(const Tensor& x, const NormGroups& groups, float eps,
+                                cudaStream_t stream) {
+  const MatF32 xs = AsMatF32(x);
+  JAMBA_CHECK(groups.count >= 1 && groups.count <= NormGroups::kMaxGroups);
+  int64_t cols = 0;
+  for (int g = 0; g < groups.count; ++g) {
+    JAMBA_CHECK(groups.offset[g] == cols && groups.width[g] >= 1);
+    cols += groups.width[g];
+  }
+  JAMBA_CHECK(cols == xs.cols);
+  if (xs.rows == 0) return cudaSuccess;
+  JAMBA_CHECK(xs.rows <= 0x7fffffff);
+  RmsNormGroupsKernel<<<dim3(static_cast<unsigned>(xs.rows), static_cast<unsigned>(groups.count)),
+                        kThreads, 0, stream>>>(xs, groups, eps);
   return LastLaunchError();
 }
 

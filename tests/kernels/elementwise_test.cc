@@ -152,6 +152,39 @@ TEST_F(ElementwiseTest, RmsNormHandComputed) {
   EXPECT_EQ(arena_.ReadF32(out1), (std::vector<float>{0.5f, 0.5f}));
 }
 
+// RmsNormGroups: each group of columns normalised over itself; hand values, then equality with
+// RmsNorm of each column view (the same bits) on a strided view with a weightless group.
+TEST_F(ElementwiseTest, RmsNormGroupsNormalisesEachGroupAlone) {
+  // Groups [2, -2 | 3, 4 | 5]: scales 1/2, 1/sqrt(12.5), 1/5; weights (1, 0.5), none, (2).
+  Tensor x = arena_.F32({2, -2, 3, 4, 5}, {1, 5});
+  Tensor w0 = arena_.F32({1, 0.5f}, {2});
+  Tensor w2 = arena_.F32({2}, {1});
+  const int64_t widths[] = {2, 2, 1};
+  const Tensor* weights[] = {&w0, nullptr, &w2};
+  backend_->RmsNormGroups(x, widths, weights, 0.0f);
+  const std::vector<float> got = arena_.ReadF32(x);
+  EXPECT_FLOAT_EQ(got[0], 1.0f);
+  EXPECT_FLOAT_EQ(got[1], -0.5f);
+  EXPECT_FLOAT_EQ(got[2], 3.0f / std::sqrt(12.5f));
+  EXPECT_FLOAT_EQ(got[3], 4.0f / std::sqrt(12.5f));
+  EXPECT_FLOAT_EQ(got[4], 2.0f);
+
+  const int64_t n = 6, r = 48, ns = 16, d = r + 2 * ns;
+  const std::vector<float> values = RandomVec(&rng_, n * d, -3.0f, 3.0f);
+  const Tensor wr = arena_.F32(RandomVec(&rng_, r, 0.5f, 2.0f), {r});
+  const Tensor wc = arena_.F32(RandomVec(&rng_, ns, 0.5f, 2.0f), {ns});
+  auto grouped = kernel_test::MakeStrided(&arena_, values, n, d, d + 5, 3);
+  auto separate = kernel_test::MakeStrided(&arena_, values, n, d, d + 5, 3);
+  const int64_t mamba_widths[] = {r, ns, ns};
+  const Tensor* mamba_weights[] = {&wr, nullptr, &wc};
+  backend_->RmsNormGroups(grouped.view, mamba_widths, mamba_weights, 1e-6f);
+  backend_->RmsNorm(separate.view.Cols(0, r), &wr, 1e-6f, separate.view.Cols(0, r));
+  backend_->RmsNorm(separate.view.Cols(r, ns), nullptr, 1e-6f, separate.view.Cols(r, ns));
+  backend_->RmsNorm(separate.view.Cols(r + ns, ns), &wc, 1e-6f, separate.view.Cols(r + ns, ns));
+  EXPECT_EQ(kernel_test::ReadStrided(&arena_, grouped),
+            kernel_test::ReadStrided(&arena_, separate));
+}
+
 TEST_F(ElementwiseTest, RmsNormRandomWeightedAndWeightless) {
   for (int64_t d : {1, 7, 64, 4096 + 3}) {
     for (int64_t n : {1, 5, 12}) {

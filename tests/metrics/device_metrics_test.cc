@@ -53,6 +53,10 @@ class FakeGpuBackend : public Backend {
   void Attention(const BatchLayout&, const AttentionArgs&) override { Op(); }
   void MoeRoute(const Tensor&, int, bool, const Tensor&, const Tensor&) override { Op(); }
   void SampleRows(const Tensor&, absl::Span<const RowSampling>, const Tensor&) override { Op(); }
+  void RmsNormGroups(const Tensor&, absl::Span<const int64_t>, absl::Span<const Tensor* const>,
+                     float) override {
+    Op();
+  }
   void MatMulGrouped(const Tensor&, absl::Span<const Tensor>, absl::Span<const Tensor>,
                      const Tensor&, const Tensor&) override {
     Op();

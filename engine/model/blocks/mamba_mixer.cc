@@ -6,8 +6,8 @@ namespace jamba {
 
 absl::Status LoadMambaMixer(WeightLoader& loader, const ModelConfig& c, const std::string& p,
                             MambaMixerWeights* w) {
-  const int64_t h = c.hidden_size, di = c.mamba_d_inner, n = c.mamba_d_state,
-                k = c.mamba_d_conv, r = c.mamba_dt_rank;
+  const int64_t h = c.hidden_size, di = c.mamba_d_inner, n = c.mamba_d_state, k = c.mamba_d_conv,
+                r = c.mamba_dt_rank;
   JAMBA_ASSIGN_OR_RETURN(w->in_proj, loader.Matrix(p + "in_proj.weight", {2 * di, h}));
   JAMBA_ASSIGN_OR_RETURN(w->conv_w, loader.F32(p + "conv1d.weight", {di, 1, k}, {di, k}));
   JAMBA_ASSIGN_OR_RETURN(w->x_proj, loader.Matrix(p + "x_proj.weight", {r + 2 * n, di}));
@@ -51,19 +51,14 @@ void MambaMixerForward(const ForwardContext& ctx, const MambaMixerWeights& w,
   const Tensor dt_low = sel.Cols(0, r);
   const Tensor b = sel.Cols(r, ns);
   const Tensor cc = sel.Cols(r + ns, ns);
-  switch (c.mamba_inner_norm) {
-    case MambaInnerNorm::kNone:
-      break;
-    case MambaInnerNorm::kWeighted:
-      be.RmsNorm(dt_low, &w.dt_norm, c.mixer_rms_eps, dt_low);
-      be.RmsNorm(b, &w.b_norm, c.mixer_rms_eps, b);
-      be.RmsNorm(cc, &w.c_norm, c.mixer_rms_eps, cc);
-      break;
-    case MambaInnerNorm::kWeightless:
-      be.RmsNorm(dt_low, nullptr, c.mixer_rms_eps, dt_low);
-      be.RmsNorm(b, nullptr, c.mixer_rms_eps, b);
-      be.RmsNorm(cc, nullptr, c.mixer_rms_eps, cc);
-      break;
+  // dt, B and C are normalised separately (Jamba: weighted; FalconMamba: weightless), in one
+  // pass over sel.
+  if (c.mamba_inner_norm != MambaInnerNorm::kNone) {
+    const bool weighted = c.mamba_inner_norm == MambaInnerNorm::kWeighted;
+    const int64_t widths[] = {r, ns, ns};
+    const Tensor* weights[] = {weighted ? &w.dt_norm : nullptr, weighted ? &w.b_norm : nullptr,
+                               weighted ? &w.c_norm : nullptr};
+    be.RmsNormGroups(sel, widths, weights, c.mixer_rms_eps);
   }
 
   Tensor dt = ctx.ws->Take(DType::kF32, {n, di});  // dt_proj(dt_low) + bias, pre-softplus

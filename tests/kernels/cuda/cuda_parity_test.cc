@@ -123,6 +123,30 @@ void ExpectRelClose(const std::vector<float>& cpu, const std::vector<float>& gpu
   }
 }
 
+// RmsNormGroups: Jamba's dt/B/C split (dt_rank 256, N 16, weighted) and FalconMamba's
+// (weightless), in place on a strided view, with RmsNorm's tolerance.
+TEST_F(CudaParityTest, RmsNormGroupsMambaSplits) {
+  const float eps = 1e-6f;
+  for (bool weighted : {true, false}) {
+    const int64_t n = 7, r = 256, ns = 16, d = r + 2 * ns;
+    const std::vector<float> x = RandomVec(&rng_, n * d, -3.0f, 3.0f);
+    const Twin wr = TwinF32(RandomVec(&rng_, r, 0.5f, 1.5f), {r});
+    const Twin wb = TwinF32(RandomVec(&rng_, ns, 0.5f, 1.5f), {ns});
+    const Twin wc = TwinF32(RandomVec(&rng_, ns, 0.5f, 1.5f), {ns});
+    const Twin t = TwinStrided(x, n, d, d + 4, 3);
+    const int64_t widths[] = {r, ns, ns};
+    const Tensor* cw[] = {weighted ? &wr.cpu : nullptr, weighted ? &wb.cpu : nullptr,
+                          weighted ? &wc.cpu : nullptr};
+    const Tensor* gw[] = {weighted ? &wr.gpu : nullptr, weighted ? &wb.gpu : nullptr,
+                          weighted ? &wc.gpu : nullptr};
+    cpu_->RmsNormGroups(t.cpu.Cols(3, d), widths, cw, eps);
+    gpu_->RmsNormGroups(t.gpu.Cols(3, d), widths, gw, eps);
+    std::vector<float> c, g;
+    ReadStrided(t, 3, d, &c, &g);
+    ExpectRelClose(c, g, 3e-6, 1e-7, weighted ? "weighted" : "weightless");
+  }
+}
+
 TEST_F(CudaParityTest, RmsNormWeightedUnweightedAndInPlace) {
   const float eps = 1e-6f;
   for (int64_t d : {64, 1000, 4100}) {
