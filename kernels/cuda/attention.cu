@@ -1,5 +1,6 @@
 // Causal GQA attention over the paged KV cache (f32). Two kernels share a launch:
-//  - prefill: sequences with at least kTiledMinRows rows in the batch go through tiles of
+//  - prefill: sequences with at least kTiledAttentionMinRows rows in the batch (where the
+//    device's shared memory suffices for the head size) go through tiles of
 //    32 query vectors (the rows x query heads of one KV head) that stream the sequence's K/V
 //    in tiles of 32 positions through shared memory, with an online softmax: each K/V element
 //    is read from memory once per tile of rows instead of once per row;
@@ -21,7 +22,6 @@ constexpr int kMaxChunks = 64;
 constexpr int kMinChunkPositions = 256;
 
 // The tiled prefill kernel's geometry.
-constexpr int kTiledMinRows = 16;  // a sequence's rows in the batch for the tiled path
 constexpr int kTileQueries = 32;   // query vectors per block: rows x query heads of a KV head
 constexpr int kTileKeys = 32;      // positions per K/V tile
 constexpr int kTileThreads = 256;  // 8 per query vector
@@ -63,7 +63,8 @@ __global__ void KvAppendKernel(DeviceLayout layout, MatF32 k, MatF32 v, Cache c,
 // Writes the normalised output when chunks == 1, else the chunk's (max, sum, unnormalised
 // accumulator) to partials[((row * nh + h) * chunks + chunk) * (hd + 2)].
 __global__ void AttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int nkv, int hd,
-                             float scale, int chunks, MatF32 out, float* partials) {
+                             float scale, int chunks, int tiled_min_rows, MatF32 out,
+                             float* partials) {
   const int64_t row = blockIdx.x;
   const int kvh = blockIdx.y;
   const int chunk = blockIdx.z;
@@ -73,7 +74,7 @@ __global__ void AttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int
   const int32_t si = layout.row_seq[row];
   if (si < 0) return;
   const DeviceSeq s = layout.seqs[si];
-  if (s.n_tokens >= kTiledMinRows) return;  // TiledAttendKernel's
+  if (s.n_tokens >= tiled_min_rows) return;  // TiledAttendKernel's
   const int64_t visible = s.n_past + (row - s.token_begin) + 1;
   const int64_t per_chunk = (visible + chunks - 1) / chunks;
   const int64_t begin = chunk * per_chunk;
@@ -145,8 +146,9 @@ __global__ void AttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int
 // P [32][33].
 __global__ void __launch_bounds__(kTileThreads)
     TiledAttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int nkv, int hd, float scale,
-                      int tiles_per_seq, MatF32 out) {
+                      int tiles_per_seq, int tiled_min_rows, MatF32 out) {
   extern __shared__ float smem[];
+  __shared__ int64_t key_offset[kTileKeys];  // cache offsets of the current K/V tile
   const int rep = nh / nkv;
   const int br = kTileQueries / rep;
   const int si = blockIdx.x / tiles_per_seq;
@@ -154,8 +156,8 @@ __global__ void __launch_bounds__(kTileThreads)
   const int kvh = blockIdx.y;
   if (si >= layout.num_seqs) return;
   const DeviceSeq s = layout.seqs[si];
-  const int row0 = tile * br;                                    // within the sequence's rows
-  if (s.n_tokens < kTiledMinRows || row0 >= s.n_tokens) return;  // whole blocks leave
+  const int row0 = tile * br;                                     // within the sequence's rows
+  if (s.n_tokens < tiled_min_rows || row0 >= s.n_tokens) return;  // whole blocks leave
   const int rows = min(br, s.n_tokens - row0);
   const int nq = rows * rep;
 
@@ -187,10 +189,12 @@ __global__ void __launch_bounds__(kTileThreads)
 
   for (int64_t p0 = 0; p0 < tile_end; p0 += kTileKeys) {
     const int np = tile_end - p0 < kTileKeys ? static_cast<int>(tile_end - p0) : kTileKeys;
-    __syncthreads();  // Q is loaded; the previous tile's K/V/P reads are done
+    __syncthreads();  // Q is loaded; the previous tile's K/V/P and offset reads are done
+    if (t < np) key_offset[t] = CacheOffset(layout, s, c, p0 + t, kvh, nkv, hd);
+    __syncthreads();
     for (int e = t; e < np * hd; e += kTileThreads) {
       const int pj = e / hd, d = e % hd;
-      const int64_t off = CacheOffset(layout, s, c, p0 + pj, kvh, nkv, hd);
+      const int64_t off = key_offset[pj];
       ks[pj * qld + d] = c.k[off + d];
       vs[pj * hd + d] = c.v[off + d];
     }
@@ -255,19 +259,13 @@ __global__ void __launch_bounds__(kTileThreads)
   }
 }
 
-size_t TiledSharedBytes(int hd) {
-  return sizeof(float) * (static_cast<size_t>(kTileQueries + kTileKeys) * (hd + 1) +
-                          static_cast<size_t>(kTileKeys) * hd +
-                          static_cast<size_t>(kTileQueries) * (kTileKeys + 1));
-}
-
 // Grid (row, head); threads over hd. Merges the chunks of one (row, head).
-__global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks, const float* partials,
-                            MatF32 out) {
+__global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks, int tiled_min_rows,
+                            const float* partials, MatF32 out) {
   const int64_t row = blockIdx.x;
   const int h = blockIdx.y;
   const int32_t si = layout.row_seq[row];
-  if (si < 0 || layout.seqs[si].n_tokens >= kTiledMinRows) return;
+  if (si < 0 || layout.seqs[si].n_tokens >= tiled_min_rows) return;
   const float* base = partials + (row * nh + h) * chunks * static_cast<int64_t>(hd + 2);
   float mx = -INFINITY;
   for (int c = 0; c < chunks; ++c) {
@@ -292,8 +290,17 @@ __global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks, con
 
 }  // namespace
 
-int32_t AttentionChunks(const DeviceLayout& layout, int32_t num_kv_heads, int32_t sm_count) {
-  const int64_t blocks = std::max<int64_t>(1, static_cast<int64_t>(layout.n_tokens) * num_kv_heads);
+size_t TiledAttentionSharedBytes(int32_t head_dim) {
+  const size_t hd = static_cast<size_t>(head_dim);
+  return sizeof(float) *
+         ((kTileQueries + kTileKeys) * (hd + 1) + kTileKeys * hd + kTileQueries * (kTileKeys + 1));
+}
+
+int32_t AttentionChunks(const DeviceLayout& layout, int32_t num_kv_heads, int32_t sm_count,
+                        int32_t tiled_min_rows) {
+  const int64_t rows =
+      tiled_min_rows == kTiledAttentionMinRows ? layout.short_rows : layout.n_tokens;
+  const int64_t blocks = std::max<int64_t>(1, rows * num_kv_heads);
   const int64_t target = 4 * static_cast<int64_t>(std::max(sm_count, 1));
   int64_t chunks = (target + blocks - 1) / blocks;
   chunks = std::min<int64_t>(chunks, kMaxChunks);
@@ -309,7 +316,7 @@ int64_t AttentionPartialFloats(const DeviceLayout& layout, const AttentionParams
 }
 
 cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p, int32_t chunks,
-                            float* partials, cudaStream_t stream) {
+                            float* partials, int32_t max_shared_bytes, cudaStream_t stream) {
   const int nh = p.num_heads, nkv = p.num_kv_heads, hd = p.head_dim;
   JAMBA_CHECK(nh > 0 && nkv > 0 && nh % nkv == 0 && nh / nkv <= 32);
   JAMBA_CHECK(hd > 0 && hd <= kMaxHeadDim);
@@ -332,31 +339,37 @@ cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p
   KvAppendKernel<<<rows, 128, 0, stream>>>(layout, k, v, c, nkv, hd);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
-  if (layout.max_seq_tokens >= kTiledMinRows) {
+  const int tiled_min_rows = p.tiled_min_rows;
+  if (layout.max_seq_tokens >= tiled_min_rows) {
     const int br = kTileQueries / (nh / nkv);
     const int64_t tiles_per_seq = (layout.max_seq_tokens + br - 1) / br;
     const int64_t blocks = tiles_per_seq * layout.num_seqs;
     JAMBA_CHECK(blocks <= INT32_MAX);
-    const size_t smem = TiledSharedBytes(hd);
+    const size_t smem = TiledAttentionSharedBytes(hd);
+    JAMBA_CHECK(smem <= static_cast<size_t>(max_shared_bytes));  // else tiled_min_rows is off
     if (smem > 48 * 1024) {
+      // One value per device whatever the head size, so concurrent launches with different
+      // head sizes cannot lower it under each other.
+      const size_t most =
+          std::min<size_t>(max_shared_bytes, TiledAttentionSharedBytes(kMaxHeadDim));
       e = cudaFuncSetAttribute(TiledAttendKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(smem));
+                               static_cast<int>(most));
       if (e != cudaSuccess) return e;
     }
     TiledAttendKernel<<<dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(nkv)),
-                        kTileThreads, smem, stream>>>(layout, q, c, nh, nkv, hd, p.scale,
-                                                      static_cast<int>(tiles_per_seq), out);
+                        kTileThreads, smem, stream>>>(
+        layout, q, c, nh, nkv, hd, p.scale, static_cast<int>(tiles_per_seq), tiled_min_rows, out);
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
   const dim3 grid(rows, static_cast<unsigned>(nkv), static_cast<unsigned>(chunks));
   AttendKernel<<<grid, 32 * (nh / nkv), 0, stream>>>(layout, q, c, nh, nkv, hd, p.scale, chunks,
-                                                     out, partials);
+                                                     tiled_min_rows, out, partials);
   e = cudaGetLastError();
   if (e != cudaSuccess || chunks == 1) return e;
   const int threads = std::min(((hd + 31) / 32) * 32, 256);
-  MergeKernel<<<dim3(rows, static_cast<unsigned>(nh)), threads, 0, stream>>>(layout, nh, hd, chunks,
-                                                                             partials, out);
+  MergeKernel<<<dim3(rows, static_cast<unsigned>(nh)), threads, 0, stream>>>(
+      layout, nh, hd, chunks, tiled_min_rows, partials, out);
   return cudaGetLastError();
 }
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -56,6 +57,7 @@ class CudaBackend : public Backend {
     if (ctx_->stream != nullptr) cudaStreamSynchronize(ctx_->stream);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     ctx_->Free(error_word_);
+    for (const auto& [table, dev] : grouped_table_cache_) ctx_->Free(dev);
     if (error_host_ != nullptr) cudaFreeHost(error_host_);
   }
 
@@ -226,16 +228,11 @@ class CudaBackend : public Backend {
       }
     }
     JAMBA_CHECK(x.ndim == 2 && y.ndim == 2 && x.dim(1) == k && y.dim(1) == m &&
-                y.dim(0) == x.dim(0));
+                y.dim(0) == x.dim(0) && x.stride[1] == 1);
     Activate();
-    const size_t bytes = table.size() * sizeof(void*);
-    absl::StatusOr<void*> dev = grouped_tables_->Reserve(bytes);
+    absl::StatusOr<void*> dev = GroupedTable(table);
     if (!dev.ok()) {
       Record(dev.status());
-      return;
-    }
-    if (absl::Status s = CopyToDevice(table.data(), bytes, *dev); !s.ok()) {
-      Record(s);
       return;
     }
     const void* const* dev_table = static_cast<const void* const*>(*dev);
@@ -247,6 +244,8 @@ class CudaBackend : public Backend {
     p.ldw = ldw;
     p.weight_dtype = dtype;
     p.vectorized = vectorized;
+    p.x_vectorized =
+        vectorized && x.stride[0] % 4 == 0 && reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
     p.experts = static_cast<int32_t>(e_count);
     p.weights = dev_table;
     p.scales =
@@ -377,7 +376,11 @@ class CudaBackend : public Backend {
     p.num_kv_heads = static_cast<int32_t>(a.num_kv_heads);
     p.head_dim = static_cast<int32_t>(a.head_dim);
     p.scale = a.scale;
-    const int32_t chunks = cuda::AttentionChunks(*dl, p.num_kv_heads, sm_count_);
+    p.tiled_min_rows =
+        cuda::TiledAttentionSharedBytes(p.head_dim) <= static_cast<size_t>(max_shared_per_block_)
+            ? cuda::kTiledAttentionMinRows
+            : INT32_MAX;
+    const int32_t chunks = cuda::AttentionChunks(*dl, p.num_kv_heads, sm_count_, p.tiled_min_rows);
     float* partials = nullptr;
     if (const int64_t floats = cuda::AttentionPartialFloats(*dl, p, chunks); floats > 0) {
       absl::StatusOr<void*> mem = attention_partials_->Reserve(floats * sizeof(float));
@@ -387,7 +390,9 @@ class CudaBackend : public Backend {
       }
       partials = static_cast<float*>(*mem);
     }
-    RecordLaunch(cuda::LaunchAttention(*dl, p, chunks, partials, ctx_->stream), "Attention");
+    RecordLaunch(
+        cuda::LaunchAttention(*dl, p, chunks, partials, max_shared_per_block_, ctx_->stream),
+        "Attention");
   }
 
   void SampleRows(const Tensor& x, absl::Span<const RowSampling> params,
@@ -495,6 +500,9 @@ class CudaBackend : public Backend {
         });
     e = cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device);
     if (e != cudaSuccess) return CudaError(e, "device attribute");
+    e = cudaDeviceGetAttribute(&max_shared_per_block_, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                               device);
+    if (e != cudaSuccess) return CudaError(e, "device attribute");
     e = cudaStreamSynchronize(ctx_->stream);
     if (e != cudaSuccess) return CudaError(e, "initial synchronisation");
     return absl::OkStatus();
@@ -505,6 +513,27 @@ class CudaBackend : public Backend {
   void Activate() {
     cudaError_t e = cudaSetDevice(ctx_->device);
     if (e != cudaSuccess) Record(CudaError(e, "set device"));
+  }
+
+  // The device copy of a MatMulGrouped pointer table. The tables of a model's layers never
+  // change, so each is uploaded once and kept (a few KiB each, at most kMaxCachedTables);
+  // past that, a per-call copy in stream order.
+  absl::StatusOr<void*> GroupedTable(const std::vector<const void*>& table) {
+    static constexpr size_t kMaxCachedTables = 4096;
+    const size_t bytes = table.size() * sizeof(void*);
+    if (auto it = grouped_table_cache_.find(table); it != grouped_table_cache_.end()) {
+      return it->second;
+    }
+    void* dev = nullptr;
+    if (grouped_table_cache_.size() < kMaxCachedTables) {
+      cudaError_t e = ctx_->Malloc(&dev, bytes);
+      if (e != cudaSuccess) return CudaError(e, "MatMulGrouped table");
+      grouped_table_cache_.emplace(table, dev);
+    } else {
+      JAMBA_ASSIGN_OR_RETURN(dev, grouped_tables_->Reserve(bytes));
+    }
+    JAMBA_RETURN_IF_ERROR(CopyToDevice(table.data(), bytes, dev));
+    return dev;
   }
 
   // y = x w^T (+ bias) through cuBLAS, with the scratch the product needs.
@@ -568,9 +597,12 @@ class CudaBackend : public Backend {
   std::unique_ptr<Scratch> attention_partials_;  // per-chunk results of split attention
   std::unique_ptr<Scratch> int8_weights_;        // bf16 copy of an int8 weight chunk
   std::unique_ptr<Scratch> sample_params_;       // [rows] RowSampling of the last SampleRows
-  std::unique_ptr<Scratch> grouped_tables_;      // weight / scale pointers of MatMulGrouped
-  std::unique_ptr<cuda::LayoutCache> layouts_;   // the device copy of the current BatchLayout
+  std::unique_ptr<Scratch> grouped_tables_;      // MatMulGrouped tables past the cache
+  // MatMulGrouped's [weights | scales] pointer tables -> their device copies.
+  absl::flat_hash_map<std::vector<const void*>, void*> grouped_table_cache_;
+  std::unique_ptr<cuda::LayoutCache> layouts_;  // the device copy of the current BatchLayout
   int sm_count_ = 1;
+  int max_shared_per_block_ = 48 * 1024;  // dynamic shared memory a block may opt into
   float* inv_freq_dev_ = nullptr;
   int64_t inv_freq_head_dim_ = 0;
   double inv_freq_theta_ = 0.0;

@@ -89,11 +89,12 @@ struct GroupedProduct {
   DType weight_dtype = DType::kBF16;     // f32, bf16 or i8
   bool vectorized = false;               // every weight row 16-byte aligned, k a multiple of
                                          // GroupedVectorElements(weight_dtype)
+  bool x_vectorized = false;             // vectorized, and every row of x 16-byte aligned
   int32_t experts = 0;                   // E <= kMaxGroupExperts
   const void* const* weights = nullptr;  // device [E] pointers; null: expert not held here
   const float* const* scales = nullptr;  // device [E] pointers to [m] f32 (i8 only), or null
   const int32_t* counts = nullptr;       // device [E] group sizes
-  int* error_word = nullptr;             // kGroupCountsOverrun when the counts overrun x
+  int* error_word = nullptr;             // kGroupCountsOverrun: counts < 0 or beyond x
 };
 // Weights per 16-byte load for a weight dtype (the vectorized path's unit).
 int64_t GroupedVectorElements(DType weight_dtype);
@@ -127,7 +128,12 @@ struct DeviceLayout {
   // Host-side summaries, for launch geometry.
   int32_t max_seq_tokens;  // largest n_tokens of a sequence
   int32_t max_visible;     // largest n_past + n_tokens
+  int32_t short_rows;      // rows of sequences with < kTiledAttentionMinRows rows
 };
+
+// Attention: sequences with at least this many rows in a batch take the tiled prefill kernel
+// (where the GPU's shared memory allows it for the head size).
+inline constexpr int32_t kTiledAttentionMinRows = 16;
 
 // MambaConv of kernels/backend.h. x [n, Di] (column view allowed), w [Di, K], bias [Di] or
 // nullptr, state [slots, Di, K-1], out [n, Di]; out must not overlap x. Two kernels: the
@@ -156,15 +162,24 @@ struct AttentionParams {
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
   float scale = 1.0f;
+  // Sequences with at least this many rows go through the tiled kernel: kTiledAttentionMinRows,
+  // or INT32_MAX where TiledAttentionSharedBytes(head_dim) exceeds what a block may have.
+  int32_t tiled_min_rows = kTiledAttentionMinRows;
 };
-// Chunks per row: enough (row, KV head, chunk) blocks to fill `sm_count` SMs a few times
-// over, at most 64, each chunk at least 256 positions.
-int32_t AttentionChunks(const DeviceLayout& layout, int32_t num_kv_heads, int32_t sm_count);
+// Dynamic shared memory of the tiled prefill kernel for a head size.
+size_t TiledAttentionSharedBytes(int32_t head_dim);
+// Chunks per row of the row kernel: enough (row, KV head, chunk) blocks to fill `sm_count` SMs
+// a few times over, at most 64, each chunk at least 256 positions. Rows of tiled sequences
+// (tiled_min_rows as in AttentionParams) do not count.
+int32_t AttentionChunks(const DeviceLayout& layout, int32_t num_kv_heads, int32_t sm_count,
+                        int32_t tiled_min_rows);
 int64_t AttentionPartialFloats(const DeviceLayout& layout, const AttentionParams& p,
                                int32_t chunks);
-// Writes the new rows of k/v into the caches, then attends.
+// Writes the new rows of k/v into the caches, then attends. max_shared_bytes: the largest
+// dynamic shared memory a block of this device may opt into
+// (cudaDevAttrMaxSharedMemoryPerBlockOptin).
 cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p, int32_t chunks,
-                            float* partials, cudaStream_t stream);
+                            float* partials, int32_t max_shared_bytes, cudaStream_t stream);
 
 // ---- int8 weights (Backend::MatMulInt8) ------------------------------------------------
 // Batches up to this many rows use the GEMV kernel; larger ones convert the weights to bf16

@@ -12,7 +12,7 @@ absl::StatusOr<DeviceLayout> LayoutCache::Get(const BatchLayout& layout,
                                               const LayoutLimits& limits) {
   // The per-sequence checks run on every call (a few per sequence): a cached layout may be
   // used by an op whose pool is smaller than the one it was first checked against.
-  int32_t max_tokens = 0, max_visible = 0;
+  int32_t max_tokens = 0, max_visible = 0, short_rows = 0;
   JAMBA_CHECK(layout.n_tokens >= 0 && layout.n_tokens <= limits.rows);
   for (const SeqSlice& s : layout.seqs) {
     JAMBA_CHECK_MSG(s.token_begin >= 0 && s.n_tokens >= 1 && s.n_past >= 0 &&
@@ -33,6 +33,7 @@ absl::StatusOr<DeviceLayout> LayoutCache::Get(const BatchLayout& layout,
                       "BatchLayout: block table shorter than the sequence");
     }
     max_tokens = std::max(max_tokens, s.n_tokens);
+    if (s.n_tokens < kTiledAttentionMinRows) short_rows += s.n_tokens;
     max_visible = static_cast<int32_t>(
         std::max<int64_t>(max_visible, static_cast<int64_t>(s.n_past) + s.n_tokens));
   }
@@ -115,6 +116,7 @@ absl::StatusOr<DeviceLayout> LayoutCache::Get(const BatchLayout& layout,
   d.kv_block_size = layout.kv_block_size;
   d.max_seq_tokens = max_tokens;
   d.max_visible = max_visible;
+  d.short_rows = short_rows;
   cached_id_ = layout.id;
   cached_ = d;
   checked_kv_blocks_ = limits.kv_blocks >= 0 ? limits.kv_blocks : INT64_MAX;

@@ -137,7 +137,7 @@ const char* KernelErrorName(int code) {
     case kScatterIndexOutOfRange:
       return "ScatterAddScaled: row index out of range";
     case kGroupCountsOverrun:
-      return "MatMulGrouped: group sizes exceed the rows of x";
+      return "MatMulGrouped: group sizes negative or beyond the rows of x";
   }
   return "unknown kernel error";
 }

@@ -50,17 +50,39 @@ __device__ inline float Widen(float w) { return w; }
 __device__ inline float Widen(uint16_t w) { return Bf16BitsToF32(w); }
 __device__ inline float Widen(int8_t w) { return static_cast<float>(w); }
 
+// x[0 .. kN) of a row at column j into registers: float4 loads when the rows are aligned.
+template <int kN, bool kXVectorized>
+__device__ inline void LoadX(const float* xr, float* out) {
+  if constexpr (kXVectorized) {
+#pragma unroll
+    for (int u = 0; u < kN; u += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(xr + u);
+      out[u] = v.x;
+      out[u + 1] = v.y;
+      out[u + 2] = v.z;
+      out[u + 3] = v.w;
+    }
+  } else {
+#pragma unroll
+    for (int u = 0; u < kN; ++u) out[u] = xr[u];
+  }
+}
+
 // Grid (output-row tiles, experts); block = kGroupedWarps warps.
-template <typename W, bool kVectorized>
+template <typename W, bool kVectorized, bool kXVectorized>
 __global__ void GroupedGemvKernel(MatF32 x, const void* const* weights, const float* const* scales,
                                   int64_t ldw, const int32_t* counts, MatF32 y, int* error_word) {
   const int e = blockIdx.y;
   const W* w = static_cast<const W*>(weights[e]);
   const int32_t count = counts[e];
-  if (w == nullptr || count <= 0) return;
+  if (count < 0) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) RecordError(error_word, kGroupCountsOverrun);
+    return;
+  }
+  if (w == nullptr || count == 0) return;
   int64_t offset = 0;
   for (int i = 0; i < e; ++i) offset += counts[i];  // at most kMaxGroupExperts terms
-  if (offset + count > x.rows) {
+  if (offset < 0 || offset + count > x.rows) {
     if (blockIdx.x == 0 && threadIdx.x == 0) RecordError(error_word, kGroupCountsOverrun);
     return;
   }
@@ -84,10 +106,11 @@ __global__ void GroupedGemvKernel(MatF32 x, const void* const* weights, const fl
 #pragma unroll
         for (int i = 0; i < kGroupedTokens; ++i) {
           if (i < nt) {
-            const float* xr = x.row(row0 + i) + j;
+            float xv[kN];
+            LoadX<kN, kXVectorized>(x.row(row0 + i) + j, xv);
             float sum = 0.0f;
 #pragma unroll
-            for (int u = 0; u < kN; ++u) sum += q[u] * xr[u];
+            for (int u = 0; u < kN; ++u) sum += q[u] * xv[u];
             acc[i] += sum;
           }
         }
@@ -103,7 +126,9 @@ __global__ void GroupedGemvKernel(MatF32 x, const void* const* weights, const fl
     }
 #pragma unroll
     for (int i = 0; i < kGroupedTokens; ++i) {
-      for (int o = 16; o > 0; o >>= 1) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], o);
+      if (i < nt) {  // nt is the same for the whole warp
+        for (int o = 16; o > 0; o >>= 1) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], o);
+      }
     }
     if (lane == 0) {
 #pragma unroll
@@ -117,13 +142,17 @@ __global__ void GroupedGemvKernel(MatF32 x, const void* const* weights, const fl
 template <typename W>
 cudaError_t Launch(const GroupedProduct& p, cudaStream_t stream) {
   const MatF32 xm = AsMatF32(*p.x), ym = AsMatF32(*p.y);
-  const dim3 grid(static_cast<unsigned>((p.m + kGroupedWarps - 1) / kGroupedWarps),
-                  static_cast<unsigned>(p.experts));
-  if (p.vectorized) {
-    GroupedGemvKernel<W, true><<<grid, 32 * kGroupedWarps, 0, stream>>>(
+  const int64_t tiles = (p.m + kGroupedWarps - 1) / kGroupedWarps;
+  JAMBA_CHECK(tiles <= INT32_MAX);
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(p.experts));
+  if (p.x_vectorized) {
+    GroupedGemvKernel<W, true, true><<<grid, 32 * kGroupedWarps, 0, stream>>>(
+        xm, p.weights, p.scales, p.ldw, p.counts, ym, p.error_word);
+  } else if (p.vectorized) {
+    GroupedGemvKernel<W, true, false><<<grid, 32 * kGroupedWarps, 0, stream>>>(
         xm, p.weights, p.scales, p.ldw, p.counts, ym, p.error_word);
   } else {
-    GroupedGemvKernel<W, false><<<grid, 32 * kGroupedWarps, 0, stream>>>(
+    GroupedGemvKernel<W, false, false><<<grid, 32 * kGroupedWarps, 0, stream>>>(
         xm, p.weights, p.scales, p.ldw, p.counts, ym, p.error_word);
   }
   return cudaGetLastError();
@@ -140,6 +169,7 @@ cudaError_t LaunchGroupedGemv(const GroupedProduct& p, cudaStream_t stream) {
   JAMBA_CHECK(xm.cols == p.k && ym.cols == p.m && ym.rows == xm.rows);
   JAMBA_CHECK(p.experts >= 1 && p.experts <= kMaxGroupExperts);
   JAMBA_CHECK(p.ldw >= p.k && p.weights != nullptr && p.counts != nullptr);
+  JAMBA_CHECK(!p.x_vectorized || p.vectorized);
   if (p.m == 0 || xm.rows == 0) return cudaSuccess;
   switch (p.weight_dtype) {
     case DType::kF32:

@@ -32,8 +32,12 @@ struct ExpertMatrices {
 ExpertMatrices Collect(const MoeWeights& w, Tensor MlpWeights::*matrix,
                        Tensor MlpWeights::*matrix_scale) {
   ExpertMatrices out;
-  for (const MlpWeights& e : w.experts) out.w.push_back(e.*matrix);
-  if (!out.w.empty() && out.w[0].dtype == DType::kI8) {
+  bool int8 = false;
+  for (const MlpWeights& e : w.experts) {
+    out.w.push_back(e.*matrix);
+    int8 = int8 || (Present(e.*matrix) && (e.*matrix).dtype == DType::kI8);
+  }
+  if (int8) {
     for (const MlpWeights& e : w.experts) out.scale.push_back(e.*matrix_scale);
   }
   return out;

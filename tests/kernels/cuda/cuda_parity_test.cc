@@ -330,19 +330,23 @@ TEST_F(CudaParityTest, MatMulInt8PrefillAcrossWeightChunks) {
 
 // MatMulGrouped: one launch over every expert's group, the group sizes read on the device;
 // f32, bf16 and int8 experts, groups of 0, 1, 8 and 19 rows (several passes of 8 tokens), an
-// expert not held (its rows keep the sentinel), k a multiple of the 16-byte load and not,
-// into a column view. Against a double loop (exact f32 products, any summation order:
-// 2k * 2^-23 of sum |x w|) and against the CPU's per-expert products.
+// expert not held (its rows keep the sentinel), k a multiple of the 16-byte load and not, and
+// long enough for several loads per lane (1088), m not a multiple of the 8 rows of a block,
+// x contiguous, as an aligned column view and as a misaligned one, into a column view. Against a
+// double loop (exact f32 products, any summation order: 2k * 2^-23 of sum |x w|) and against the
+// CPU's per-expert products.
 TEST_F(CudaParityTest, MatMulGroupedEqualsPerExpertProducts) {
   std::uniform_int_distribution<int> qd(-127, 127);
   const std::vector<int32_t> sizes = {8, 0, 19, 1, 3, 5};
-  const int64_t e_count = static_cast<int64_t>(sizes.size()), m = 40;
+  const int64_t e_count = static_cast<int64_t>(sizes.size()), m = 37;
   const int64_t missing = 4;
   int64_t rows = 0;
   for (int32_t c : sizes) rows += c;
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kI8}) {
-    for (int64_t k : {64, 70}) {
-      SCOPED_TRACE(testing::Message() << DTypeName(dtype) << " k=" << k);
+    for (const auto& [k, x_pad, x_col0] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {64, 0, 0}, {70, 0, 0}, {1088, 0, 0}, {1088, 8, 4}, {1088, 3, 1}}) {
+      SCOPED_TRACE(testing::Message()
+                   << DTypeName(dtype) << " k=" << k << " x_pad=" << x_pad << " x_col0=" << x_col0);
       const std::vector<float> x = RandomVec(&rng_, rows * k);
       std::vector<std::vector<float>> values(e_count);  // dequantised weights, [m, k] each
       std::vector<std::vector<float>> scales(e_count);
@@ -385,7 +389,8 @@ TEST_F(CudaParityTest, MatMulGroupedEqualsPerExpertProducts) {
         wc.push_back(tw.cpu);
         wg.push_back(tw.gpu);
       }
-      const Twin tx = TwinF32(x, {rows, k});
+      const Twin tx_full = TwinStrided(x, rows, k, k + x_pad, x_col0);
+      const Twin tx = tx_full.Cols(x_col0, k);
       const Twin counts = TwinI32(sizes, {e_count});
       const Twin ty = TwinStrided(std::vector<float>(rows * m, kSentinel), rows, m, m + 3, 2);
       cpu_->MatMulGrouped(tx.cpu, wc, sc, counts.cpu, ty.cpu.Cols(2, m));

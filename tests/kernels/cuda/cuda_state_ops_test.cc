@@ -50,7 +50,7 @@ void ExpectClose(const std::vector<float>& cpu, const std::vector<float>& gpu, d
   ASSERT_EQ(cpu.size(), gpu.size());
   int bad = 0;
   for (size_t i = 0; i < cpu.size() && bad < 10; ++i) {
-    if (std::fabs(gpu[i] - cpu[i]) > rel * std::fabs(cpu[i]) + abs) {
+    if (!(std::fabs(gpu[i] - cpu[i]) <= rel * std::fabs(cpu[i]) + abs)) {  // NaN fails too
       ADD_FAILURE() << what << " at " << i << ": cpu " << cpu[i] << " gpu " << gpu[i];
       ++bad;
     }
@@ -200,8 +200,8 @@ TEST_F(CudaStateOpsTest, AttentionMixedBatchGqaShapes) {
 // Prefills long enough for the tiled kernel (>= 16 rows: several row tiles and K/V tiles,
 // one continuing at n_past 2000) in one batch with a short continuation and a decode row long
 // enough to be split over chunks and merged (the merge must leave the tiled rows alone), for
-// GQA ratios from 1 (32 rows per tile) to 32 (one row per tile) and head sizes 64 to 256
-// (the largest needs more than 48 KiB of shared memory).
+// GQA ratios from 1 (32 rows per tile) to 32 (one row per tile), 3 (a partial tile of query
+// vectors) and head sizes 40 to 256 (the largest needs more than 48 KiB of shared memory).
 TEST_F(CudaStateOpsTest, AttentionTiledPrefillMixedWithDecodeAndChunks) {
   const std::vector<SeqSlice> seqs = {{0, 300, 0, -1, 0},
                                       {300, 40, 2000, -1, 0},
@@ -213,6 +213,9 @@ TEST_F(CudaStateOpsTest, AttentionTiledPrefillMixedWithDecodeAndChunks) {
     SCOPED_TRACE(::testing::Message() << nh << " heads, " << nkv << " KV heads, hd " << hd);
     RunAttention({nh, nkv, hd, seqs, 360});
   }
+  // One KV head and a single short row beside a tiled prefill: the decode row is split over
+  // chunks on any GPU with more than 4 SMs, so the merge runs next to tiled rows.
+  RunAttention({8, 1, 64, {{0, 16, 0, -1, 0}, {16, 1, 20000, -1, 0}}, 17});
 }
 
 // A single decode row at a long context: split over many chunks and merged.
