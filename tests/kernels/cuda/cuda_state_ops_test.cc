@@ -18,6 +18,7 @@
 #include <numeric>
 #include <random>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -68,9 +69,13 @@ BatchLayout MambaLayout() {
 }
 
 TEST_F(CudaStateOpsTest, MambaConvMixedBatchWithAndWithoutBias) {
-  const int64_t di = 300, kw = 4, n = 12, slots = 4, ld = di + 5;
+  const int64_t di = 300, n = 12, slots = 4, ld = di + 5;
   const BatchLayout layout = MambaLayout();
-  for (bool with_bias : {true, false}) {
+  // Kernel widths 4 (every Mamba checkpoint), 2 (the shortest window) and 9 (a window longer
+  // than the 7-token prefill).
+  for (const auto& [with_bias, kw] :
+       std::vector<std::pair<bool, int64_t>>{{true, 4}, {false, 4}, {true, 2}, {false, 9}}) {
+    SCOPED_TRACE(::testing::Message() << "bias " << with_bias << " K " << kw);
     // x is a column view [n, di] of a wider matrix, as the in_proj output is.
     const Twin x_full = TwinF32(RandomVec(&rng_, n * ld), {n, ld});
     const Twin x = x_full.Cols(3, di);
@@ -107,8 +112,9 @@ TEST_F(CudaStateOpsTest, MambaConvDecodeStepsCarryTheWindow) {
 TEST_F(CudaStateOpsTest, MambaScanMixedBatchAcrossStateSizes) {
   const BatchLayout layout = MambaLayout();
   const int64_t n = 12, slots = 4;
-  // 16: Jamba/Mamba; 5: not a power of two; 64: two states per lane.
-  for (int64_t ns : {16, 5, 64}) {
+  // 16: Jamba/Mamba; 5: not a power of two; 64: two states per lane; 1, 2, 3 and 8: warps
+  // split into groups of 1, 2, 4 and 8 lanes; 256: the most states a lane holds.
+  for (int64_t ns : {16, 5, 64, 1, 2, 3, 8, 256}) {
     const int64_t di = 200;
     const Twin x = TwinF32(RandomVec(&rng_, n * di), {n, di});
     const Twin dt = TwinF32(RandomVec(&rng_, n * di, -4.0f, 1.0f), {n, di});
