@@ -50,6 +50,7 @@ struct Options {
   int32_t threads = 0;
   bool gemm = false;
   bool compare_blas = false;
+  bool gemv = false;
   int64_t bandwidth_mib = 1024;
   std::string prefill_lens;  // "1024,8192,32768": one-sequence prefill tokens/s at each
   std::string contexts;      // decode tokens/s at each context length
@@ -120,6 +121,62 @@ void GemmComparison(Backend* backend, int64_t m, int64_t k, DType dtype) {
     std::printf("  %6lld %12.1f %12.1f %8.2f\n", static_cast<long long>(n), best[0], best[1],
                 best[0] / best[1]);
   }
+}
+
+// Decode-shaped products y[n, m] = x[n, k] w[m, k]^T on the run's device: the backend's
+// MatMul (cuBLAS on a GPU; MatMulInt8 for int8 weights) against MatMulGrouped with one group
+// (the GEMV kernel the MoE decode path uses), in GB/s of weights read: best of 5 timings of
+// 20 products each, synchronised around each timing.
+absl::Status GemvComparison(Backend* backend, int64_t m, int64_t k, DType dtype) {
+  std::printf("\ndecode products %lld x %lld, %s weights (weight GB/s, best of 5 x 20)\n",
+              static_cast<long long>(m), static_cast<long long>(k), DTypeName(dtype));
+  std::printf("  %6s %14s %14s %8s\n", "rows", "MatMul", "MatMulGrouped", "ratio");
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<DeviceBuffer> w, backend->Allocate(dtype, {m, k}));
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<DeviceBuffer> scale, backend->Allocate(DType::kF32, {m}));
+  {
+    // Small nonzero weights (the timing does not depend on them, but an all-zero matrix could
+    // take shortcuts in a library).
+    std::vector<uint8_t> bytes(static_cast<size_t>(m * k) * DTypeSize(dtype));
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(0x31 + i % 7);
+    JAMBA_RETURN_IF_ERROR(backend->Upload(bytes.data(), bytes.size(), w->tensor()));
+    std::vector<float> scales(m, 0.01f);
+    JAMBA_RETURN_IF_ERROR(backend->Upload(scales.data(), m * sizeof(float), scale->tensor()));
+  }
+  const std::vector<Tensor> group = {w->tensor()};
+  const std::vector<Tensor> group_scale =
+      dtype == DType::kI8 ? std::vector<Tensor>{scale->tensor()} : std::vector<Tensor>{};
+  const double weight_bytes = static_cast<double>(m * k) * DTypeSize(dtype);
+  for (int64_t n : {1, 2, 4, 8}) {
+    JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<DeviceBuffer> x, backend->Allocate(DType::kF32, {n, k}));
+    JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<DeviceBuffer> y, backend->Allocate(DType::kF32, {n, m}));
+    JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<DeviceBuffer> counts,
+                           backend->Allocate(DType::kI32, {1}));
+    const std::vector<float> xs(n * k, 0.5f);
+    const int32_t count = static_cast<int32_t>(n);
+    JAMBA_RETURN_IF_ERROR(backend->Upload(xs.data(), xs.size() * 4, x->tensor()));
+    JAMBA_RETURN_IF_ERROR(backend->Upload(&count, sizeof(count), counts->tensor()));
+    double best[2] = {0, 0};
+    for (int path = 0; path < 2; ++path) {
+      for (int rep = 0; rep < 5; ++rep) {
+        JAMBA_RETURN_IF_ERROR(backend->Synchronize());
+        const auto t0 = Clock::now();
+        for (int i = 0; i < 20; ++i) {
+          if (path == 1) {
+            backend->MatMulGrouped(x->tensor(), group, group_scale, counts->tensor(), y->tensor());
+          } else if (dtype == DType::kI8) {
+            backend->MatMulInt8(x->tensor(), w->tensor(), scale->tensor(), nullptr, y->tensor());
+          } else {
+            backend->MatMul(x->tensor(), w->tensor(), nullptr, y->tensor());
+          }
+        }
+        JAMBA_RETURN_IF_ERROR(backend->Synchronize());
+        best[path] = std::max(best[path], 20 * weight_bytes / Since(t0) / 1e9);
+      }
+    }
+    std::printf("  %6lld %14.1f %14.1f %8.2f\n", static_cast<long long>(n), best[0], best[1],
+                best[1] / best[0]);
+  }
+  return absl::OkStatus();
 }
 
 // An engine for the long-context runs: `sequences` sequences of up to `context` tokens, the
@@ -210,6 +267,10 @@ int Run(int argc, char** argv) {
   flags.Bool("gemm", &o.gemm,
              "compare the dot kernel and OpenBLAS on the model's largest "
              "projection",
+             "Run");
+  flags.Bool("gemv", &o.gemv,
+             "compare MatMul (cuBLAS on a GPU) with the grouped GEMV kernel of the MoE decode "
+             "path on the expert projection's shape, 1 to 8 rows",
              "Run");
   flags.String("prefill-lens", &o.prefill_lens,
                "also time a one-sequence prefill of each length (e.g. 1024,8192,32768)",
@@ -302,6 +363,16 @@ int Run(int argc, char** argv) {
       auto r = TimeEngineBatch(engine->get(), b, o.prompt_len, o.decode_steps, &rng);
       if (!r.ok()) return Fail(r.status());
       results[mi].push_back(*r);
+    }
+    if (o.gemv && mi == 0) {
+      const int64_t inter =
+          config.intermediate_size > 0 ? config.intermediate_size : config.hidden_size;
+      const DType gemv_dtype =
+          o.source.int8_experts && config.NumMoeLayers() > 0 ? DType::kI8 : dtype;
+      if (absl::Status s = GemvComparison(backend.get(), inter, config.hidden_size, gemv_dtype);
+          !s.ok()) {
+        return Fail(s);
+      }
     }
     if (o.gemm && mi == 0) {
       const int64_t m =

@@ -55,5 +55,10 @@ step bench_decode "$b/bin/jamba-bench" --device cuda --config "$config" \
   --set num_hidden_layers=16 --batches 1,4,16 --decode-steps 64 --bandwidth-mib 4096
 step bench_prefill "$b/bin/jamba-bench" --device cuda --config "$config" \
   --set num_hidden_layers=16 --batches 1 --prefill-lens 1024,8192,32768
+# Decode-shaped products: cuBLAS (MatMul) against the grouped GEMV kernel, bf16 and int8.
+step bench_gemv "$b/bin/jamba-bench" --device cuda --config "$config" \
+  --set num_hidden_layers=2 --batches 1 --decode-steps 4 --gemv
+step bench_gemv_int8 "$b/bin/jamba-bench" --device cuda --config "$config" \
+  --set num_hidden_layers=2 --batches 1 --decode-steps 4 --gemv --int8-experts
 step bench_contexts "$b/bin/jamba-bench" --device cuda --config "$config" \
   --set num_hidden_layers=8 --batches 1 --contexts 4096,16384,65536,131072 --all-attention
