@@ -138,7 +138,7 @@ __global__ void AttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int
   }
 }
 
-// Grid (sequence x row tile, KV head); kTileThreads threads. A tile holds br = 32 / rep
+// Grid (row tile, tiled sequence, KV head); kTileThreads threads. A tile holds br = 32 / rep
 // consecutive rows of one sequence; query vector v = r * rep + hh is row r's query head
 // kvh * rep + hh. Thread t serves query vector t / 8: it scores positions 4 (t % 8) .. +3 of
 // each K/V tile and accumulates output dims t % 8 + 8 j.
@@ -151,11 +151,10 @@ __global__ void __launch_bounds__(kTileThreads)
   __shared__ int64_t key_offset[kTileKeys];  // cache offsets of the current K/V tile
   const int rep = nh / nkv;
   const int br = kTileQueries / rep;
-  const int si = blockIdx.x / tiles_per_seq;
-  const int tile = blockIdx.x % tiles_per_seq;
-  const int kvh = blockIdx.y;
-  if (si >= layout.num_seqs) return;
-  const DeviceSeq s = layout.seqs[si];
+  // The longest causal tiles (the last rows of a sequence) first.
+  const int tile = tiles_per_seq - 1 - static_cast<int>(blockIdx.x);
+  const int kvh = blockIdx.z;
+  const DeviceSeq s = layout.seqs[layout.tiled_seqs[blockIdx.y]];
   const int row0 = tile * br;                                     // within the sequence's rows
   if (s.n_tokens < tiled_min_rows || row0 >= s.n_tokens) return;  // whole blocks leave
   const int rows = min(br, s.n_tokens - row0);
@@ -343,8 +342,8 @@ cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p
   if (layout.max_seq_tokens >= tiled_min_rows) {
     const int br = kTileQueries / (nh / nkv);
     const int64_t tiles_per_seq = (layout.max_seq_tokens + br - 1) / br;
-    const int64_t blocks = tiles_per_seq * layout.num_seqs;
-    JAMBA_CHECK(blocks <= INT32_MAX);
+    JAMBA_CHECK(tiles_per_seq <= INT32_MAX && layout.num_tiled_seqs >= 1 &&
+                layout.num_tiled_seqs <= 65535 && nkv <= 65535);
     const size_t smem = TiledAttentionSharedBytes(hd);
     JAMBA_CHECK(smem <= static_cast<size_t>(max_shared_bytes));  // else tiled_min_rows is off
     if (smem > 48 * 1024) {
@@ -356,7 +355,9 @@ cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p
                                static_cast<int>(most));
       if (e != cudaSuccess) return e;
     }
-    TiledAttendKernel<<<dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(nkv)),
+    TiledAttendKernel<<<dim3(static_cast<unsigned>(tiles_per_seq),
+                             static_cast<unsigned>(layout.num_tiled_seqs),
+                             static_cast<unsigned>(nkv)),
                         kTileThreads, smem, stream>>>(
         layout, q, c, nh, nkv, hd, p.scale, static_cast<int>(tiles_per_seq), tiled_min_rows, out);
     e = cudaGetLastError();

@@ -122,7 +122,9 @@ struct DeviceLayout {
   const int32_t* row_seq;        // [n_tokens]: the sequence of each row, -1 if none
   const int32_t* table_offsets;  // [num_tables + 1]: block_tables[i] is tables[off[i], off[i+1])
   const int32_t* tables;         // the block tables, concatenated
+  const int32_t* tiled_seqs;     // [num_tiled_seqs]: sequences with >= kTiledAttentionMinRows rows
   int32_t num_seqs;
+  int32_t num_tiled_seqs;
   int32_t n_tokens;
   int32_t kv_block_size;
   // Host-side summaries, for launch geometry.

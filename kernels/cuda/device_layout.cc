@@ -68,19 +68,22 @@ absl::StatusOr<DeviceLayout> LayoutCache::Get(const BatchLayout& layout,
   // cached under its id.
   cached_id_ = 0;
 
-  // [seqs as 5 i32 each | row_seq | table_offsets | tables]
+  // [seqs as 5 i32 each | row_seq | table_offsets | tables | tiled_seqs]
   const int32_t num_seqs = static_cast<int32_t>(layout.seqs.size());
+  int32_t num_tiled = 0;
+  for (const SeqSlice& s : layout.seqs) num_tiled += s.n_tokens >= kTiledAttentionMinRows;
   const int32_t num_tables = static_cast<int32_t>(layout.block_tables.size());
   size_t table_total = 0;
   for (const auto& t : layout.block_tables) table_total += t.size();
   static_assert(sizeof(DeviceSeq) == 5 * sizeof(int32_t), "DeviceSeq is five packed i32");
   const size_t seq_words = 5 * static_cast<size_t>(num_seqs);
-  const size_t words = seq_words + layout.n_tokens + (num_tables + 1) + table_total;
+  const size_t words = seq_words + layout.n_tokens + (num_tables + 1) + table_total + num_tiled;
   host_.assign(std::max<size_t>(words, 1), 0);
   int32_t* seq_out = host_.data();
   int32_t* row_seq = seq_out + seq_words;
   int32_t* offsets = row_seq + layout.n_tokens;
   int32_t* tables = offsets + num_tables + 1;
+  int32_t* tiled = tables + table_total;
   std::fill(row_seq, row_seq + layout.n_tokens, -1);
   for (int32_t i = 0; i < num_seqs; ++i) {
     const SeqSlice& s = layout.seqs[i];
@@ -91,6 +94,7 @@ absl::StatusOr<DeviceLayout> LayoutCache::Get(const BatchLayout& layout,
     o[3] = s.mamba_slot;
     o[4] = s.kv_seq;
     for (int32_t t = 0; t < s.n_tokens; ++t) row_seq[s.token_begin + t] = i;
+    if (s.n_tokens >= kTiledAttentionMinRows) *tiled++ = i;
   }
   size_t at = 0;
   for (int32_t i = 0; i < num_tables; ++i) {
@@ -111,6 +115,8 @@ absl::StatusOr<DeviceLayout> LayoutCache::Get(const BatchLayout& layout,
   d.row_seq = base + seq_words;
   d.table_offsets = d.row_seq + layout.n_tokens;
   d.tables = d.table_offsets + num_tables + 1;
+  d.tiled_seqs = d.tables + table_total;
+  d.num_tiled_seqs = num_tiled;
   d.num_seqs = num_seqs;
   d.n_tokens = layout.n_tokens;
   d.kv_block_size = layout.kv_block_size;
