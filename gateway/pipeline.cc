@@ -14,14 +14,15 @@
 namespace jamba {
 namespace {
 
-v1::LogitsRows ToProto(LogitsRows rows) {
-  switch (rows) {
+v1::LogitsRows ToProto(const StageItem& item) {
+  switch (item.logits) {
     case LogitsRows::kLast:
       return v1::LOGITS_ROWS_LAST;
     case LogitsRows::kAll:
       return v1::LOGITS_ROWS_ALL;
     case LogitsRows::kLastToken:
-      return v1::LOGITS_ROWS_LAST_TOKEN;
+      return item.sampling.temperature == 0.0f ? v1::LOGITS_ROWS_LAST_TOKEN
+                                               : v1::LOGITS_ROWS_SAMPLED_TOKEN;
     default:
       return v1::LOGITS_ROWS_NONE;
   }
@@ -148,8 +149,8 @@ absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
     s->set_sequence_id(static_cast<uint64_t>(item.sequence));
     s->set_n_tokens(item.n_tokens);
     s->set_n_past(item.n_past);
-    s->set_logits(ToProto(item.logits));
-    if (item.logits == LogitsRows::kLastToken && item.sampling.temperature != 0.0f) {
+    s->set_logits(ToProto(item));
+    if (s->logits() == v1::LOGITS_ROWS_SAMPLED_TOKEN) {
       v1::RowSampling* p = s->mutable_sampling();
       p->set_temperature(item.sampling.temperature);
       p->set_top_k(item.sampling.top_k);

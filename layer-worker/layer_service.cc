@@ -20,6 +20,7 @@ LogitsRows FromProto(v1::LogitsRows rows) {
     case v1::LOGITS_ROWS_ALL:
       return LogitsRows::kAll;
     case v1::LOGITS_ROWS_LAST_TOKEN:
+    case v1::LOGITS_ROWS_SAMPLED_TOKEN:
       return LogitsRows::kLastToken;
     default:
       return LogitsRows::kNone;
@@ -85,9 +86,18 @@ absl::Status LayerService::DoForward(const v1::ForwardRequest& request,
   std::vector<StageItem> items;
   items.reserve(request.sequences_size());
   for (const v1::SequenceSlice& s : request.sequences()) {
-    RowSampling sampling;  // unset: greedy; the stage checks the ranges
-    if (s.has_sampling()) {
+    RowSampling sampling;  // greedy unless SAMPLED_TOKEN; the stage checks the ranges
+    if (s.logits() == v1::LOGITS_ROWS_SAMPLED_TOKEN) {
+      if (!s.has_sampling()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "sequence ", s.sequence_id(), ": LOGITS_ROWS_SAMPLED_TOKEN without sampling"));
+      }
       const v1::RowSampling& p = s.sampling();
+      if (p.temperature() == 0.0f) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sequence ", s.sequence_id(),
+                         ": sampling.temperature must be > 0 (greedy rows use LAST_TOKEN)"));
+      }
       sampling = RowSampling{p.uniform(), p.temperature(), p.top_k(), p.top_p(), p.min_p()};
     }
     items.push_back(StageItem{static_cast<SequenceId>(s.sequence_id()), s.n_tokens(), s.n_past(),

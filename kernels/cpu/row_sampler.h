@@ -24,8 +24,9 @@ class RowSampler {
   };
 
   // Steps 2-6 for `logits` [V >= 1] (NaN counts as -inf) under `params` (uniform unused; must
-  // satisfy RowSamplingValid): afterwards candidates() are the survivors in draw order (by id,
-  // or by rank once top-p has ranked them), with total_weight() their sum.
+  // satisfy RowSamplingValid unless the temperature is 0): afterwards candidates() are the
+  // survivors in draw order (by id, or by rank once top-p has ranked them), with total_weight()
+  // their sum.
   void Process(absl::Span<const float> logits, const RowSampling& params);
   const std::vector<Candidate>& candidates() const { return candidates_; }
   double total_weight() const { return total_weight_; }

@@ -17,6 +17,7 @@
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
+#include "rpc/channel.h"
 #include "tests/engine/runtime/reference_fixture.h"
 #include "tests/gateway/cluster_test_util.h"
 #include "tests/gateway/in_process_cluster.h"
@@ -169,6 +170,58 @@ TEST_F(ValidationTest, BadRequestsAreInvalidArgumentNamingTheFieldWhileAValidOne
   const SchedulerStats stats = cluster_->gateway()->scheduler()->Stats();
   EXPECT_EQ(stats.finished, finished_before + 1);
   EXPECT_TRUE(cluster_->WaitForEmptyPools(absl::Seconds(10)).ok());
+}
+
+// A layer worker's Forward refuses bad sampling of device-sampled rows with INVALID_ARGUMENT
+// naming the problem, before touching any state: the sequence then still takes its prompt.
+TEST_F(ValidationTest, LayerWorkerRefusesBadRowSampling) {
+  auto stub = v1::LayerWorker::NewStub(MakeInternalChannel(cluster_->layer_addresses()[0]));
+  auto call = [&](auto method, const auto& request, auto* response) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return ((*stub).*method)(&ctx, request, response);
+  };
+  v1::CreateSequencesRequest create;
+  create.add_sequence_ids(9001);
+  v1::CreateSequencesResponse created;
+  ASSERT_TRUE(call(&v1::LayerWorker::Stub::CreateSequences, create, &created).ok());
+  auto forward = [&](v1::LogitsRows rows, const v1::RowSampling* sampling) {
+    v1::ForwardRequest request;
+    v1::SequenceSlice* slice = request.add_sequences();
+    slice->set_sequence_id(9001);
+    slice->set_n_tokens(2);
+    slice->set_n_past(0);
+    slice->set_logits(rows);
+    if (sampling != nullptr) *slice->mutable_sampling() = *sampling;
+    request.mutable_token_ids()->add_ids(1);
+    request.mutable_token_ids()->add_ids(2);
+    v1::ForwardResponse response;
+    return call(&v1::LayerWorker::Stub::Forward, request, &response);
+  };
+  v1::RowSampling good;
+  good.set_temperature(0.8f);
+  good.set_top_p(0.9f);
+  good.set_uniform(0.25);
+  v1::RowSampling greedy = good, top_p_zero = good, uniform_one = good;
+  greedy.set_temperature(0.0f);
+  top_p_zero.set_top_p(0.0f);
+  uniform_one.set_uniform(1.0);
+  struct Case {
+    const v1::RowSampling* sampling;
+    const char* message;
+  };
+  for (const Case& c :
+       {Case{nullptr, "without sampling"}, Case{&greedy, "temperature must be"},
+        Case{&top_p_zero, "sampling out of range"}, Case{&uniform_one, "sampling out of range"}}) {
+    const grpc::Status s = forward(v1::LOGITS_ROWS_SAMPLED_TOKEN, c.sampling);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.message;
+    EXPECT_THAT(s.error_message(), HasSubstr(c.message));
+  }
+  EXPECT_TRUE(forward(v1::LOGITS_ROWS_SAMPLED_TOKEN, &good).ok());  // n_past 0: nothing absorbed
+  v1::ReleaseSequencesRequest release;
+  release.add_sequence_ids(9001);
+  v1::ReleaseSequencesResponse released;
+  EXPECT_TRUE(call(&v1::LayerWorker::Stub::ReleaseSequences, release, &released).ok());
 }
 
 TEST_F(ValidationTest, TokenizeDetokenizeRoundTrip) {
