@@ -10,6 +10,7 @@ namespace jamba::cuda {
 namespace {
 
 using sample_algo::kSampleThreads;
+using sample_algo::kSearchThresholds;
 
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kWarps = kSampleThreads / 32;
@@ -19,8 +20,9 @@ static_assert(kSampleThreads % 32 == 0 && kSampleThreads <= 1024, "whole warps, 
 // shared arrays may be reused by the next call.
 class DeviceBlock {
  public:
-  __device__ DeviceBlock(int32_t v, double* warp_sums, unsigned long long* warp_max)
-      : v_(v), warp_sums_(warp_sums), warp_max_(warp_max) {}
+  __device__ DeviceBlock(int32_t v, double* warp_sums, double* warp_tails,
+                         unsigned long long* warp_max)
+      : v_(v), warp_sums_(warp_sums), warp_tails_(warp_tails), warp_max_(warp_max) {}
 
   __device__ int32_t size() const { return v_; }
 
@@ -36,6 +38,35 @@ class DeviceBlock {
     for (int w = 0; w < kWarps; ++w) total += warp_sums_[w];
     __syncthreads();
     return total;
+  }
+
+  // Sum's order per threshold: each thread adds its elements' terms (0 below the threshold) in
+  // the same sequence, then the same butterfly and warp order.
+  template <class K, class W>
+  __device__ void TailSums(K key, W w, const uint32_t* t, int n, double* out) {
+    double acc[kSearchThresholds];
+#pragma unroll
+    for (int j = 0; j < kSearchThresholds; ++j) acc[j] = 0.0;
+    for (int32_t i = threadIdx.x; i < v_; i += kSampleThreads) {
+      const uint32_t k = key(i);
+      const double wi = w(i);
+#pragma unroll
+      for (int j = 0; j < kSearchThresholds; ++j) {
+        if (j < n) acc[j] += k >= t[j] ? wi : 0.0;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kSearchThresholds; ++j) {
+      for (int off = 16; off > 0; off >>= 1) acc[j] += __shfl_xor_sync(kFullMask, acc[j], off);
+      if (Lane() == 0) warp_tails_[j * kWarps + Warp()] = acc[j];
+    }
+    __syncthreads();
+    for (int j = 0; j < n; ++j) {
+      double total = 0.0;
+      for (int w2 = 0; w2 < kWarps; ++w2) total += warp_tails_[j * kWarps + w2];
+      out[j] = total;
+    }
+    __syncthreads();
   }
 
   template <class F>
@@ -98,14 +129,16 @@ class DeviceBlock {
 
   int32_t v_;
   double* warp_sums_;
+  double* warp_tails_;  // [kSearchThresholds][kWarps]
   unsigned long long* warp_max_;
 };
 
 __global__ void __launch_bounds__(kSampleThreads)
     SampleRowsKernel(MatF32 x, const RowSampling* params, int32_t* out) {
   __shared__ double warp_sums[kWarps];
+  __shared__ double warp_tails[kSearchThresholds * kWarps];
   __shared__ unsigned long long warp_max[kWarps];
-  DeviceBlock block(static_cast<int32_t>(x.cols), warp_sums, warp_max);
+  DeviceBlock block(static_cast<int32_t>(x.cols), warp_sums, warp_tails, warp_max);
   const int64_t row = blockIdx.x;
   const int32_t token = sample_algo::SampleRow(block, x.row(row), params[row]);
   if (threadIdx.x == 0) out[row] = token;

@@ -4,11 +4,13 @@
 //
 // One block samples one row of V logits. The host sampler sorts; a block cannot afford to, so
 // every selection is a search over the order-preserving 32-bit key of the logits:
-//  - top-k: the largest key t with count(key >= t) >= k (bisection, 32 counting passes), ties
-//    at t kept in id order up to k (one scan);
+//  - top-k: the largest key t with count(key >= t) >= k (a 16-way search: 8 passes, each
+//    counting at 15 thresholds), ties at t kept in id order up to k (one scan);
 //  - top-p: the largest key t whose tail weight sum(w : key >= t) reaches top_p * total, ties
 //    at t in id order until the cumulative weight does (rank order = key descending, then id);
 //  - the draw: by id when top-p is off, else in that rank order, with the same search.
+// So a row costs about 30 passes over its V logits with top-k, top-p and the draw all on (an
+// exp per element per weighted pass), one with greedy.
 // The result is the reference's token except where a cumulative sum lies within rounding of
 // the top-p target or of the draw (the block adds in another order than the host's loop).
 //
@@ -16,6 +18,8 @@
 // same arguments and all receive the same result; f and pred are evaluated for i in [0, V)):
 //   int32_t size() const;                       V
 //   double Sum(f);                              sum of f(i), in a fixed (deterministic) order
+//   void TailSums(key, w, t, n, out);           out[j] = Sum(key(i) >= t[j] ? w(i) : 0), each
+//                                               to the bit as Sum would give it, j < n <= 15
 //   uint64_t Max(f);                            max of f(i) (uint64_t); 0 when V == 0
 //   int32_t FirstCumulative(f, base, target, strict);
 //       the first i (in id order) with base + f(0) + ... + f(i) >= target (> target if
@@ -77,15 +81,33 @@ JAMBA_HD inline float KeyValue(uint32_t key) {
   return BitsFloat((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
 }
 
+// Thresholds a search step tests at once (one pass over the row answers all of them).
+constexpr int kSearchThresholds = 15;
+
 // The largest t in [lo, hi] with pred(t), for pred true at lo and monotone (true, then false).
-template <class Pred>
-JAMBA_HD uint32_t LargestKeyWhere(uint32_t lo, uint32_t hi, Pred pred) {
+// eval(t, n, ok) sets ok[j] = pred(t[j]) for n <= kSearchThresholds increasing thresholds, so
+// each step narrows the range 16-fold: 8 steps (passes over the row) for 32-bit keys where a
+// bisection takes 32. The result is the bisection's: only where pred is evaluated changes.
+template <class Eval>
+JAMBA_HD uint32_t LargestKeyWhere(uint32_t lo, uint32_t hi, Eval eval) {
   while (lo < hi) {
-    const uint32_t mid = lo + static_cast<uint32_t>((static_cast<uint64_t>(hi) - lo + 1) / 2);
-    if (pred(mid)) {
-      lo = mid;
+    // n thresholds cut [lo, hi] into n + 1 parts of near-equal size: every key when the range
+    // is small, else 16 parts; increasing, in (lo, hi].
+    const uint64_t range = static_cast<uint64_t>(hi) - lo + 1;  // >= 2
+    const int n = range <= kSearchThresholds + 1 ? static_cast<int>(range - 1) : kSearchThresholds;
+    uint32_t t[kSearchThresholds];
+    for (int j = 0; j < n; ++j) {
+      t[j] = lo + static_cast<uint32_t>(static_cast<uint64_t>(j + 1) * range / (n + 1));
+    }
+    bool ok[kSearchThresholds];
+    eval(t, n, ok);
+    int leading = 0;  // pred holds at t[0 .. leading)
+    while (leading < n && ok[leading]) ++leading;
+    if (leading == 0) {
+      hi = t[0] - 1;
     } else {
-      hi = mid - 1;
+      lo = t[leading - 1];
+      if (leading < n) hi = t[leading] - 1;
     }
   }
   return lo;
@@ -110,8 +132,11 @@ JAMBA_HD int32_t SampleRow(Block& b, const float* x, const RowSampling& p) {
   int32_t tk_last = v - 1;
   if (p.top_k > 0 && p.top_k < v) {
     const double k = p.top_k;
-    tk = LargestKeyWhere(0, max_key, [&](uint32_t t) {
-      return b.Sum([&](int32_t i) { return key(i) >= t ? 1.0 : 0.0; }) >= k;
+    tk = LargestKeyWhere(0, max_key, [&](const uint32_t* t, int n, bool* ok) {
+      double tails[kSearchThresholds];
+      b.TailSums(
+          key, [](int32_t) { return 1.0; }, t, n, tails);
+      for (int j = 0; j < n; ++j) ok[j] = tails[j] >= k;
     });
     const double above =
         b.Sum([&](int32_t i) { return key(i) > tk ? 1.0 : 0.0; });  // < k by the search
@@ -142,8 +167,10 @@ JAMBA_HD int32_t SampleRow(Block& b, const float* x, const RowSampling& p) {
     const double target = static_cast<double>(p.top_p) * total;
     // Every survivor has key >= tk, so the tail sum at tk is the total (the same terms, zeros
     // elsewhere): the search may start there.
-    tp = LargestKeyWhere(tk, max_key, [&](uint32_t t) {
-      return b.Sum([&](int32_t i) { return key(i) >= t ? weight(i) : 0.0; }) >= target;
+    tp = LargestKeyWhere(tk, max_key, [&](const uint32_t* t, int n, bool* ok) {
+      double tails[kSearchThresholds];
+      b.TailSums(key, weight, t, n, tails);
+      for (int j = 0; j < n; ++j) ok[j] = tails[j] >= target;
     });
     const double above = b.Sum([&](int32_t i) { return key(i) > tp ? weight(i) : 0.0; });
     tp_last = b.FirstCumulative([&](int32_t i) { return key(i) == tp ? weight(i) : 0.0; }, above,
@@ -180,9 +207,12 @@ JAMBA_HD int32_t SampleRow(Block& b, const float* x, const RowSampling& p) {
     return static_cast<int32_t>(last & 0xffffffffu);
   }
   // Candidates have key >= tp (and >= tk), so the search may start there.
-  const uint32_t td = LargestKeyWhere(tp > tk ? tp : tk, max_key, [&](uint32_t t) {
-    return b.Sum([&](int32_t i) { return key(i) >= t ? kept(i) : 0.0; }) > target;
-  });
+  const uint32_t td =
+      LargestKeyWhere(tp > tk ? tp : tk, max_key, [&](const uint32_t* t, int n, bool* ok) {
+        double tails[kSearchThresholds];
+        b.TailSums(key, kept, t, n, tails);
+        for (int j = 0; j < n; ++j) ok[j] = tails[j] > target;
+      });
   const double above = b.Sum([&](int32_t i) { return key(i) > td ? kept(i) : 0.0; });
   const int32_t i = b.FirstCumulative([&](int32_t j) { return key(j) == td ? kept(j) : 0.0; },
                                       above, target, /*strict=*/true);
@@ -195,7 +225,7 @@ JAMBA_HD int32_t SampleRow(Block& b, const float* x, const RowSampling& p) {
 
 // The block geometry both sides share: thread t of T sums elements t, t + T, ... (coalesced
 // on the device); scans give thread t the contiguous ids [t * chunk, (t + 1) * chunk).
-constexpr int kSampleThreads = 1024;
+constexpr int kSampleThreads = 512;
 
 // A host model of the device block (kernels/cuda/sample_rows.cu): the same per-thread order,
 // the same warp butterfly and scan, the same combination of warp results, so it computes the
@@ -215,6 +245,19 @@ class HostBlock {
       for (int32_t i = t; i < v_; i += threads_) local[t] += f(i);
     }
     return CombineWarps(local);
+  }
+
+  template <class K, class W>
+  void TailSums(K key, W w, const uint32_t* t, int n, double* out) const {
+    std::vector<std::vector<double>> local(n, std::vector<double>(threads_, 0.0));
+    for (int th = 0; th < threads_; ++th) {
+      for (int32_t i = th; i < v_; i += threads_) {
+        const uint32_t k = key(i);
+        const double wi = w(i);
+        for (int j = 0; j < n; ++j) local[j][th] += k >= t[j] ? wi : 0.0;
+      }
+    }
+    for (int j = 0; j < n; ++j) out[j] = CombineWarps(local[j]);
   }
 
   template <class F>

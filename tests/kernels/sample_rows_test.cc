@@ -200,6 +200,31 @@ TEST(SampleRowsAlgorithmTest, ExactBoundaries) {
   }
 }
 
+// The 16-way search finds the last key where a monotone predicate holds, over full and narrow
+// ranges, in at most 8 steps for 32-bit keys.
+TEST(SampleRowsAlgorithmTest, SearchFindsTheLastTrueKey) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<uint32_t> any;
+  for (int trial = 0; trial < 2000; ++trial) {
+    uint32_t lo = any(rng), hi = any(rng);
+    if (trial % 3 == 0) hi = lo + static_cast<uint32_t>(trial % 40);  // narrow ranges
+    if (hi < lo) std::swap(lo, hi);
+    const uint32_t last =
+        lo + static_cast<uint32_t>(std::uniform_int_distribution<uint64_t>(0, hi - lo)(rng));
+    int steps = 0;
+    const uint32_t got =
+        sample_algo::LargestKeyWhere(lo, hi, [&](const uint32_t* t, int n, bool* ok) {
+          ++steps;
+          for (int j = 0; j < n; ++j) {
+            ASSERT_TRUE(t[j] > lo && t[j] <= hi && (j == 0 || t[j] > t[j - 1]));
+            ok[j] = t[j] <= last;
+          }
+        });
+    ASSERT_EQ(got, last) << "lo " << lo << " hi " << hi;
+    EXPECT_LE(steps, 8);
+  }
+}
+
 TEST(SampleRowsAlgorithmTest, OrderedKeys) {
   using sample_algo::Key;
   const std::vector<float> ascending = {-kInf,  -1e30f, -1.0f, -1e-40f, 0.0f,
