@@ -53,6 +53,10 @@ step kernels_cpu "$b/bin/kernels_test"
 config=tests/fixtures/config/jamba_v0_1/config.json
 step bench_decode "$b/bin/jamba-bench" --device cuda --config "$config" \
   --set num_hidden_layers=16 --batches 1,4,16 --decode-steps 64 --bandwidth-mib 4096
+# The same config through transformers' JambaForCausalLM (the image's python3 has torch and
+# transformers), for the side-by-side ratio with bench_decode.
+step hf_decode python3 bench/hf_side_by_side.py --device cuda --config "$config" \
+  --set num_hidden_layers=16 --batches 1,4,16 --decode-steps 64
 step bench_prefill "$b/bin/jamba-bench" --device cuda --config "$config" \
   --set num_hidden_layers=16 --batches 1 --prefill-lens 1024,8192,32768
 # Decode-shaped products: cuBLAS (MatMul) against the grouped GEMV kernel, bf16 and int8.
