@@ -142,13 +142,15 @@ __global__ void AttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int
 // consecutive rows of one sequence; query vector v = r * rep + hh is row r's query head
 // kvh * rep + hh. Thread t serves query vector t / 8: it scores positions 4 (t % 8) .. +3 of
 // each K/V tile and accumulates output dims t % 8 + 8 j.
-// Shared: Q [32][hd + 1], K [32][hd + 1] (padded: conflict-free column reads), V [32][hd],
-// P [32][33].
+// Shared: K/V tile offsets [32] i64, Q [32][hd + 1], K [32][hd + 1] (padded: conflict-free
+// column reads), V [32][hd], P [32][33].
 __global__ void __launch_bounds__(kTileThreads)
     TiledAttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int nkv, int hd, float scale,
                       int tiles_per_seq, int tiled_min_rows, MatF32 out) {
-  extern __shared__ float smem[];
-  __shared__ int64_t key_offset[kTileKeys];  // cache offsets of the current K/V tile
+  // All shared memory is dynamic (TiledAttentionSharedBytes), so the opt-in limit bounds it:
+  // [key_offset: kTileKeys i64 | Q | K | V | P].
+  extern __shared__ int64_t smem_i64[];
+  int64_t* key_offset = smem_i64;  // cache offsets of the current K/V tile
   const int rep = nh / nkv;
   const int br = kTileQueries / rep;
   // The longest causal tiles (the last rows of a sequence) first.
@@ -161,7 +163,7 @@ __global__ void __launch_bounds__(kTileThreads)
   const int nq = rows * rep;
 
   const int qld = hd + 1;
-  float* qs = smem;
+  float* qs = reinterpret_cast<float*>(smem_i64 + kTileKeys);
   float* ks = qs + kTileQueries * qld;
   float* vs = ks + kTileKeys * qld;
   float* ps = vs + kTileKeys * hd;
