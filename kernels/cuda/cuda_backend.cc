@@ -321,13 +321,10 @@ class CudaBackend : public Backend {
       for (int32_t t = 0; t < s.n_tokens; ++t) positions_host_[s.token_begin + t] = s.n_past + t;
     }
     const size_t pos_bytes = rows * sizeof(int32_t);
-    absl::StatusOr<void*> positions = positions_->Reserve(pos_bytes);
+    absl::StatusOr<void*> positions =
+        UploadToScratch(*positions_, positions_host_.data(), pos_bytes);
     if (!positions.ok()) {
       Record(positions.status());
-      return;
-    }
-    if (absl::Status s = CopyToDevice(positions_host_.data(), pos_bytes, *positions); !s.ok()) {
-      Record(std::move(s));
       return;
     }
     // Inverse frequencies, computed on the host with the CPU kernel's f32 arithmetic; cached
@@ -339,13 +336,10 @@ class CudaBackend : public Backend {
         const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
         inv_freq[i] = 1.0f / std::pow(static_cast<float>(theta), exponent);
       }
-      absl::StatusOr<void*> dev = inv_freq_->Reserve(half * sizeof(float));
+      absl::StatusOr<void*> dev =
+          UploadToScratch(*inv_freq_, inv_freq.data(), half * sizeof(float));
       if (!dev.ok()) {
         Record(dev.status());
-        return;
-      }
-      if (absl::Status s = CopyToDevice(inv_freq.data(), half * sizeof(float), *dev); !s.ok()) {
-        Record(std::move(s));
         return;
       }
       inv_freq_dev_ = static_cast<float*>(*dev);
@@ -401,14 +395,10 @@ class CudaBackend : public Backend {
     for (const RowSampling& p : params) JAMBA_CHECK(RowSamplingValid(p));
     if (params.empty()) return;
     Activate();
-    const size_t bytes = params.size() * sizeof(RowSampling);
-    absl::StatusOr<void*> dev = sample_params_->Reserve(bytes);
+    absl::StatusOr<void*> dev =
+        UploadToScratch(*sample_params_, params.data(), params.size() * sizeof(RowSampling));
     if (!dev.ok()) {
       Record(dev.status());
-      return;
-    }
-    if (absl::Status s = CopyToDevice(params.data(), bytes, *dev); !s.ok()) {
-      Record(s);
       return;
     }
     RecordLaunch(
@@ -524,15 +514,22 @@ class CudaBackend : public Backend {
     if (auto it = grouped_table_cache_.find(table); it != grouped_table_cache_.end()) {
       return it->second;
     }
-    void* dev = nullptr;
-    if (grouped_table_cache_.size() < kMaxCachedTables) {
-      cudaError_t e = ctx_->Malloc(&dev, bytes);
-      if (e != cudaSuccess) return CudaError(e, "MatMulGrouped table");
-      grouped_table_cache_.emplace(table, dev);
-    } else {
-      JAMBA_ASSIGN_OR_RETURN(dev, grouped_tables_->Reserve(bytes));
+    if (grouped_table_cache_.size() >= kMaxCachedTables) {
+      return UploadToScratch(*grouped_tables_, table.data(), bytes);
     }
+    void* dev = nullptr;
+    cudaError_t e = ctx_->Malloc(&dev, bytes);
+    if (e != cudaSuccess) return CudaError(e, "MatMulGrouped table");
+    grouped_table_cache_.emplace(table, dev);
     JAMBA_RETURN_IF_ERROR(CopyToDevice(table.data(), bytes, dev));
+    return dev;
+  }
+
+  // Host bytes copied into `scratch` (grown as needed) in stream order, for a kernel's small
+  // per-call inputs; the host memory is free on return.
+  absl::StatusOr<void*> UploadToScratch(Scratch& scratch, const void* host, size_t bytes) {
+    JAMBA_ASSIGN_OR_RETURN(void* dev, scratch.Reserve(bytes));
+    JAMBA_RETURN_IF_ERROR(CopyToDevice(host, bytes, dev));
     return dev;
   }
 

@@ -23,29 +23,21 @@ bool HoldsEveryExpert(const MoeWeights& w) {
   return true;
 }
 
-// One matrix of every expert (and its int8 scales, if any), for MatMulGrouped.
-struct ExpertMatrices {
-  std::vector<Tensor> w;
-  std::vector<Tensor> scale;  // empty unless the matrices are int8
-};
-
-ExpertMatrices Collect(const MoeWeights& w, Tensor MlpWeights::*matrix,
-                       Tensor MlpWeights::*matrix_scale) {
-  ExpertMatrices out;
+// y = x w^T for one matrix of every expert (`matrix`, int8 with `matrix_scale` when quantised)
+// over rows grouped by expert.
+void GroupedProduct(Backend& be, const MoeWeights& w, Tensor MlpWeights::*matrix,
+                    Tensor MlpWeights::*matrix_scale, const Tensor& x, const Tensor& counts,
+                    const Tensor& y) {
+  std::vector<Tensor> mats, scales;  // scales stay empty unless the matrices are int8
   bool int8 = false;
   for (const MlpWeights& e : w.experts) {
-    out.w.push_back(e.*matrix);
+    mats.push_back(e.*matrix);
     int8 = int8 || (Present(e.*matrix) && (e.*matrix).dtype == DType::kI8);
   }
   if (int8) {
-    for (const MlpWeights& e : w.experts) out.scale.push_back(e.*matrix_scale);
+    for (const MlpWeights& e : w.experts) scales.push_back(e.*matrix_scale);
   }
-  return out;
-}
-
-void Grouped(Backend& be, const Tensor& x, const ExpertMatrices& m, const Tensor& counts,
-             const Tensor& y) {
-  be.MatMulGrouped(x, m.w, m.scale, counts, y);
+  be.MatMulGrouped(x, mats, scales, counts, y);
 }
 
 // MlpForward for every expert at once over rows grouped by expert (xg, yg [slots, H]).
@@ -57,13 +49,13 @@ void GroupedExpertsForward(const ForwardContext& ctx, const MoeWeights& w, const
   const Tensor g = gu.Cols(0, inter);
   const Tensor u = gu.Cols(inter, inter);
   if (Present(w.experts[0].gate_up)) {
-    Grouped(be, xg, Collect(w, &MlpWeights::gate_up, &MlpWeights::gate_up_scale), counts, gu);
+    GroupedProduct(be, w, &MlpWeights::gate_up, &MlpWeights::gate_up_scale, xg, counts, gu);
   } else {
-    Grouped(be, xg, Collect(w, &MlpWeights::gate, &MlpWeights::gate_scale), counts, g);
-    Grouped(be, xg, Collect(w, &MlpWeights::up, &MlpWeights::up_scale), counts, u);
+    GroupedProduct(be, w, &MlpWeights::gate, &MlpWeights::gate_scale, xg, counts, g);
+    GroupedProduct(be, w, &MlpWeights::up, &MlpWeights::up_scale, xg, counts, u);
   }
   be.SiluMul(g, u, g);
-  Grouped(be, g, Collect(w, &MlpWeights::down, &MlpWeights::down_scale), counts, yg);
+  GroupedProduct(be, w, &MlpWeights::down, &MlpWeights::down_scale, g, counts, yg);
 }
 
 }  // namespace
