@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(kTileThreads)
                       int tiles_per_seq, int tiled_min_rows, MatF32 out) {
   // All shared memory is dynamic (TiledAttentionSharedBytes), so the opt-in limit bounds it:
   // [key_offset: kTileKeys i64 | Q | K | V | P].
-  extern __shared__ int64_t smem_i64[];
+  int64_t* const smem_i64 = DynamicShared<int64_t>();
   int64_t* key_offset = smem_i64;  // cache offsets of the current K/V tile
   const int rep = nh / nkv;
   const int br = kTileQueries / rep;
@@ -293,8 +293,10 @@ __global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks, int
 
 size_t TiledAttentionSharedBytes(int32_t head_dim) {
   const size_t hd = static_cast<size_t>(head_dim);
-  return sizeof(float) *
-         ((kTileQueries + kTileKeys) * (hd + 1) + kTileKeys * hd + kTileQueries * (kTileKeys + 1));
+  // [key_offset | Q | K | V | P], as TiledAttendKernel lays it out.
+  return sizeof(int64_t) * kTileKeys +
+         sizeof(float) * ((kTileQueries + kTileKeys) * (hd + 1) + kTileKeys * hd +
+                          kTileQueries * (kTileKeys + 1));
 }
 
 int32_t AttentionChunks(const DeviceLayout& layout, int32_t num_kv_heads, int32_t sm_count,
@@ -337,7 +339,7 @@ cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p
   const Cache c{p.k_cache.ptr<float>(), p.v_cache.ptr<float>(), p.k_cache.stride[0],
                 layout.kv_block_size};
   const unsigned rows = static_cast<unsigned>(layout.n_tokens);
-  KvAppendKernel<<<rows, 128, 0, stream>>>(layout, k, v, c, nkv, hd);
+  Launch(KvAppendKernel, rows, 128, 0, stream, layout, k, v, c, nkv, hd);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
   const int tiled_min_rows = p.tiled_min_rows;
@@ -357,22 +359,22 @@ cudaError_t LaunchAttention(const DeviceLayout& layout, const AttentionParams& p
                                static_cast<int>(most));
       if (e != cudaSuccess) return e;
     }
-    TiledAttendKernel<<<dim3(static_cast<unsigned>(tiles_per_seq),
-                             static_cast<unsigned>(layout.num_tiled_seqs),
-                             static_cast<unsigned>(nkv)),
-                        kTileThreads, smem, stream>>>(
-        layout, q, c, nh, nkv, hd, p.scale, static_cast<int>(tiles_per_seq), tiled_min_rows, out);
+    Launch(TiledAttendKernel,
+           dim3(static_cast<unsigned>(tiles_per_seq), static_cast<unsigned>(layout.num_tiled_seqs),
+                static_cast<unsigned>(nkv)),
+           kTileThreads, smem, stream, layout, q, c, nh, nkv, hd, p.scale,
+           static_cast<int>(tiles_per_seq), tiled_min_rows, out);
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
   const dim3 grid(rows, static_cast<unsigned>(nkv), static_cast<unsigned>(chunks));
-  AttendKernel<<<grid, 32 * (nh / nkv), 0, stream>>>(layout, q, c, nh, nkv, hd, p.scale, chunks,
-                                                     tiled_min_rows, out, partials);
+  Launch(AttendKernel, grid, 32 * (nh / nkv), 0, stream, layout, q, c, nh, nkv, hd, p.scale, chunks,
+         tiled_min_rows, out, partials);
   e = cudaGetLastError();
   if (e != cudaSuccess || chunks == 1) return e;
   const int threads = std::min(((hd + 31) / 32) * 32, 256);
-  MergeKernel<<<dim3(rows, static_cast<unsigned>(nh)), threads, 0, stream>>>(
-      layout, nh, hd, chunks, tiled_min_rows, partials, out);
+  Launch(MergeKernel, dim3(rows, static_cast<unsigned>(nh)), threads, 0, stream, layout, nh, hd,
+         chunks, tiled_min_rows, partials, out);
   return cudaGetLastError();
 }
 

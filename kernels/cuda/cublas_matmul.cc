@@ -28,9 +28,13 @@ Dims CheckOperands(const Tensor& x, const Tensor& w) {
 
 bool Fused(const Dims& d) { return d.n <= kFusedSplitMaxRows; }
 
-// Sizes of the bf16 split [2n, k] and of the fused partial products [2n, m] f32.
-size_t SplitBytes(const Dims& d) { return AlignUp(static_cast<size_t>(2 * d.n * d.k) * 2); }
-size_t PartsBytes(const Dims& d) { return static_cast<size_t>(2 * d.n * d.m) * sizeof(float); }
+// Sizes of the bf16 split [3n, k] and of the fused partial products [3n, m] f32.
+size_t SplitBytes(const Dims& d) {
+  return AlignUp(static_cast<size_t>(kBf16SplitTerms * d.n * d.k) * 2);
+}
+size_t PartsBytes(const Dims& d) {
+  return static_cast<size_t>(kBf16SplitTerms * d.n * d.m) * sizeof(float);
+}
 
 absl::Status CublasError(const char* what, cublasStatus_t s) {
   return absl::InternalError(absl::StrCat("cuBLAS ", what, " failed: ", cublasGetStatusName(s),
@@ -68,7 +72,7 @@ absl::Status CublasMatMul(cublasHandle_t handle, cudaStream_t stream, const Tens
   JAMBA_CHECK(y.stride[1] == 1 && y.shape[0] == d.n && y.shape[1] == d.m);
   JAMBA_CHECK(y.data != x.data);
   // cuBLAS takes int sizes and leading dimensions.
-  JAMBA_CHECK(2 * d.n <= INT_MAX && d.k <= INT_MAX && d.m <= INT_MAX);
+  JAMBA_CHECK(kBf16SplitTerms * d.n <= INT_MAX && d.k <= INT_MAX && d.m <= INT_MAX);
   JAMBA_CHECK(x.stride[0] <= INT_MAX && w.stride[0] <= INT_MAX && y.stride[0] <= INT_MAX);
   if (d.n == 0 || d.m == 0) return absl::OkStatus();
   const int64_t ldx = d.n > 1 ? x.stride[0] : d.k;
@@ -98,16 +102,16 @@ absl::Status CublasMatMul(cublasHandle_t handle, cudaStream_t stream, const Tens
   JAMBA_CHECK(scratch != nullptr);
   Tensor wv = w;
   wv.stride[0] = ldw;
-  uint16_t* split = static_cast<uint16_t*>(scratch);  // [2n, k]: hi rows, then lo rows
+  uint16_t* split = static_cast<uint16_t*>(scratch);  // [3n, k]: the terms' rows, term by term
   cudaError_t e = LaunchSplitBf16(x, split, stream);
   if (e != cudaSuccess) return LaunchError("bf16 split", e);
 
   if (Fused(d)) {
     float* parts = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + SplitBytes(d));
-    cublasStatus_t s = GemmBf16(handle, d, 2 * d.n, wv, split, 0.0f, parts, d.m);
+    cublasStatus_t s = GemmBf16(handle, d, kBf16SplitTerms * d.n, wv, split, 0.0f, parts, d.m);
     if (s != CUBLAS_STATUS_SUCCESS) return CublasError("GemmEx (bf16, stacked)", s);
-    e = LaunchSumHalves(parts, bias, y, stream);
-    return e == cudaSuccess ? absl::OkStatus() : LaunchError("sum of halves", e);
+    e = LaunchSumSplitParts(parts, bias, y, stream);
+    return e == cudaSuccess ? absl::OkStatus() : LaunchError("sum of split parts", e);
   }
 
   float beta = 0.0f;
@@ -116,10 +120,12 @@ absl::Status CublasMatMul(cublasHandle_t handle, cudaStream_t stream, const Tens
     if (e != cudaSuccess) return LaunchError("bias broadcast", e);
     beta = 1.0f;
   }
-  cublasStatus_t s = GemmBf16(handle, d, d.n, wv, split, beta, y.ptr<float>(), ldy);
-  if (s != CUBLAS_STATUS_SUCCESS) return CublasError("GemmEx (bf16, hi)", s);
-  s = GemmBf16(handle, d, d.n, wv, split + d.n * d.k, 1.0f, y.ptr<float>(), ldy);
-  return s == CUBLAS_STATUS_SUCCESS ? absl::OkStatus() : CublasError("GemmEx (bf16, lo)", s);
+  for (int term = 0; term < kBf16SplitTerms; ++term) {
+    cublasStatus_t s = GemmBf16(handle, d, d.n, wv, split + term * d.n * d.k,
+                                term == 0 ? beta : 1.0f, y.ptr<float>(), ldy);
+    if (s != CUBLAS_STATUS_SUCCESS) return CublasError("GemmEx (bf16, one term)", s);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace jamba::cuda

@@ -2,14 +2,16 @@
 //
 // f32 weights: one cublasSgemm in full f32 (CUBLAS_DEFAULT_MATH: no TF32).
 // bf16 weights: cuBLAS has no f32 x bf16 GEMM (cublasGemmEx wants A and B of one type), and
-// rounding the f32 activations to bf16 would lose ~3 decimal digits. So x is split into two
-// bf16 halves, x = hi + lo with hi = bf16(x), lo = bf16(x - hi) (~16 significant bits), and
-// cublasGemmEx (bf16 inputs, CUBLAS_COMPUTE_32F, f32 output) computes w hi and w lo:
-//  - up to kFusedSplitMaxRows rows, as ONE GEMM over the 2n stacked rows into scratch (the
-//    weights, which dominate decode time, are read once), then a kernel adds the halves;
-//  - above it, as two GEMMs accumulating into y (beta = 1), which needs no [2n, m] scratch.
-// Products of bf16 values are exact in f32, so the result matches an f32 GEMM of the bf16
-// weights to ~2^-17 relative per term, plus f32 accumulation error.
+// rounding the f32 activations to bf16 would lose ~3 decimal digits. So x is split exactly
+// into three bf16 terms, x = t0 + t1 + t2 (LaunchSplitBf16: 8 + 8 + 8 significant bits; two
+// terms would keep only ~16 of x's 24 bits, which the golden bf16 tests measure), and
+// cublasGemmEx (bf16 inputs, CUBLAS_COMPUTE_32F, f32 output) computes w t_i:
+//  - up to kFusedSplitMaxRows rows, as ONE GEMM over the 3n stacked rows into scratch (the
+//    weights, which dominate decode time, are read once), then a kernel sums the parts;
+//  - above it, as three GEMMs accumulating into y (beta = 1), which needs no [3n, m] scratch
+//    (prefill is compute-bound on the tensor cores: 3x the bf16 FLOPs of one GEMM).
+// Products of bf16 values are exact in f32, so the result is an f32 GEMM of the bf16 weights
+// up to the f32 accumulation order.
 //
 // cuBLAS may choose its kernel by shape, so unlike the CPU backend the result of one row can
 // depend on the batch in the last bits.

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "common/check.h"
 #include "kernels/tensor.h"
@@ -46,6 +47,32 @@ inline dim3 RowColGrid(int64_t rows, int64_t cols) {
   const int64_t col_blocks = std::min<int64_t>((cols + kThreads - 1) / kThreads, 1024);
   return dim3(static_cast<unsigned>(std::max<int64_t>(col_blocks, 1)),
               static_cast<unsigned>(std::clamp<int64_t>(rows, 1, kMaxGridY)));
+}
+
+// kernel<<<grid, block, shared_bytes, stream>>>(args...), through the runtime's typed launch
+// (cudaLaunchKernelEx: the arguments are converted to the kernel's parameter types as with
+// <<<>>>). Returns the launch status, which cudaGetLastError also reports. The CUDA emulator
+// (kernels/cuda/emulator) implements the same call, so the kernels compile for it unchanged.
+template <typename... Params, typename... Args>
+cudaError_t Launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+                   cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+// The block's dynamic shared memory (the launch's shared_bytes), 16-byte aligned.
+template <typename T>
+__device__ inline T* DynamicShared() {
+#ifdef JAMBA_CUDA_EMULATOR
+  return static_cast<T*>(::jamba::cuda_emu::DynamicSharedMemory());
+#else
+  extern __shared__ __align__(16) unsigned char dynamic_shared[];
+  return reinterpret_cast<T*>(dynamic_shared);
+#endif
 }
 
 // Records `code` in the error word unless an earlier error is already there.

@@ -201,14 +201,17 @@ cudaError_t LaunchScaleColumns(const Tensor& y, const float* scale, const float*
                                cudaStream_t stream);
 
 // ---- Helpers of the cuBLAS matmul (kernels/cuda/cublas_matmul.cc) ----------------------
-// Splits x [n, k] f32 into bf16 halves, hi = bf16(x) (round to nearest even) and
-// lo = bf16(x - hi), so that hi + lo carries ~16 significant bits of x.
-// out: device [2n, k] bf16 (as uint16_t), rows [0, n) = hi, rows [n, 2n) = lo.
+// x as a sum of kBf16SplitTerms bf16 terms: t0 = bf16(x) (round to nearest even),
+// t1 = bf16(x - t0), t2 = x - t0 - t1 (8 + 8 + 8 significant bits: the sum is x exactly for
+// 2^-100 <= |x| < 2^127, below which bf16's subnormals drop bits of t2). out: device [3n, k] bf16
+// (as uint16_t), rows [i n, (i + 1) n) = t_i.
+inline constexpr int kBf16SplitTerms = 3;
 cudaError_t LaunchSplitBf16(const Tensor& x, uint16_t* out, cudaStream_t stream);
-// y[i, :] = parts[i, :] + parts[n + i, :] (+ bias). parts: device [2n, m] f32 contiguous;
-// bias: device [m] f32 or nullptr; y [n, m] f32 (row-strided view allowed).
-cudaError_t LaunchSumHalves(const float* parts, const float* bias, const Tensor& y,
-                            cudaStream_t stream);
+// y[i, :] = parts[i, :] + (parts[n + i, :] + parts[2n + i, :]) (+ bias): the products of the
+// three terms. parts: device [3n, m] f32 contiguous; bias: device [m] f32 or nullptr;
+// y [n, m] f32 (row-strided view allowed).
+cudaError_t LaunchSumSplitParts(const float* parts, const float* bias, const Tensor& y,
+                                cudaStream_t stream);
 // y[i, :] = bias for every row. bias: device [m] f32; y [n, m] f32.
 cudaError_t LaunchBroadcastRows(const float* bias, const Tensor& y, cudaStream_t stream);
 

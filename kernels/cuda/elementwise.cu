@@ -151,12 +151,12 @@ cudaError_t LaunchEmbed(const Tensor& table, const Tensor& ids, const Tensor& ou
   if (o.rows == 0 || o.cols == 0) return cudaSuccess;
   const dim3 grid = RowColGrid(o.rows, o.cols);
   if (table.dtype == DType::kF32) {
-    EmbedKernel<float><<<grid, kThreads, 0, stream>>>(table.ptr<float>(), table.shape[0],
-                                                      table.stride[0], id, o, error_word);
+    Launch(EmbedKernel<float>, grid, kThreads, 0, stream, table.ptr<float>(), table.shape[0],
+           table.stride[0], id, o, error_word);
   } else {
     JAMBA_CHECK(table.dtype == DType::kBF16);
-    EmbedKernel<uint16_t><<<grid, kThreads, 0, stream>>>(table.ptr<uint16_t>(), table.shape[0],
-                                                         table.stride[0], id, o, error_word);
+    Launch(EmbedKernel<uint16_t>, grid, kThreads, 0, stream, table.ptr<uint16_t>(), table.shape[0],
+           table.stride[0], id, o, error_word);
   }
   return LastLaunchError();
 }
@@ -168,7 +168,7 @@ cudaError_t LaunchRmsNorm(const Tensor& x, const float* weight, float eps, const
   if (xs.rows == 0 || xs.cols == 0) return cudaSuccess;
   JAMBA_CHECK(xs.rows <= 0x7fffffff);
   const int threads = xs.cols >= 4096 ? 1024 : kThreads;
-  RmsNormKernel<<<static_cast<unsigned>(xs.rows), threads, 0, stream>>>(xs, weight, eps, o);
+  Launch(RmsNormKernel, static_cast<unsigned>(xs.rows), threads, 0, stream, xs, weight, eps, o);
   return LastLaunchError();
 }
 
@@ -184,8 +184,9 @@ cudaError_t LaunchRmsNormGroups(const Tensor& x, const NormGroups& groups, float
   JAMBA_CHECK(cols == xs.cols);
   if (xs.rows == 0) return cudaSuccess;
   JAMBA_CHECK(xs.rows <= 0x7fffffff);
-  RmsNormGroupsKernel<<<dim3(static_cast<unsigned>(xs.rows), static_cast<unsigned>(groups.count)),
-                        kThreads, 0, stream>>>(xs, groups, eps);
+  Launch(RmsNormGroupsKernel,
+         dim3(static_cast<unsigned>(xs.rows), static_cast<unsigned>(groups.count)), kThreads, 0,
+         stream, xs, groups, eps);
   return LastLaunchError();
 }
 
@@ -194,7 +195,7 @@ cudaError_t LaunchSiluMul(const Tensor& gate, const Tensor& up, const Tensor& ou
   const MatF32 g = AsMatF32(gate), u = AsMatF32(up), o = AsMatF32(out);
   JAMBA_CHECK(u.rows == g.rows && u.cols == g.cols && o.rows == g.rows && o.cols == g.cols);
   if (o.rows == 0 || o.cols == 0) return cudaSuccess;
-  SiluMulKernel<<<RowColGrid(o.rows, o.cols), kThreads, 0, stream>>>(g, u, o);
+  Launch(SiluMulKernel, RowColGrid(o.rows, o.cols), kThreads, 0, stream, g, u, o);
   return LastLaunchError();
 }
 
@@ -202,7 +203,7 @@ cudaError_t LaunchAdd(const Tensor& a, const Tensor& acc, cudaStream_t stream) {
   const MatF32 s = AsMatF32(a), o = AsMatF32(acc);
   JAMBA_CHECK(s.rows == o.rows && s.cols == o.cols);
   if (o.rows == 0 || o.cols == 0) return cudaSuccess;
-  AddKernel<<<RowColGrid(o.rows, o.cols), kThreads, 0, stream>>>(s, o);
+  Launch(AddKernel, RowColGrid(o.rows, o.cols), kThreads, 0, stream, s, o);
   return LastLaunchError();
 }
 
@@ -210,7 +211,7 @@ cudaError_t LaunchZero(const Tensor& t, cudaStream_t stream) {
   const MatF32 o = AsMatF32(t);
   if (o.rows == 0 || o.cols == 0) return cudaSuccess;
   if (o.ld == o.cols) return cudaMemsetAsync(o.data, 0, o.rows * o.cols * sizeof(float), stream);
-  ZeroKernel<<<RowColGrid(o.rows, o.cols), kThreads, 0, stream>>>(o);
+  Launch(ZeroKernel, RowColGrid(o.rows, o.cols), kThreads, 0, stream, o);
   return LastLaunchError();
 }
 
@@ -220,7 +221,7 @@ cudaError_t LaunchGatherRows(const Tensor& x, const Tensor& idx, const Tensor& o
   const int32_t* id = AsIndexVector(idx, o.rows);
   JAMBA_CHECK(o.cols == xs.cols);
   if (o.rows == 0 || o.cols == 0) return cudaSuccess;
-  GatherRowsKernel<<<RowColGrid(o.rows, o.cols), kThreads, 0, stream>>>(xs, id, o, error_word);
+  Launch(GatherRowsKernel, RowColGrid(o.rows, o.cols), kThreads, 0, stream, xs, id, o, error_word);
   return LastLaunchError();
 }
 
@@ -233,7 +234,8 @@ cudaError_t LaunchScatterAddScaled(const Tensor& rows, const Tensor& idx, const 
   JAMBA_CHECK(o.cols == r.cols);
   if (r.rows == 0 || r.cols == 0) return cudaSuccess;
   const unsigned blocks = static_cast<unsigned>((r.cols + kThreads - 1) / kThreads);
-  ScatterAddScaledKernel<<<blocks, kThreads, 0, stream>>>(r, id, scale.ptr<float>(), o, error_word);
+  Launch(ScatterAddScaledKernel, blocks, kThreads, 0, stream, r, id, scale.ptr<float>(), o,
+         error_word);
   return LastLaunchError();
 }
 

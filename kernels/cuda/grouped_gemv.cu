@@ -146,14 +146,14 @@ cudaError_t Launch(const GroupedProduct& p, cudaStream_t stream) {
   JAMBA_CHECK(tiles <= INT32_MAX);
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(p.experts));
   if (p.x_vectorized) {
-    GroupedGemvKernel<W, true, true><<<grid, 32 * kGroupedWarps, 0, stream>>>(
-        xm, p.weights, p.scales, p.ldw, p.counts, ym, p.error_word);
+    Launch(GroupedGemvKernel<W, true, true>, grid, 32 * kGroupedWarps, 0, stream, xm, p.weights,
+           p.scales, p.ldw, p.counts, ym, p.error_word);
   } else if (p.vectorized) {
-    GroupedGemvKernel<W, true, false><<<grid, 32 * kGroupedWarps, 0, stream>>>(
-        xm, p.weights, p.scales, p.ldw, p.counts, ym, p.error_word);
+    Launch(GroupedGemvKernel<W, true, false>, grid, 32 * kGroupedWarps, 0, stream, xm, p.weights,
+           p.scales, p.ldw, p.counts, ym, p.error_word);
   } else {
-    GroupedGemvKernel<W, false, false><<<grid, 32 * kGroupedWarps, 0, stream>>>(
-        xm, p.weights, p.scales, p.ldw, p.counts, ym, p.error_word);
+    Launch(GroupedGemvKernel<W, false, false>, grid, 32 * kGroupedWarps, 0, stream, xm, p.weights,
+           p.scales, p.ldw, p.counts, ym, p.error_word);
   }
   return cudaGetLastError();
 }

@@ -93,12 +93,12 @@ cudaError_t LaunchInt8Gemv(const Tensor& x, const Tensor& w, const float* scale,
   const int8_t* wp = w.ptr<int8_t>();
   const int64_t ldw = w.stride[0];
   if (xm.rows <= 1) {
-    Int8GemvKernel<1><<<blocks, 32 * kGemvWarps, 0, stream>>>(xm, wp, ldw, scale, bias, ym);
+    Launch(Int8GemvKernel<1>, blocks, 32 * kGemvWarps, 0, stream, xm, wp, ldw, scale, bias, ym);
   } else if (xm.rows <= 4) {
-    Int8GemvKernel<4><<<blocks, 32 * kGemvWarps, 0, stream>>>(xm, wp, ldw, scale, bias, ym);
+    Launch(Int8GemvKernel<4>, blocks, 32 * kGemvWarps, 0, stream, xm, wp, ldw, scale, bias, ym);
   } else {
-    Int8GemvKernel<kInt8GemvMaxRows>
-        <<<blocks, 32 * kGemvWarps, 0, stream>>>(xm, wp, ldw, scale, bias, ym);
+    Launch(Int8GemvKernel<kInt8GemvMaxRows>, blocks, 32 * kGemvWarps, 0, stream, xm, wp, ldw, scale,
+           bias, ym);
   }
   return cudaGetLastError();
 }
@@ -112,8 +112,8 @@ cudaError_t LaunchInt8ToBf16(const Tensor& w, int64_t row0, int64_t rows, uint16
   if (total == 0) return cudaSuccess;
   const unsigned blocks =
       static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 4096));
-  Int8ToBf16Kernel<<<blocks, kThreads, 0, stream>>>(w.ptr<int8_t>() + row0 * w.stride[0], rows,
-                                                    w.dim(1), w.stride[0], out);
+  Launch(Int8ToBf16Kernel, blocks, kThreads, 0, stream, w.ptr<int8_t>() + row0 * w.stride[0], rows,
+         w.dim(1), w.stride[0], out);
   return cudaGetLastError();
 }
 
@@ -121,7 +121,7 @@ cudaError_t LaunchScaleColumns(const Tensor& y, const float* scale, const float*
                                cudaStream_t stream) {
   const MatF32 ym = AsMatF32(y);
   if (ym.rows == 0 || ym.cols == 0) return cudaSuccess;
-  ScaleColumnsKernel<<<RowColGrid(ym.rows, ym.cols), kThreads, 0, stream>>>(ym, scale, bias);
+  Launch(ScaleColumnsKernel, RowColGrid(ym.rows, ym.cols), kThreads, 0, stream, ym, scale, bias);
   return cudaGetLastError();
 }
 

@@ -142,8 +142,8 @@ cudaError_t LaunchScan(const DeviceLayout& layout, MatF32 x, MatF32 dt, const fl
   const int64_t channels_per_block = kScanThreads / L;
   const dim3 grid(static_cast<unsigned>((x.cols + channels_per_block - 1) / channels_per_block),
                   static_cast<unsigned>(std::min<int64_t>(layout.num_seqs, kMaxGridY)));
-  ScanKernel<L>
-      <<<grid, kScanThreads, 0, stream>>>(layout, x, dt, A, B, C, D, z, state, slot_stride, ns, y);
+  Launch(ScanKernel<L>, grid, kScanThreads, 0, stream, layout, x, dt, A, B, C, D, z, state,
+         slot_stride, ns, y);
   return cudaGetLastError();
 }
 
@@ -173,15 +173,15 @@ cudaError_t LaunchMambaConv(const DeviceLayout& layout, const Tensor& x, const T
   if (layout.num_seqs == 0 || layout.n_tokens == 0) return cudaSuccess;
   const dim3 out_grid(static_cast<unsigned>(std::min<int64_t>((di + kThreads - 1) / kThreads, 64)),
                       static_cast<unsigned>(std::min<int64_t>(layout.n_tokens, kMaxGridY)));
-  ConvOutKernel<<<out_grid, kThreads, 0, stream>>>(layout, xm, w.ptr<float>(), static_cast<int>(kw),
-                                                   bias, state.ptr<float>(), state.stride[0], om);
+  Launch(ConvOutKernel, out_grid, kThreads, 0, stream, layout, xm, w.ptr<float>(),
+         static_cast<int>(kw), bias, state.ptr<float>(), state.stride[0], om);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
   const dim3 state_grid(
       static_cast<unsigned>(std::min<int64_t>((di + kThreads - 1) / kThreads, 1024)),
       static_cast<unsigned>(std::min<int64_t>(layout.num_seqs, kMaxGridY)));
-  ConvStateKernel<<<state_grid, kThreads, 0, stream>>>(layout, xm, static_cast<int>(kw),
-                                                       state.ptr<float>(), state.stride[0]);
+  Launch(ConvStateKernel, state_grid, kThreads, 0, stream, layout, xm, static_cast<int>(kw),
+         state.ptr<float>(), state.stride[0]);
   return cudaGetLastError();
 }
 

@@ -62,7 +62,7 @@ constexpr int kGroupWarps = kGroupThreads / 32;
 __global__ void MoeGroupKernel(const int32_t* ids, const float* weights, int64_t slots, int k,
                                int e_count, int32_t* token, float* scale, int32_t* counts,
                                int* error_word) {
-  extern __shared__ int32_t shared[];
+  int32_t* const shared = DynamicShared<int32_t>();
   int32_t* warp_count = shared;                    // [kGroupWarps * e_count]
   int32_t* next = shared + kGroupWarps * e_count;  // [e_count]
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -134,10 +134,9 @@ cudaError_t LaunchMoeGroup(const Tensor& ids, const Tensor& weights, const Tenso
   JAMBA_CHECK(scale.dtype == DType::kF32 && scale.numel() == slots);
   JAMBA_CHECK(counts.dtype == DType::kI32 && e_count >= 1 && e_count <= kMaxGroupExperts);
   const size_t shared = static_cast<size_t>(kGroupWarps + 1) * e_count * sizeof(int32_t);
-  MoeGroupKernel<<<1, kGroupThreads, shared, stream>>>(
-      ids.ptr<int32_t>(), weights.ptr<float>(), slots, static_cast<int>(ids.dim(1)),
-      static_cast<int>(e_count), token.ptr<int32_t>(), scale.ptr<float>(), counts.ptr<int32_t>(),
-      error_word);
+  Launch(MoeGroupKernel, 1, kGroupThreads, shared, stream, ids.ptr<int32_t>(), weights.ptr<float>(),
+         slots, static_cast<int>(ids.dim(1)), static_cast<int>(e_count), token.ptr<int32_t>(),
+         scale.ptr<float>(), counts.ptr<int32_t>(), error_word);
   return cudaGetLastError();
 }
 
@@ -151,8 +150,8 @@ cudaError_t LaunchMoeRoute(const Tensor& logits, int k, bool renormalize, const 
   if (l.rows == 0) return cudaSuccess;
   const int threads = 128;
   const unsigned blocks = static_cast<unsigned>((l.rows + threads - 1) / threads);
-  MoeRouteKernel<<<blocks, threads, 0, stream>>>(l, k, renormalize, ids.ptr<int32_t>(),
-                                                 ids.stride[0], w);
+  Launch(MoeRouteKernel, blocks, threads, 0, stream, l, k, renormalize, ids.ptr<int32_t>(),
+         ids.stride[0], w);
   return cudaGetLastError();
 }
 

@@ -38,8 +38,8 @@ cudaError_t LaunchRope(const Tensor& x, const int32_t* positions, const float* i
   JAMBA_CHECK(xs.rows <= 0x7fffffff);
   const int64_t pairs = xs.cols / 2;
   const int threads = pairs >= 1024 ? 1024 : (pairs >= 256 ? 256 : 64);
-  RopeKernel<<<static_cast<unsigned>(xs.rows), threads, 0, stream>>>(xs, positions, inv_freq,
-                                                                     head_dim);
+  Launch(RopeKernel, static_cast<unsigned>(xs.rows), threads, 0, stream, xs, positions, inv_freq,
+         head_dim);
   return cudaGetLastError();
 }
 

@@ -154,8 +154,8 @@ cudaError_t LaunchSampleRows(const Tensor& x, const RowSampling* params, const T
               out.contiguous());
   JAMBA_CHECK(xm.rows <= INT32_MAX);
   if (xm.rows == 0) return cudaSuccess;
-  SampleRowsKernel<<<static_cast<unsigned>(xm.rows), kSampleThreads, 0, stream>>>(
-      xm, params, out.ptr<int32_t>());
+  Launch(SampleRowsKernel, static_cast<unsigned>(xm.rows), kSampleThreads, 0, stream, xm, params,
+         out.ptr<int32_t>());
   return cudaGetLastError();
 }
 

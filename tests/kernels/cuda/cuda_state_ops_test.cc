@@ -143,7 +143,11 @@ TEST_F(CudaStateOpsTest, MambaScanMixedBatchAcrossStateSizes) {
       (gpu ? gpu_ : cpu_)->MambaScan(layout, args);
     }
     SCOPED_TRACE(::testing::Message() << "N = " << ns);
-    ExpectClose(Read(cpu_.get(), y.cpu), Read(gpu_.get(), y.gpu), 2e-5, 1e-6, "y");
+    // y sums N products h * C (cancelling: |y| is far below the terms) in a different order
+    // on each side, so its absolute error grows with N: 1e-6 per 16 states. The state has no
+    // such sum and keeps the tight bound.
+    const double y_abs = 1e-6 * std::max<int64_t>(1, ns / 16);
+    ExpectClose(Read(cpu_.get(), y.cpu), Read(gpu_.get(), y.gpu), 2e-5, y_abs, "y");
     ExpectClose(Read(cpu_.get(), state.cpu), Read(gpu_.get(), state.gpu), 2e-5, 1e-6, "state");
   }
 }

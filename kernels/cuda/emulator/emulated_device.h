@@ -1,0 +1,29 @@
+// State of the emulated device shared by the emulator's runtime API (runtime.cc), its
+// launches (grid.cc) and its cuBLAS (cublas.cc). Internal to the emulator.
+#ifndef JAMBA_KERNELS_CUDA_EMULATOR_EMULATED_DEVICE_H_
+#define JAMBA_KERNELS_CUDA_EMULATOR_EMULATED_DEVICE_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+namespace jamba::cuda_emu {
+
+// The emulated device's figures (an H100 SXM's).
+inline constexpr int kMultiProcessors = 132;
+inline constexpr size_t kDefaultSharedBytes = 48 * 1024;  // without an opt-in
+inline constexpr size_t kOptinSharedBytes = 227 * 1024;   // cudaDevAttrMaxSharedMemoryPerBlockOptin
+inline constexpr size_t kTotalMemoryBytes = size_t{80} << 30;
+
+// Records `e` as the calling thread's last error (unless it is cudaSuccess) and returns it.
+cudaError_t Record(cudaError_t e);
+// Whether `stream` is the default stream (null) or a live stream of cudaStreamCreate*.
+bool StreamValid(cudaStream_t stream);
+// The dynamic shared memory a launch of `kernel` may use (cudaFuncSetAttribute).
+size_t KernelSharedLimit(const void* kernel);
+// Whether [p, p + bytes) lies inside one live device allocation (cudaMalloc*).
+bool InDeviceAllocation(const void* p, size_t bytes);
+
+}  // namespace jamba::cuda_emu
+
+#endif  // JAMBA_KERNELS_CUDA_EMULATOR_EMULATED_DEVICE_H_

@@ -1,0 +1,56 @@
+// The CUDA emulator's execution model: a launch runs its blocks one after another; inside a
+// block every CUDA thread is a fiber with its own stack, and fibers switch only where CUDA
+// threads synchronise (__syncthreads, warp collectives, exit). That is one of the schedules
+// a GPU may pick, so a kernel that is correct on a GPU computes the same result here; the
+// emulator stops the process with a message where a kernel breaks the model's rules (a
+// barrier some threads never reach, a warp collective whose lanes disagree on the mask, a
+// shuffle from a lane outside the mask).
+//
+// JAMBA_CUDA_EMULATOR_ORDER=reverse runs each block's ready threads in descending order
+// instead: a kernel that reads what another thread wrote without a barrier in between gives
+// different results in the two orders.
+#ifndef JAMBA_KERNELS_CUDA_EMULATOR_GRID_H_
+#define JAMBA_KERNELS_CUDA_EMULATOR_GRID_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace jamba::cuda_emu {
+
+// The indices of the emulated thread that runs now.
+struct ThreadContext {
+  uint3 thread_idx;
+  uint3 block_idx;
+  dim3 block_dim;
+  dim3 grid_dim;
+  int lane;  // linear thread index in the block % 32
+  int warp;  // linear thread index in the block / 32
+};
+
+// Set by the scheduler for the fiber it switches to; null outside kernels.
+extern thread_local const ThreadContext* t_thread;
+
+// Runs `run(bound)` on every thread of the grid `config` describes. `kernel` identifies the
+// kernel for its cudaFuncSetAttribute limits. Launches are serialised process-wide (one
+// emulated device), as are the static __shared__ variables they use.
+cudaError_t LaunchGrid(const cudaLaunchConfig_t& config, const void* kernel,
+                       void (*run)(const void*), const void* bound);
+
+// __syncthreads: waits until every thread of the block that has not exited arrives.
+void SyncThreads();
+// A warp collective over the lanes of `mask` (the caller's lane included): waits until all of
+// them contribute their `value`, then copies every lane's value to lanes[0..31] (entries of
+// lanes outside `mask` are unspecified).
+void WarpGather(unsigned mask, uint64_t value, uint64_t lanes[32]);
+// __syncwarp(mask).
+void SyncWarp(unsigned mask);
+// The block's dynamic shared memory: the launch's dynamicSmemBytes, 16-byte aligned, filled
+// with 0xff bytes at the start of each block, followed by a guard page.
+void* DynamicSharedMemory();
+// Stops the process with `message` and the running thread's indices (a kernel bug).
+[[noreturn]] void KernelFault(const char* message);
+
+}  // namespace jamba::cuda_emu
+
+#endif  // JAMBA_KERNELS_CUDA_EMULATOR_GRID_H_

@@ -1,0 +1,40 @@
+// The CUDA emulator's cuda_runtime.h: the runtime API, the device-side built-ins kernels use
+// (kernels/cuda/emulator/device_model.h), and the typed launch templates of the toolkit's
+// header.
+#ifndef JAMBA_KERNELS_CUDA_EMULATOR_INCLUDE_CUDA_RUNTIME_H_
+#define JAMBA_KERNELS_CUDA_EMULATOR_INCLUDE_CUDA_RUNTIME_H_
+
+#include <cuda_runtime_api.h>
+
+#include <tuple>
+#include <utility>
+
+#include "kernels/cuda/emulator/device_model.h"
+#include "kernels/cuda/emulator/grid.h"
+
+// The toolkit's typed launch: the arguments are converted to the kernel's parameter types
+// (as with <<<...>>>), then every thread of the grid runs the kernel on its own copy of them.
+// Returns (and records for cudaGetLastError) cudaErrorInvalidConfiguration for a bad grid,
+// block or shared-memory size, as the device would refuse it.
+template <typename... ExpTypes, typename... ActTypes>
+cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* config, void (*kernel)(ExpTypes...),
+                               ActTypes&&... args) {
+  struct Bound {
+    void (*kernel)(ExpTypes...);
+    std::tuple<ExpTypes...> args;
+    static void Run(const void* self) {
+      const Bound& b = *static_cast<const Bound*>(self);
+      std::apply(b.kernel, b.args);
+    }
+  };
+  const Bound bound{kernel, std::tuple<ExpTypes...>(std::forward<ActTypes>(args)...)};
+  return ::jamba::cuda_emu::LaunchGrid(*config, reinterpret_cast<const void*>(kernel), &Bound::Run,
+                                       &bound);
+}
+
+template <typename T>
+cudaError_t cudaFuncSetAttribute(T* entry, cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(entry), attr, value);
+}
+
+#endif  // JAMBA_KERNELS_CUDA_EMULATOR_INCLUDE_CUDA_RUNTIME_H_

@@ -1,0 +1,399 @@
+// The emulator's CUDA runtime: one device, memory from mmap with a guard page after every
+// device allocation, streams and events as handles (work runs when it is enqueued).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+#include "kernels/cuda/emulator/emulated_device.h"
+
+struct CUstream_st {
+  unsigned int flags;
+};
+struct CUevent_st {
+  unsigned int flags;
+  bool recorded = false;
+  std::chrono::steady_clock::time_point when;
+};
+struct CUmemPoolHandle_st {};
+
+namespace jamba::cuda_emu {
+namespace {
+
+constexpr size_t kAllocationAlign = 256;  // cudaMalloc's alignment
+
+struct Allocation {
+  void* map_base;
+  size_t map_bytes;
+  size_t bytes;
+  bool device;  // false: cudaMallocHost
+};
+
+struct DeviceState {
+  std::mutex mu;
+  std::map<uintptr_t, Allocation> allocations;  // by the address handed out
+  size_t device_bytes = 0;
+  std::set<cudaStream_t> streams;
+  std::set<cudaEvent_t> events;
+  std::unordered_map<const void*, size_t> kernel_shared_limit;
+  CUmemPoolHandle_st pool;
+};
+
+DeviceState& State() {
+  static DeviceState* state = new DeviceState();  // outlives static destructors' frees
+  return *state;
+}
+
+thread_local cudaError_t t_last_error = cudaSuccess;
+thread_local int t_device = 0;
+
+// `bytes` (rounded up to 256) ending where a PROT_NONE page begins, filled with 0xff.
+cudaError_t Map(void** ptr, size_t bytes, bool device) {
+  if (ptr == nullptr) return Record(cudaErrorInvalidValue);
+  if (bytes == 0) {
+    *ptr = nullptr;
+    return cudaSuccess;
+  }
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t rounded = (bytes + kAllocationAlign - 1) / kAllocationAlign * kAllocationAlign;
+  const size_t data_pages = (rounded + page - 1) / page * page;
+  const size_t map_bytes = data_pages + page;
+  void* base = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) return Record(cudaErrorMemoryAllocation);
+  if (mprotect(static_cast<uint8_t*>(base) + data_pages, page, PROT_NONE) != 0) {
+    munmap(base, map_bytes);
+    return Record(cudaErrorMemoryAllocation);
+  }
+  uint8_t* p = static_cast<uint8_t*>(base) + data_pages - rounded;
+  std::memset(p, 0xff, rounded);
+  DeviceState& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (device && s.device_bytes + bytes > kTotalMemoryBytes) {
+    munmap(base, map_bytes);
+    return Record(cudaErrorMemoryAllocation);
+  }
+  s.allocations[reinterpret_cast<uintptr_t>(p)] = Allocation{base, map_bytes, bytes, device};
+  if (device) s.device_bytes += bytes;
+  *ptr = p;
+  return cudaSuccess;
+}
+
+cudaError_t Unmap(void* ptr, bool device) {
+  if (ptr == nullptr) return cudaSuccess;
+  DeviceState& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.allocations.find(reinterpret_cast<uintptr_t>(ptr));
+  if (it == s.allocations.end() || it->second.device != device) {
+    return Record(cudaErrorInvalidValue);
+  }
+  munmap(it->second.map_base, it->second.map_bytes);
+  if (device) s.device_bytes -= it->second.bytes;
+  s.allocations.erase(it);
+  return cudaSuccess;
+}
+
+// Checks the device side(s) of a copy the way `kind` declares them.
+bool CopyValid(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  switch (kind) {
+    case cudaMemcpyHostToHost:
+    case cudaMemcpyDefault:
+      return true;
+    case cudaMemcpyHostToDevice:
+      return InDeviceAllocation(dst, bytes);
+    case cudaMemcpyDeviceToHost:
+      return InDeviceAllocation(src, bytes);
+    case cudaMemcpyDeviceToDevice:
+      return InDeviceAllocation(dst, bytes) && InDeviceAllocation(src, bytes);
+  }
+  return false;
+}
+
+bool EventValid(cudaEvent_t e) {
+  DeviceState& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.events.count(e) != 0;
+}
+
+}  // namespace
+
+cudaError_t Record(cudaError_t e) {
+  if (e != cudaSuccess) t_last_error = e;
+  return e;
+}
+
+bool StreamValid(cudaStream_t stream) {
+  if (stream == nullptr) return true;
+  DeviceState& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.streams.count(stream) != 0;
+}
+
+size_t KernelSharedLimit(const void* kernel) {
+  DeviceState& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.kernel_shared_limit.find(kernel);
+  return it == s.kernel_shared_limit.end() ? kDefaultSharedBytes : it->second;
+}
+
+bool InDeviceAllocation(const void* p, size_t bytes) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  DeviceState& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.allocations.upper_bound(a);
+  if (it == s.allocations.begin()) return false;
+  --it;
+  return it->second.device && a >= it->first && a - it->first <= it->second.bytes &&
+         bytes <= it->second.bytes - (a - it->first);
+}
+
+}  // namespace jamba::cuda_emu
+
+using jamba::cuda_emu::Record;
+using jamba::cuda_emu::State;
+
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = jamba::cuda_emu::t_last_error;
+  jamba::cuda_emu::t_last_error = cudaSuccess;
+  return e;
+}
+
+cudaError_t cudaPeekAtLastError() { return jamba::cuda_emu::t_last_error; }
+
+const char* cudaGetErrorName(cudaError_t error) {
+  switch (error) {
+    case cudaSuccess:
+      return "cudaSuccess";
+    case cudaErrorInvalidValue:
+      return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+      return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+      return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice:
+      return "cudaErrorInvalidDevice";
+    case cudaErrorNoDevice:
+      return "cudaErrorNoDevice";
+    case cudaErrorInvalidResourceHandle:
+      return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotReady:
+      return "cudaErrorNotReady";
+  }
+  return "cudaErrorUnknown";
+}
+
+const char* cudaGetErrorString(cudaError_t error) {
+  switch (error) {
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+    case cudaErrorInvalidDevice:
+      return "invalid device ordinal";
+    case cudaErrorNoDevice:
+      return "no CUDA-capable device is detected";
+    case cudaErrorInvalidResourceHandle:
+      return "invalid resource handle";
+    case cudaErrorNotReady:
+      return "device not ready";
+  }
+  return "unknown error";
+}
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  if (count == nullptr) return Record(cudaErrorInvalidValue);
+  *count = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device) {
+  if (device != 0) return Record(cudaErrorInvalidDevice);
+  jamba::cuda_emu::t_device = device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int* device) {
+  if (device == nullptr) return Record(cudaErrorInvalidValue);
+  *device = jamba::cuda_emu::t_device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (value == nullptr) return Record(cudaErrorInvalidValue);
+  if (device != 0) return Record(cudaErrorInvalidDevice);
+  switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlock:
+      *value = static_cast<int>(jamba::cuda_emu::kDefaultSharedBytes);
+      return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount:
+      *value = jamba::cuda_emu::kMultiProcessors;
+      return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = static_cast<int>(jamba::cuda_emu::kOptinSharedBytes);
+      return cudaSuccess;
+    case cudaDevAttrMemoryPoolsSupported:
+      *value = 1;
+      return cudaSuccess;
+  }
+  return Record(cudaErrorInvalidValue);
+}
+
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  if (free_bytes == nullptr || total_bytes == nullptr) return Record(cudaErrorInvalidValue);
+  auto& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  *total_bytes = jamba::cuda_emu::kTotalMemoryBytes;
+  *free_bytes = jamba::cuda_emu::kTotalMemoryBytes - s.device_bytes;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes) { return jamba::cuda_emu::Map(ptr, bytes, true); }
+cudaError_t cudaFree(void* ptr) { return jamba::cuda_emu::Unmap(ptr, true); }
+
+cudaError_t cudaMallocAsync(void** ptr, size_t bytes, cudaStream_t stream) {
+  if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
+  return cudaMalloc(ptr, bytes);
+}
+
+cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
+  if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
+  return cudaFree(ptr);
+}
+
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  return jamba::cuda_emu::Map(ptr, bytes, false);
+}
+cudaError_t cudaFreeHost(void* ptr) { return jamba::cuda_emu::Unmap(ptr, false); }
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t stream) {
+  if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
+  if (bytes == 0) return cudaSuccess;
+  if (dst == nullptr || src == nullptr || !jamba::cuda_emu::CopyValid(dst, src, bytes, kind)) {
+    return Record(cudaErrorInvalidValue);
+  }
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
+  return cudaMemsetAsync(ptr, value, bytes, nullptr);
+}
+
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
+  if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
+  if (bytes == 0) return cudaSuccess;
+  if (!jamba::cuda_emu::InDeviceAllocation(ptr, bytes)) return Record(cudaErrorInvalidValue);
+  std::memset(ptr, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
+  if (pool == nullptr) return Record(cudaErrorInvalidValue);
+  if (device != 0) return Record(cudaErrorInvalidDevice);
+  *pool = &State().pool;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+  if (pool != &State().pool || value == nullptr) return Record(cudaErrorInvalidValue);
+  return attr == cudaMemPoolAttrReleaseThreshold ? cudaSuccess : Record(cudaErrorInvalidValue);
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t* stream) {
+  return cudaStreamCreateWithFlags(stream, cudaStreamDefault);
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
+  if (stream == nullptr || flags > cudaStreamNonBlocking) return Record(cudaErrorInvalidValue);
+  auto& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  *stream = new CUstream_st{flags};
+  s.streams.insert(*stream);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  auto& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.streams.erase(stream) == 0) return Record(cudaErrorInvalidResourceHandle);
+  delete stream;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  return jamba::cuda_emu::StreamValid(stream) ? cudaSuccess
+                                              : Record(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  return cudaEventCreateWithFlags(event, cudaEventDefault);
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  if (event == nullptr) return Record(cudaErrorInvalidValue);
+  auto& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  *event = new CUevent_st{flags};
+  s.events.insert(*event);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  auto& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.events.erase(event) == 0) return Record(cudaErrorInvalidResourceHandle);
+  delete event;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  if (!jamba::cuda_emu::EventValid(event) || !jamba::cuda_emu::StreamValid(stream)) {
+    return Record(cudaErrorInvalidResourceHandle);
+  }
+  event->recorded = true;
+  event->when = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  return jamba::cuda_emu::EventValid(event) ? cudaSuccess : Record(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (ms == nullptr) return Record(cudaErrorInvalidValue);
+  if (!jamba::cuda_emu::EventValid(start) || !jamba::cuda_emu::EventValid(end) ||
+      ((start->flags | end->flags) & cudaEventDisableTiming) != 0) {
+    return Record(cudaErrorInvalidResourceHandle);
+  }
+  if (!start->recorded || !end->recorded) return Record(cudaErrorInvalidResourceHandle);
+  *ms = std::chrono::duration<float, std::milli>(end->when - start->when).count();
+  return cudaSuccess;
+}
+
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (func == nullptr || attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+      static_cast<size_t>(value) > jamba::cuda_emu::kOptinSharedBytes) {
+    return Record(cudaErrorInvalidValue);
+  }
+  auto& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.kernel_shared_limit[func] = static_cast<size_t>(value);
+  return cudaSuccess;
+}

@@ -1,0 +1,373 @@
+// The CUDA emulator's execution model and runtime against the CUDA programming guide's rules,
+// with hand-computed expectations: thread indices, barriers, shuffles (every variant, with
+// sub-warp widths), match / ballot, atomics, dynamic shared memory and its opt-in limit,
+// launch-configuration errors, the memory checks, the GEMMs; and the faults it must stop on
+// (deadlocks, mask misuse, out-of-bounds accesses) as death tests.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace {
+
+template <typename... Params, typename... Args>
+cudaError_t Launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared,
+                   Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+// Device buffers of T, freed at scope exit.
+template <typename T>
+class DeviceVec {
+ public:
+  explicit DeviceVec(size_t n) : n_(n) {
+    EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)), cudaSuccess);
+  }
+  explicit DeviceVec(const std::vector<T>& host) : DeviceVec(host.size()) {
+    EXPECT_EQ(cudaMemcpy(p_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  ~DeviceVec() { cudaFree(p_); }
+  DeviceVec(const DeviceVec&) = delete;
+  DeviceVec& operator=(const DeviceVec&) = delete;
+  T* get() const { return p_; }
+  std::vector<T> Read() const {
+    std::vector<T> host(n_);
+    EXPECT_EQ(cudaMemcpy(host.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+    return host;
+  }
+
+ private:
+  size_t n_;
+  T* p_ = nullptr;
+};
+
+// ---- Kernels -------------------------------------------------------------------------------
+
+__global__ void IndexKernel(int* out) {
+  const int block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  const int thread = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  const int per_block = blockDim.x * blockDim.y * blockDim.z;
+  out[block * per_block + thread] = block * 1000 + thread;
+}
+
+// Each thread reads its right neighbour's value, written before the barrier.
+__global__ void NeighbourKernel(int* out) {
+  __shared__ int values[256];
+  const int t = threadIdx.x;
+  values[t] = 10 * t + static_cast<int>(blockIdx.x);
+  __syncthreads();
+  out[blockIdx.x * blockDim.x + t] = values[(t + 1) % blockDim.x];
+}
+
+struct ShuffleOut {
+  float xor_sum;    // butterfly sum over the warp
+  int up_scan;      // inclusive prefix sum of lane + 1 within groups of 8
+  int down;         // lane + 3 from __shfl_down_sync (own value past the end of 32)
+  int broadcast;    // lane 2 of each group of 8
+  int xor_width;    // __shfl_xor_sync(.., 8, width 16): own value where it would leave the group
+  unsigned match;   // lanes with the same lane % 3
+  unsigned ballot;  // lanes with odd lane numbers
+};
+
+__global__ void ShuffleKernel(ShuffleOut* out) {
+  const int lane = threadIdx.x & 31;
+  float v = static_cast<float>(lane);
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  int scan = lane % 8 + 1;
+  for (int d = 1; d < 8; d <<= 1) {
+    const int other = __shfl_up_sync(0xffffffffu, scan, d, 8);
+    if (lane % 8 >= d) scan += other;
+  }
+  ShuffleOut o;
+  o.xor_sum = v;
+  o.up_scan = scan;
+  o.down = __shfl_down_sync(0xffffffffu, lane, 3);
+  o.broadcast = __shfl_sync(0xffffffffu, lane, 2, 8);
+  o.xor_width = __shfl_xor_sync(0xffffffffu, lane, 24, 16);
+  o.match = __match_any_sync(0xffffffffu, lane % 3);
+  o.ballot = __ballot_sync(0xffffffffu, lane & 1);
+  out[threadIdx.x] = o;
+}
+
+// Lanes 0-15 and 16-31 shuffle separately (disjoint masks at the same time).
+__global__ void HalfWarpKernel(int* out) {
+  const int lane = threadIdx.x & 31;
+  const unsigned mask = lane < 16 ? 0x0000ffffu : 0xffff0000u;
+  int v = lane;
+  for (int offset = 8; offset > 0; offset >>= 1) v += __shfl_xor_sync(mask, v, offset);
+  out[threadIdx.x] = v;
+}
+
+__global__ void AtomicKernel(int* counter, float* sum) {
+  atomicAdd(counter, 1);
+  atomicAdd(sum, 0.5f);
+}
+
+__global__ void DynamicSharedKernel(float* first, int n, float* out) {
+  float* s = static_cast<float*>(jamba::cuda_emu::DynamicSharedMemory());
+  if (threadIdx.x == 0) *first = s[n - 1];  // before anyone writes: the 0xff fill
+  __syncthreads();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) s[i] = static_cast<float>(i % 4);
+  __syncthreads();
+  float total = 0.0f;
+  for (int i = 0; i < n; ++i) total += s[i];
+  if (threadIdx.x == 0) *out = total;
+}
+
+// Threads that exit before a barrier do not hold it up (compute capability 7.0+ behaviour).
+__global__ void EarlyExitKernel(int* out) {
+  __shared__ int value;
+  if (threadIdx.x >= 40) return;
+  if (threadIdx.x == 0) value = 7;
+  __syncthreads();
+  out[threadIdx.x] = value;
+}
+
+__global__ void DeadlockKernel() {
+  const int lane = threadIdx.x & 31;
+  if (lane < 16) {
+    (void)__shfl_xor_sync(0xffffffffu, lane, 1);  // waits for lanes 16-31 ...
+  } else {
+    __syncthreads();  // ... which wait for lanes 0-15
+  }
+}
+
+__global__ void MaskWithoutSelfKernel() { (void)__shfl_sync(0x1u, 1, 0); }
+
+__global__ void ShuffleOutsideMaskKernel() {
+  const int lane = threadIdx.x & 31;
+  (void)__shfl_sync(0xffu, lane, 9);  // lane 9 is not in the mask
+}
+
+__global__ void OutOfBoundsKernel(float* p, int n) {
+  p[n + 64] = 1.0f;
+}  // past the 256-byte rounding
+
+// ---- Tests ---------------------------------------------------------------------------------
+
+TEST(CudaEmulatorTest, EveryThreadOfTheGridRunsWithItsIndices) {
+  const dim3 grid(3, 2, 2), block(4, 3, 2);
+  const int total = 12 * 24;
+  DeviceVec<int> out(total);
+  ASSERT_EQ(Launch(IndexKernel, grid, block, 0, out.get()), cudaSuccess);
+  const std::vector<int> got = out.Read();
+  for (int b = 0; b < 12; ++b)
+    for (int t = 0; t < 24; ++t) EXPECT_EQ(got[b * 24 + t], b * 1000 + t);
+}
+
+TEST(CudaEmulatorTest, SyncThreadsOrdersSharedMemory) {
+  DeviceVec<int> out(2 * 256);
+  ASSERT_EQ(Launch(NeighbourKernel, dim3(2), dim3(256), 0, out.get()), cudaSuccess);
+  const std::vector<int> got = out.Read();
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 256; ++t) EXPECT_EQ(got[b * 256 + t], 10 * ((t + 1) % 256) + b);
+}
+
+TEST(CudaEmulatorTest, ShufflesMatchAndBallotFollowTheProgrammingGuide) {
+  DeviceVec<ShuffleOut> out(64);
+  ASSERT_EQ(Launch(ShuffleKernel, dim3(1), dim3(64), 0, out.get()), cudaSuccess);
+  const std::vector<ShuffleOut> got = out.Read();
+  for (int t = 0; t < 64; ++t) {
+    const int lane = t % 32;
+    SCOPED_TRACE(t);
+    EXPECT_EQ(got[t].xor_sum, 496.0f);  // 0 + 1 + ... + 31
+    const int g = lane % 8 + 1;
+    EXPECT_EQ(got[t].up_scan, g * (g + 1) / 2);
+    EXPECT_EQ(got[t].down, lane + 3 < 32 ? lane + 3 : lane);
+    EXPECT_EQ(got[t].broadcast, lane / 8 * 8 + 2);
+    // lane ^ 24 stays in the lane's group of 16 only when it goes down (16-31 -> 0-15 is
+    // an earlier group, allowed); 0-15 -> 16-31 is a later one: own value.
+    EXPECT_EQ(got[t].xor_width, lane < 16 ? lane : lane ^ 24);
+    unsigned match = 0;
+    for (int i = 0; i < 32; ++i)
+      if (i % 3 == lane % 3) match |= 1u << i;
+    EXPECT_EQ(got[t].match, match);
+    EXPECT_EQ(got[t].ballot, 0xaaaaaaaau);
+  }
+}
+
+TEST(CudaEmulatorTest, DisjointMasksShuffleIndependently) {
+  DeviceVec<int> out(32);
+  ASSERT_EQ(Launch(HalfWarpKernel, dim3(1), dim3(32), 0, out.get()), cudaSuccess);
+  const std::vector<int> got = out.Read();
+  for (int lane = 0; lane < 32; ++lane) EXPECT_EQ(got[lane], lane < 16 ? 120 : 376);
+}
+
+TEST(CudaEmulatorTest, AtomicsCountEveryThread) {
+  DeviceVec<int> counter(std::vector<int>{0});
+  DeviceVec<float> sum(std::vector<float>{0.0f});
+  ASSERT_EQ(Launch(AtomicKernel, dim3(5), dim3(300), 0, counter.get(), sum.get()), cudaSuccess);
+  EXPECT_EQ(counter.Read()[0], 1500);
+  EXPECT_EQ(sum.Read()[0], 750.0f);
+}
+
+TEST(CudaEmulatorTest, EarlyExitedThreadsDoNotHoldABarrier) {
+  DeviceVec<int> out(std::vector<int>(64, -1));
+  ASSERT_EQ(Launch(EarlyExitKernel, dim3(1), dim3(64), 0, out.get()), cudaSuccess);
+  const std::vector<int> got = out.Read();
+  for (int t = 0; t < 64; ++t) EXPECT_EQ(got[t], t < 40 ? 7 : -1);
+}
+
+TEST(CudaEmulatorTest, DynamicSharedMemoryStartsPoisonedAndNeedsAnOptInPast48KiB) {
+  DeviceVec<float> first(1), total(1);
+  int n = 1000;
+  ASSERT_EQ(Launch(DynamicSharedKernel, dim3(1), dim3(128), n * sizeof(float), first.get(), n,
+                   total.get()),
+            cudaSuccess);
+  EXPECT_TRUE(std::isnan(first.Read()[0]));
+  EXPECT_EQ(total.Read()[0], 1500.0f);  // 250 * (0 + 1 + 2 + 3), exact in f32
+
+  n = 20000;  // 80000 bytes: over the 48 KiB default
+  EXPECT_EQ(Launch(DynamicSharedKernel, dim3(1), dim3(128), n * sizeof(float), first.get(), n,
+                   total.get()),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // read and cleared
+  int optin = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0),
+            cudaSuccess);
+  EXPECT_EQ(cudaFuncSetAttribute(DynamicSharedKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 optin + 1),
+            cudaErrorInvalidValue);
+  ASSERT_EQ(
+      cudaFuncSetAttribute(DynamicSharedKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin),
+      cudaSuccess);
+  ASSERT_EQ(Launch(DynamicSharedKernel, dim3(1), dim3(128), n * sizeof(float), first.get(), n,
+                   total.get()),
+            cudaSuccess);
+  EXPECT_EQ(total.Read()[0], 30000.0f);
+}
+
+TEST(CudaEmulatorTest, BadLaunchConfigurationsAreRefused) {
+  DeviceVec<int> out(1);
+  EXPECT_EQ(Launch(IndexKernel, dim3(1), dim3(1025), 0, out.get()), cudaErrorInvalidConfiguration);
+  EXPECT_EQ(Launch(IndexKernel, dim3(1), dim3(32, 32, 2), 0, out.get()),
+            cudaErrorInvalidConfiguration);
+  EXPECT_EQ(Launch(IndexKernel, dim3(0), dim3(32), 0, out.get()), cudaErrorInvalidConfiguration);
+  EXPECT_EQ(Launch(IndexKernel, dim3(1, 65536), dim3(32), 0, out.get()),
+            cudaErrorInvalidConfiguration);
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(1);
+  config.blockDim = dim3(1);
+  config.stream = stream;  // destroyed
+  EXPECT_EQ(cudaLaunchKernelEx(&config, IndexKernel, out.get()), cudaErrorInvalidResourceHandle);
+  cudaGetLastError();
+}
+
+TEST(CudaEmulatorTest, RuntimeChecksCopiesAgainstAllocations) {
+  size_t free0 = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free0, &total), cudaSuccess);
+  void* p = nullptr;
+  ASSERT_EQ(cudaMalloc(&p, 1000), cudaSuccess);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 256, 0u);
+  size_t free1 = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
+  EXPECT_EQ(free0 - free1, 1000u);
+  std::vector<uint8_t> host(1001, 3);
+  EXPECT_EQ(cudaMemcpy(p, host.data(), 1000, cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(p, host.data(), 1001, cudaMemcpyHostToDevice), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemcpy(host.data(), p, 1001, cudaMemcpyDeviceToHost), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemcpy(host.data(), host.data() + 1, 10, cudaMemcpyDeviceToHost),
+            cudaErrorInvalidValue);  // the source is host memory
+  EXPECT_EQ(cudaMemset(static_cast<uint8_t*>(p) + 500, 0, 501), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaFree(host.data()), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaFree(p), cudaSuccess);
+  EXPECT_EQ(cudaFree(p), cudaErrorInvalidValue);  // twice
+  cudaGetLastError();
+
+  int count = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
+  EXPECT_EQ(count, 1);
+  EXPECT_EQ(cudaSetDevice(1), cudaErrorInvalidDevice);
+  cudaGetLastError();
+}
+
+TEST(CudaEmulatorTest, EventsTimeAndRejectUntimedOnes) {
+  cudaEvent_t a = nullptr, b = nullptr, untimed = nullptr;
+  ASSERT_EQ(cudaEventCreate(&a), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&b), cudaSuccess);
+  ASSERT_EQ(cudaEventCreateWithFlags(&untimed, cudaEventDisableTiming), cudaSuccess);
+  float ms = -1.0f;
+  EXPECT_EQ(cudaEventElapsedTime(&ms, a, b), cudaErrorInvalidResourceHandle);  // not recorded
+  ASSERT_EQ(cudaEventRecord(a), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(b), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(untimed), cudaSuccess);
+  EXPECT_EQ(cudaEventElapsedTime(&ms, a, b), cudaSuccess);
+  EXPECT_GE(ms, 0.0f);
+  EXPECT_EQ(cudaEventElapsedTime(&ms, a, untimed), cudaErrorInvalidResourceHandle);
+  for (cudaEvent_t e : {a, b, untimed}) EXPECT_EQ(cudaEventDestroy(e), cudaSuccess);
+  cudaGetLastError();
+}
+
+uint16_t Bf16(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  return static_cast<uint16_t>(bits >> 16);  // the test values are exact in bf16
+}
+
+TEST(CudaEmulatorTest, GemmsAreColumnMajorAndSkipCWhenBetaIsZero) {
+  // Row-major w [3, 2] and x [2, 2]; y = x w^T [2, 3] row-major is the column-major 3 x 2
+  // y^T = op_T(w as column-major 2 x 3) * (x as column-major 2 x 2), the backend's layout.
+  const std::vector<float> w = {1, 2, 3, 4, 5, 6}, x = {1, -1, 2, 0.5f};
+  const std::vector<float> want = {-1, -1, -1, 3, 8, 13};  // y[i][j] = x[i] . w[j]
+  DeviceVec<float> wd(w), xd(x), y(6);  // y holds the 0xff (NaN) fill: beta 0 must not read it
+  cublasHandle_t h = nullptr;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  const float one = 1.0f, zero = 0.0f;
+  ASSERT_EQ(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, 3, 2, 2, &one, wd.get(), 2, xd.get(), 2, &zero,
+                        y.get(), 3),
+            CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(y.Read(), want);
+
+  std::vector<uint16_t> wb, xb;
+  for (float v : w) wb.push_back(Bf16(v));
+  for (float v : x) xb.push_back(Bf16(v));
+  DeviceVec<uint16_t> wbd(wb), xbd(xb);
+  const float two = 2.0f;  // y = 1 * x w^T + 2 * y
+  ASSERT_EQ(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 3, 2, 2, &one, wbd.get(), CUDA_R_16BF, 2,
+                         xbd.get(), CUDA_R_16BF, 2, &two, y.get(), CUDA_R_32F, 3,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            CUBLAS_STATUS_SUCCESS);
+  std::vector<float> want3;
+  for (float v : want) want3.push_back(3 * v);
+  EXPECT_EQ(y.Read(), want3);
+
+  EXPECT_EQ(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, 3, 2, 2, &one, wd.get(), 1, xd.get(), 2, &zero,
+                        y.get(), 3),
+            CUBLAS_STATUS_INVALID_VALUE);  // lda < k for a transposed A
+  EXPECT_EQ(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 3, 2, 2, &one, wbd.get(), CUDA_R_16BF, 2,
+                         xd.get(), CUDA_R_32F, 2, &zero, y.get(), CUDA_R_32F, 3, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT),
+            CUBLAS_STATUS_NOT_SUPPORTED);  // mixed input types
+  EXPECT_EQ(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);
+}
+
+using CudaEmulatorDeathTest = ::testing::Test;
+
+TEST(CudaEmulatorDeathTest, StopsOnKernelBugs) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(Launch(DeadlockKernel, dim3(1), dim3(32), 0),
+               "deadlock: 16 threads at __syncthreads, 16 at warp collectives");
+  EXPECT_DEATH(Launch(MaskWithoutSelfKernel, dim3(1), dim3(2), 0), "leaves out its own lane");
+  EXPECT_DEATH(Launch(ShuffleOutsideMaskKernel, dim3(1), dim3(8), 0),
+               "shuffle reads a lane that is not in its mask");
+  DeviceVec<float> p(16);
+  EXPECT_DEATH(Launch(OutOfBoundsKernel, dim3(1), dim3(1), 0, p.get(), 16),
+               "invalid memory access at 0x[0-9a-f]+ in block \\(0, 0, 0\\), thread \\(0, 0, 0\\)");
+}
+
+}  // namespace
