@@ -1,21 +1,28 @@
 // Generate(): sampling options end to end on a fixture, checked against transformers'
-// reference logits where the expected value is independent of our code.
+// reference logits where the expected value is independent of our code; on the CPU backend
+// and on the CUDA backend (skipped where the build has none or no GPU is present).
 #include "engine/runtime/generator.h"
 
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/backend_factory.h"
 #include "tests/engine/runtime/reference_fixture.h"
 
 namespace jamba {
 namespace {
 
-class GeneratorTest : public ::testing::Test {
+// The parameter is the device ("cpu", "cuda").
+class GeneratorTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    backend_ = CreateCpuBackend();
+    absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(GetParam());
+    if (absl::IsUnavailable(backend.status())) GTEST_SKIP() << backend.status();
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = *std::move(backend);
     auto ref = LoadModelReference("mixtral");
     ASSERT_TRUE(ref.ok()) << ref.status();
     ref_ = *std::move(ref);
@@ -40,7 +47,7 @@ class GeneratorTest : public ::testing::Test {
   std::unique_ptr<Engine> engine_;
 };
 
-TEST_F(GeneratorTest, StopTokenEndsWithStopAndIsReturned) {
+TEST_P(GeneratorTest, StopTokenEndsWithStopAndIsReturned) {
   GenerateRequest r = Greedy(32);
   const int32_t stop = ref_.greedy[5];
   r.params.stop_token_ids = {stop};
@@ -53,7 +60,7 @@ TEST_F(GeneratorTest, StopTokenEndsWithStopAndIsReturned) {
             std::vector<int32_t>(ref_.greedy.begin(), ref_.greedy.begin() + first + 1));
 }
 
-TEST_F(GeneratorTest, ContextLimitEndsWithLength) {
+TEST_P(GeneratorTest, ContextLimitEndsWithLength) {
   // 20 prompt tokens, context 40: at most 20 new tokens whatever max_new_tokens says.
   auto result = Generate(engine_.get(), nullptr, Greedy(1000));
   ASSERT_TRUE(result.ok()) << result.status();
@@ -65,7 +72,7 @@ TEST_F(GeneratorTest, ContextLimitEndsWithLength) {
   EXPECT_TRUE(absl::IsOutOfRange(Generate(engine_.get(), nullptr, too_long).status()));
 }
 
-TEST_F(GeneratorTest, SeedReproducesSamples) {
+TEST_P(GeneratorTest, SeedReproducesSamples) {
   GenerateRequest r = Greedy(24);
   r.params.temperature = 1.0f;
   r.params.seed = 42;
@@ -81,7 +88,7 @@ TEST_F(GeneratorTest, SeedReproducesSamples) {
 // Requests without penalty or logprobs are sampled on the device (LogitsRows::kLastToken, the
 // RNG draw sent along); asking for logprobs moves the same request to the host sampler, which
 // draws from the same RNG stream. The tokens must not change.
-TEST_F(GeneratorTest, DeviceSamplingGivesTheHostSamplersTokens) {
+TEST_P(GeneratorTest, DeviceSamplingGivesTheHostSamplersTokens) {
   struct Case {
     float temperature;
     int32_t top_k;
@@ -115,7 +122,7 @@ TEST_F(GeneratorTest, DeviceSamplingGivesTheHostSamplersTokens) {
   EXPECT_GE(differs_from_greedy, 4);  // the sampled cases really sampled
 }
 
-TEST_F(GeneratorTest, PromptLogprobsAndLogitsMatchTransformers) {
+TEST_P(GeneratorTest, PromptLogprobsAndLogitsMatchTransformers) {
   GenerateRequest r = Greedy(1);
   r.params.prompt_logprobs = 3;
   r.params.logprobs = 2;
@@ -145,7 +152,7 @@ TEST_F(GeneratorTest, PromptLogprobsAndLogitsMatchTransformers) {
   EXPECT_EQ(result->logprobs[0].top[0].first, ref_.greedy[0]);  // greedy picks the top token
 }
 
-TEST_F(GeneratorTest, InvalidRequestsAreRejected) {
+TEST_P(GeneratorTest, InvalidRequestsAreRejected) {
   GenerateRequest r = Greedy(4);
   r.params.top_p = 0.0f;
   EXPECT_TRUE(absl::IsInvalidArgument(Generate(engine_.get(), nullptr, r).status()));
@@ -160,6 +167,9 @@ TEST_F(GeneratorTest, InvalidRequestsAreRejected) {
   EXPECT_TRUE(absl::IsInvalidArgument(Generate(engine_.get(), nullptr, r).status()));
   EXPECT_EQ(engine_->Stats().live_sequences, 0);  // failed requests leave nothing behind
 }
+
+INSTANTIATE_TEST_SUITE_P(Devices, GeneratorTest, ::testing::Values("cpu", "cuda"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace jamba

@@ -3,13 +3,15 @@
 // f32), so the f32 engine and the int8 engine hold the same numbers: their logits may differ
 // only by f32 rounding (sum x (s q) against s sum x q), and their greedy tokens not at all.
 // Loading a checkpoint already on the int8 grid reproduces that grid exactly, which is also
-// checked through the weight bytes (1 per expert weight + 4 per row scale).
+// checked through the weight bytes (1 per expert weight + 4 per row scale). On the CPU backend
+// and on the CUDA backend (skipped where the build has none or no GPU is present).
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/checkpoint/checkpoint.h"
@@ -19,6 +21,7 @@
 #include "engine/runtime/generator.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
+#include "kernels/backend_factory.h"
 #include "kernels/dtype.h"
 #include "tests/engine/runtime/reference_fixture.h"
 
@@ -77,16 +80,21 @@ int64_t WriteQuantisedCopy(const std::string& name, const std::string& dir) {
   return rewritten;
 }
 
-class Int8ExpertsTest : public ::testing::TestWithParam<std::string> {};
+// (fixture, device)
+class Int8ExpertsTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
 TEST_P(Int8ExpertsTest, SameLogitsAndTokensAsF32OnTheInt8Grid) {
-  const std::string dir = ::testing::TempDir() + "/int8_" + GetParam();
-  const int64_t expert_weights = WriteQuantisedCopy(GetParam(), dir);
+  const auto& [fixture, device] = GetParam();
+  absl::StatusOr<std::unique_ptr<Backend>> created = CreateBackend(device);
+  if (absl::IsUnavailable(created.status())) GTEST_SKIP() << created.status();
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<Backend> backend = *std::move(created);
+  const std::string dir = ::testing::TempDir() + "/int8_" + fixture + "_" + device;
+  const int64_t expert_weights = WriteQuantisedCopy(fixture, dir);
   ASSERT_GT(expert_weights, 0);
-  absl::StatusOr<ModelReference> ref = LoadModelReference(GetParam());
+  absl::StatusOr<ModelReference> ref = LoadModelReference(fixture);
   ASSERT_TRUE(ref.ok()) << ref.status();
 
-  std::unique_ptr<Backend> backend = CreateCpuBackend();
   auto make = [&](bool int8) {
     EngineOptions o;
     o.weight_dtype = DType::kF32;
@@ -131,9 +139,11 @@ TEST_P(Int8ExpertsTest, SameLogitsAndTokensAsF32OnTheInt8Grid) {
   EXPECT_EQ(gb->token_ids, ga->token_ids);
 }
 
-INSTANTIATE_TEST_SUITE_P(MoeFixtures, Int8ExpertsTest,
-                         ::testing::Values("jamba_moe_gqa", "mixtral"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(
+    MoeFixtures, Int8ExpertsTest,
+    ::testing::Combine(::testing::Values("jamba_moe_gqa", "mixtral"),
+                       ::testing::Values("cpu", "cuda")),
+    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 }  // namespace
 }  // namespace jamba
