@@ -24,6 +24,7 @@ fi
 binaries=(
   tests/kernels/cuda/kernels_cuda_test
   tests/engine/runtime/golden_test
+  tests/engine/runtime/generator_test
   tests/engine/runtime/int8_experts_test
   tests/kernels/kernels_test
   tests/metrics/device_metrics_test

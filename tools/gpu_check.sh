@@ -45,6 +45,7 @@ step() {  # step NAME COMMAND...
 step nvidia_smi nvidia-smi
 step kernels_cuda_test "$b/bin/kernels_cuda_test"
 step golden_cuda "$b/bin/golden_test" --gtest_filter='*cuda*'
+step generator_cuda "$b/bin/generator_test" --gtest_filter='*cuda*'
 step int8_experts "$b/bin/int8_experts_test"
 step device_metrics "$b/bin/device_metrics_test"
 step kernels_cpu "$b/bin/kernels_test"

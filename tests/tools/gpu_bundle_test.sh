@@ -23,7 +23,7 @@ for bin in "$tmp"/unpacked/bundle/bin/*; do
 done
 
 tools/gpu_check.sh "$tmp/bundle.tar.xz" "$tmp/out" quick
-for step in kernels_cuda_test golden_cuda int8_experts device_metrics kernels_cpu; do
+for step in kernels_cuda_test golden_cuda generator_cuda int8_experts device_metrics kernels_cpu; do
   grep -q "^$step rc=0 " "$tmp/out/summary.txt" ||
     { echo "FAIL: step $step"; cat "$tmp/out/summary.txt"; tail -20 "$tmp/out/$step.log"; exit 1; }
 done
