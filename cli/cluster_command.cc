@@ -15,6 +15,7 @@
 #include "cli/flag_parser.h"
 #include "cli/local_cluster.h"
 #include "engine/config/model_config.h"
+#include "kernels/backend_factory.h"
 
 namespace jamba {
 namespace {
@@ -26,7 +27,7 @@ int RunUp(int argc, char** argv) {
   sigaddset(&term, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &term, nullptr);
 
-  std::string model, host = "127.0.0.1", weights = "f32", bin_dir;
+  std::string model, host = "127.0.0.1", weights = "f32", device = "cpu", bin_dir;
   int32_t layer_workers = 2, expert_workers = 2, replicas = 1, port = 50051, threads = 0;
   int32_t max_running = 16, max_sequences = 16, grace_s = 30;
   int64_t start_timeout_s = 300;
@@ -46,6 +47,9 @@ int RunUp(int argc, char** argv) {
   flags.Int32("port", &port, "gateway port (0: a free one)");
   flags.String("host", &host, "address every process binds", "", "HOST");
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
+  flags.String("device", &device,
+               "where every expert and layer worker computes (the gateway needs no device)", "",
+               "cpu|cuda[:N]");
   flags.Int32("threads", &threads, "CPU threads per process; 0 = all cores");
   flags.Int32("max-running", &max_running, "gateway: sequences in the running batch");
   flags.Int32("max-sequences", &max_sequences, "layer workers: live sequences (state slots)");
@@ -65,6 +69,9 @@ int RunUp(int argc, char** argv) {
   if (model.empty()) return usage("--model is required");
   if (port < 0 || port > 65535) return usage(absl::StrCat("--port must be in [0, 65535]"));
   if (weights != "f32" && weights != "bf16") return usage("--weights is f32 or bf16");
+  if (absl::Status s = CheckDeviceName(device); !s.ok()) {
+    return usage(absl::StrCat("--device: ", s.message()));
+  }
   if (threads < 0 || grace_s < 0 || start_timeout_s < 1 || max_running < 1 || max_sequences < 1) {
     return usage("--threads and --grace-s must be >= 0, the others >= 1");
   }
@@ -81,6 +88,7 @@ int RunUp(int argc, char** argv) {
   lo.host = host;
   lo.port = port;
   lo.weights = weights;
+  lo.device = device;
   lo.threads = threads;
   lo.max_running = max_running;
   lo.max_sequences = max_sequences;

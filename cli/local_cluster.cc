@@ -65,9 +65,10 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
   std::unique_ptr<LocalCluster> c(new LocalCluster());
   const std::string listen_any = absl::StrCat(o.host, ":0");
   auto with_common = [&](std::vector<std::string> argv) {
-    for (const std::string& a : {std::string("--model"), o.model, std::string("--weights"),
-                                 o.weights, std::string("--threads"), std::to_string(o.threads),
-                                 std::string("--grace-s"), std::to_string(o.grace_s)}) {
+    for (const std::string& a :
+         {std::string("--model"), o.model, std::string("--weights"), o.weights,
+          std::string("--device"), o.device, std::string("--threads"), std::to_string(o.threads),
+          std::string("--grace-s"), std::to_string(o.grace_s)}) {
       argv.push_back(a);
     }
     return argv;

@@ -83,6 +83,7 @@ int Run(int argc, char** argv) {
   }
   std::unique_ptr<Backend> backend = *std::move(created);
   const Backend* compute = backend.get();  // owned by the service once it exists
+  std::cout << "device " << compute->name() << std::endl;
   LoadOptions options;
   options.weight_dtype = weights == "bf16" ? DType::kBF16 : DType::kF32;
   options.int8_experts = int8_experts;

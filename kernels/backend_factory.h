@@ -7,8 +7,12 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "kernels/backend.h"
 
 namespace jamba {
@@ -20,8 +24,21 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view spec,
 
 // Parses a device name without creating anything (for --check-config and tools that need the
 // GPU index): -1 for "cpu", N for "cuda[:N]"; InvalidArgument naming the name otherwise.
-// Whether the device exists is CreateBackend's to say.
-absl::StatusOr<int> ParseDeviceName(absl::string_view spec);
+// Whether the device exists is CreateBackend's to say. Inline, so that tools which only pass
+// device names on (jambactl cluster up) check them without linking any backend.
+inline absl::StatusOr<int> ParseDeviceName(absl::string_view spec) {
+  if (spec == "cpu") return -1;
+  int device = 0;
+  absl::string_view rest = spec;
+  const bool ok = absl::ConsumePrefix(&rest, "cuda") &&
+                  (rest.empty() || (absl::ConsumePrefix(&rest, ":") &&
+                                    absl::SimpleAtoi(rest, &device) && device >= 0));
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown device '", spec, "': expected cpu, cuda or cuda:N"));
+  }
+  return device;
+}
 inline absl::Status CheckDeviceName(absl::string_view spec) {
   return ParseDeviceName(spec).status();
 }

@@ -125,6 +125,7 @@ int Run(int argc, char** argv) {
     return 1;
   }
   const Backend* compute = backend->get();  // owned by the service from here on
+  std::cout << "device " << compute->name() << std::endl;
   // Per-kind forward time metrics: free on the CPU; on a GPU they would synchronise the
   // stream after every block.
   config.stage.time_blocks = compute->device() == Device::kCpu;

@@ -349,6 +349,28 @@ TEST(JambactlSizeTest, UsageErrors) {
   }
 }
 
+// cluster up checks its flags before starting anything.
+TEST(JambactlClusterUpTest, UsageErrors) {
+  const std::string model = std::string(JAMBA_TEST_DATA_DIR) + "/models/mixtral";
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"cluster", "up"}, "--model is required"},
+      {{"cluster", "up", "--model", model, "--device", "gpu"},
+       "--device: unknown device 'gpu': expected cpu, cuda or cuda:N"},
+      {{"cluster", "up", "--model", model, "--device", "cuda:-1"}, "--device: unknown device"},
+      {{"cluster", "up", "--model", model, "--weights", "int4"}, "--weights is f32 or bf16"},
+  };
+  for (const Case& c : cases) {
+    RunResult r = RunJambactl(c.args);
+    EXPECT_EQ(r.exit_code, 2) << absl::StrJoin(c.args, " ") << "\n" << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.message)) << absl::StrJoin(c.args, " ");
+    EXPECT_EQ(r.out, "") << absl::StrJoin(c.args, " ");
+  }
+}
+
 TEST_F(JambactlTest, ServerErrorExitsOneWithTheCode) {
   FakeBehavior b;
   b.error = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "sampling.top_p must be in (0, 1]");

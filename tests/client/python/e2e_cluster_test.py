@@ -52,15 +52,16 @@ class Cluster:
     """`jambactl cluster up` as a child in its own process group. Its output is echoed to our
     stderr (prefixed) and scanned for the ready line."""
 
-    def __init__(self, jambactl, model, port):
+    def __init__(self, jambactl, model, port, extra_args=()):
         command = [jambactl, "cluster", "up", "--model", model, "--layer-workers", "2",
-                   "--expert-workers", "2", "--port", str(port)]
+                   "--expert-workers", "2", "--port", str(port)] + list(extra_args)
         log("starting: %s" % " ".join(command))
         # Own session: a failed run can still take down whatever the cluster left behind.
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, text=True, bufsize=1,
                                         start_new_session=True)
         self.target = None
+        self._lines = []
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -68,12 +69,17 @@ class Cluster:
     def _read(self):
         for line in self.process.stdout:
             sys.stderr.write("[cluster] " + line)
+            self._lines.append(line)
             if self.target is None:
                 match = READY_RE.search(line)
                 if match:
                     self.target = match.group(1)
                     self._ready.set()
         self._ready.set()  # output closed: the process is gone (or closed stdout)
+
+    def output(self):
+        """What the cluster printed so far (its processes' logs, prefixed with their names)."""
+        return "".join(list(self._lines))
 
     def wait_ready(self, timeout):
         if not self._ready.wait(timeout):
