@@ -51,8 +51,11 @@ cublasStatus_t Gemm(cublasHandle_t handle, cublasOperation_t ta, cublasOperation
                     int k, float alpha, const Operand& a, const Operand& b, float beta, float* c,
                     int ldc) {
   if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T) ||
-      m < 0 || n < 0 || k < 0) {
+  // CUBLAS_OP_C is the transpose for real types.
+  const auto valid_op = [](cublasOperation_t op) {
+    return op == CUBLAS_OP_N || op == CUBLAS_OP_T || op == CUBLAS_OP_C;
+  };
+  if (!valid_op(ta) || !valid_op(tb) || m < 0 || n < 0 || k < 0) {
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   // Stored shapes: A is m x k (N) or k x m (T); B is k x n (N) or n x k (T).
@@ -67,10 +70,16 @@ cublasStatus_t Gemm(cublasHandle_t handle, cublasOperation_t ta, cublasOperation
     std::fprintf(stderr, "CUDA emulator: cuBLAS GEMM output is not in device memory\n");
     std::abort();
   }
-  if (k > 0 && alpha != 0.0f) {
-    CheckOperand("A", a, a_rows, a_cols);
-    CheckOperand("B", b, b_rows, b_cols);
+  if (k == 0 || alpha == 0.0f) {  // C = beta C, A and B not read (as BLAS specifies)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < m; ++i) {
+        float& out = c[i + j * ldc];
+        out = beta == 0.0f ? 0.0f : beta * out;
+      }
+    return CUBLAS_STATUS_SUCCESS;
   }
+  CheckOperand("A", a, a_rows, a_cols);
+  CheckOperand("B", b, b_rows, b_cols);
   // op(A) as rows of k f32, op(B) as columns of k f32: every dot product reads contiguously.
   std::vector<float> ar(static_cast<size_t>(m) * k), bc(static_cast<size_t>(n) * k);
   for (int64_t i = 0; i < m; ++i)
@@ -165,8 +174,8 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa,
                            const float* A, int lda, const float* B, int ldb, const float* beta,
                            float* C, int ldc) {
   if (alpha == nullptr || beta == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-  const jamba::cuda_emu::Operand a{A, CUDA_R_32F, lda, transa == CUBLAS_OP_T};
-  const jamba::cuda_emu::Operand b{B, CUDA_R_32F, ldb, transb == CUBLAS_OP_T};
+  const jamba::cuda_emu::Operand a{A, CUDA_R_32F, lda, transa != CUBLAS_OP_N};
+  const jamba::cuda_emu::Operand b{B, CUDA_R_32F, ldb, transb != CUBLAS_OP_N};
   return jamba::cuda_emu::Gemm(handle, transa, transb, m, n, k, *alpha, a, b, *beta, C, ldc);
 }
 
@@ -176,6 +185,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
                             cudaDataType_t Btype, int ldb, const void* beta, void* C,
                             cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
                             cublasGemmAlgo_t algo) {
+  if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (alpha == nullptr || beta == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   const bool inputs_ok = (Atype == CUDA_R_32F || Atype == CUDA_R_16BF) && Btype == Atype;
   if (!inputs_ok || Ctype != CUDA_R_32F ||
@@ -183,8 +193,8 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
       algo != CUBLAS_GEMM_DEFAULT) {
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
-  const jamba::cuda_emu::Operand a{A, Atype, lda, transa == CUBLAS_OP_T};
-  const jamba::cuda_emu::Operand b{B, Btype, ldb, transb == CUBLAS_OP_T};
+  const jamba::cuda_emu::Operand a{A, Atype, lda, transa != CUBLAS_OP_N};
+  const jamba::cuda_emu::Operand b{B, Btype, ldb, transb != CUBLAS_OP_N};
   return jamba::cuda_emu::Gemm(handle, transa, transb, m, n, k, *static_cast<const float*>(alpha),
                                a, b, *static_cast<const float*>(beta), static_cast<float*>(C), ldc);
 }

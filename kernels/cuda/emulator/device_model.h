@@ -51,14 +51,35 @@ inline void CheckWidth(int width) {
   }
 }
 
-// The value lane `src` contributed to a collective over `mask` (src == the caller: its own).
+// Collective kinds (WarpGather): lanes meeting in one must run the same instruction.
+enum ShuffleMode : uint32_t { kShflIdx = 0, kShflUp = 1, kShflDown = 2, kShflXor = 3 };
+inline constexpr uint32_t ShuffleKind(ShuffleMode mode, int width) {
+  return 0x100u + mode * 64u + static_cast<uint32_t>(width);
+}
+inline constexpr uint32_t kBallotKind = 0x200, kAnyKind = 0x201, kAllKind = 0x202,
+                          kMatchAnyKind = 0x203;
+
+// The value lane `src` contributed to a shuffle over `mask` (src == the caller: its own).
+// A lane outside the mask or exited gives no value (undefined on a GPU): all-ones bits here,
+// NaN as a float, so a result that uses it shows up.
 template <typename T>
-T ShuffleFrom(unsigned mask, T var, int src) {
+T ShuffleFrom(unsigned mask, uint32_t kind, T var, int src) {
   uint64_t lanes[32];
-  WarpGather(mask, ToBits(var), lanes);
+  const unsigned gave = WarpGather(mask, kind, ToBits(var), lanes);
   if (src == t_thread->lane) return var;
-  if (((mask >> src) & 1u) == 0) KernelFault("shuffle reads a lane that is not in its mask");
-  return FromBits<T>(lanes[src]);
+  return FromBits<T>(((gave >> src) & 1u) != 0 ? lanes[src] : ~uint64_t{0});
+}
+
+// The lanes of `mask` that have not exited and whose predicate is non-zero; *gave: the lanes
+// that took part.
+inline unsigned Vote(unsigned mask, uint32_t kind, int predicate, unsigned* gave) {
+  uint64_t lanes[32];
+  *gave = WarpGather(mask, kind, predicate != 0 ? 1 : 0, lanes);
+  unsigned bits = 0;
+  for (int i = 0; i < 32; ++i) {
+    if (((*gave >> i) & 1u) != 0 && lanes[i] != 0) bits |= 1u << i;
+  }
+  return bits;
 }
 
 }  // namespace jamba::cuda_emu
@@ -69,59 +90,65 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) { ::jamba::cuda_emu::SyncWar
 
 template <typename T>
 T __shfl_sync(unsigned mask, T var, int src_lane, int width = 32) {
-  ::jamba::cuda_emu::CheckWidth(width);
-  const int lane = ::jamba::cuda_emu::t_thread->lane;
-  return ::jamba::cuda_emu::ShuffleFrom(mask, var,
-                                        (lane & ~(width - 1)) | (src_lane & (width - 1)));
+  namespace emu = ::jamba::cuda_emu;
+  emu::CheckWidth(width);
+  const int lane = emu::t_thread->lane;
+  return emu::ShuffleFrom(mask, emu::ShuffleKind(emu::kShflIdx, width), var,
+                          (lane & ~(width - 1)) | (src_lane & (width - 1)));
 }
 template <typename T>
 T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32) {
-  ::jamba::cuda_emu::CheckWidth(width);
-  const int lane = ::jamba::cuda_emu::t_thread->lane;
+  namespace emu = ::jamba::cuda_emu;
+  emu::CheckWidth(width);
+  const int lane = emu::t_thread->lane;
   const bool own = static_cast<unsigned>(lane & (width - 1)) < delta;
-  return ::jamba::cuda_emu::ShuffleFrom(mask, var, own ? lane : lane - static_cast<int>(delta));
+  return emu::ShuffleFrom(mask, emu::ShuffleKind(emu::kShflUp, width), var,
+                          own ? lane : lane - static_cast<int>(delta));
 }
 template <typename T>
 T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = 32) {
-  ::jamba::cuda_emu::CheckWidth(width);
-  const int lane = ::jamba::cuda_emu::t_thread->lane;
+  namespace emu = ::jamba::cuda_emu;
+  emu::CheckWidth(width);
+  const int lane = emu::t_thread->lane;
   const bool own =
       static_cast<unsigned>(lane & (width - 1)) + delta >= static_cast<unsigned>(width);
-  return ::jamba::cuda_emu::ShuffleFrom(mask, var, own ? lane : lane + static_cast<int>(delta));
+  return emu::ShuffleFrom(mask, emu::ShuffleKind(emu::kShflDown, width), var,
+                          own ? lane : lane + static_cast<int>(delta));
 }
 // A lane may read from its own or an earlier group of `width` lanes, not a later one.
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = 32) {
-  ::jamba::cuda_emu::CheckWidth(width);
-  const int lane = ::jamba::cuda_emu::t_thread->lane;
+  namespace emu = ::jamba::cuda_emu;
+  emu::CheckWidth(width);
+  const int lane = emu::t_thread->lane;
   const int src = lane ^ lane_mask;
   const bool own = src < 0 || src >= (lane & ~(width - 1)) + width;
-  return ::jamba::cuda_emu::ShuffleFrom(mask, var, own ? lane : src);
+  return emu::ShuffleFrom(mask, emu::ShuffleKind(emu::kShflXor, width), var, own ? lane : src);
 }
 
 template <typename T>
 unsigned __match_any_sync(unsigned mask, T value) {
+  namespace emu = ::jamba::cuda_emu;
   uint64_t lanes[32];
-  const uint64_t mine = ::jamba::cuda_emu::ToBits(value);
-  ::jamba::cuda_emu::WarpGather(mask, mine, lanes);
+  const uint64_t mine = emu::ToBits(value);
+  const unsigned gave = emu::WarpGather(mask, emu::kMatchAnyKind, mine, lanes);
   unsigned same = 0;
   for (int i = 0; i < 32; ++i) {
-    if (((mask >> i) & 1u) != 0 && lanes[i] == mine) same |= 1u << i;
+    if (((gave >> i) & 1u) != 0 && lanes[i] == mine) same |= 1u << i;
   }
   return same;
 }
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
-  uint64_t lanes[32];
-  ::jamba::cuda_emu::WarpGather(mask, predicate != 0 ? 1 : 0, lanes);
-  unsigned bits = 0;
-  for (int i = 0; i < 32; ++i) {
-    if (((mask >> i) & 1u) != 0 && lanes[i] != 0) bits |= 1u << i;
-  }
-  return bits;
+  unsigned gave = 0;
+  return ::jamba::cuda_emu::Vote(mask, ::jamba::cuda_emu::kBallotKind, predicate, &gave);
 }
-inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
+inline int __any_sync(unsigned mask, int predicate) {
+  unsigned gave = 0;
+  return ::jamba::cuda_emu::Vote(mask, ::jamba::cuda_emu::kAnyKind, predicate, &gave) != 0;
+}
 inline int __all_sync(unsigned mask, int predicate) {
-  return __ballot_sync(mask, predicate) == mask;
+  unsigned gave = 0;
+  return ::jamba::cuda_emu::Vote(mask, ::jamba::cuda_emu::kAllKind, predicate, &gave) == gave;
 }
 
 // ---- Atomics (fibers switch only at synchronisation points: a plain update is atomic) ----

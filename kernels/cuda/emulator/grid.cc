@@ -35,19 +35,24 @@ struct Fiber {
   ThreadContext ctx;
   void* sp = nullptr;
   State state = State::kReady;
-  uint64_t gathered[32];  // the values of the last warp collective it took part in
+  // The last warp collective it took part in: every lane's value, and which lanes gave one.
+  uint64_t gathered[32];
+  unsigned gathered_mask = 0;
 };
 
-// A warp collective some lanes have reached: its mask, and the lanes that arrived.
+// A warp collective some lanes have reached: its mask and kind, and the lanes that arrived.
+// It completes when every lane of the mask that has not exited has arrived.
 struct WarpGroup {
   unsigned mask;
+  uint32_t kind;
   unsigned arrived;
 };
 
 struct Warp {
   uint64_t values[32];  // each lane's contribution to the collective it waits at
   std::vector<WarpGroup> pending;
-  int lanes = 0;  // threads of the block in this warp
+  int lanes = 0;      // threads of the block in this warp
+  unsigned gone = 0;  // lanes that have exited, or that the block does not have
 };
 
 bool ReverseOrder() {
@@ -84,7 +89,6 @@ class Runner {
     warps_.resize((n + 31) / 32);
     for (size_t w = 0; w < warps_.size(); ++w) {
       warps_[w].lanes = std::min(32, n - static_cast<int>(w) * 32);
-      warps_[w].pending.clear();
     }
     for (int i = 0; i < n; ++i) {
       ThreadContext& c = fibers_[i].ctx;
@@ -109,52 +113,34 @@ class Runner {
     me.state = State::kAtBarrier;
     if (++at_barrier_ == live_) {
       ReleaseBarrier();
+      YieldInOrder();
       return;
     }
     Suspend();
   }
 
-  void WarpGather(unsigned mask, uint64_t value, uint64_t lanes[32]) {
+  unsigned WarpGather(unsigned mask, uint32_t kind, uint64_t value, uint64_t lanes[32]) {
     Fiber& me = fibers_[current_];
     const int lane = me.ctx.lane;
     Warp& w = warps_[me.ctx.warp];
     if (((mask >> lane) & 1u) == 0) KernelFault("a warp collective's mask leaves out its own lane");
-    if (w.lanes < 32 && (mask >> w.lanes) != 0) {
-      KernelFault("a warp collective's mask names lanes the block does not have");
-    }
-    const int warp_base = me.ctx.warp * 32;
-    for (int i = 0; i < 32; ++i) {
-      if (((mask >> i) & 1u) != 0 && fibers_[warp_base + i].state == State::kDone) {
-        KernelFault("a warp collective's mask names a lane that has exited");
-      }
-    }
-    WarpGroup* group = nullptr;
-    for (WarpGroup& p : w.pending) {
-      if (p.mask == mask) {
-        group = &p;
-      } else if ((p.mask & mask) != 0) {
-        KernelFault("lanes of a warp reach a collective with different masks");
-      }
-    }
-    if (group == nullptr) {
-      w.pending.push_back(WarpGroup{mask, 0});
-      group = &w.pending.back();
+    size_t g = 0;
+    while (g < w.pending.size() && w.pending[g].mask != mask) ++g;
+    if (g == w.pending.size()) {
+      w.pending.push_back(WarpGroup{mask, kind, 0});
+    } else if (w.pending[g].kind != kind) {
+      KernelFault("lanes of a warp meet in different collectives with the same mask");
     }
     w.values[lane] = value;
-    group->arrived |= 1u << lane;
-    if (group->arrived == mask) {
-      for (int i = 0; i < 32; ++i) {
-        if (((mask >> i) & 1u) == 0) continue;
-        Fiber& f = fibers_[warp_base + i];
-        std::memcpy(f.gathered, w.values, sizeof(w.values));
-        f.state = State::kReady;
-      }
-      w.pending.erase(w.pending.begin() + (group - w.pending.data()));
+    w.pending[g].arrived |= 1u << lane;
+    if (TryComplete(me.ctx.warp, g)) {
+      YieldInOrder();
     } else {
       me.state = State::kAtWarp;
       Suspend();
     }
     std::memcpy(lanes, me.gathered, sizeof(me.gathered));
+    return me.gathered_mask;
   }
 
   void* SharedMemory() const { return shared_; }
@@ -169,6 +155,10 @@ class Runner {
       fibers_[i].state = State::kReady;
       fibers_[i].sp = NewContext(stacks_.Top(i), &FiberMain);
     }
+    for (Warp& w : warps_) {
+      w.pending.clear();
+      w.gone = w.lanes == 32 ? 0u : ~((1u << w.lanes) - 1u);
+    }
     std::memset(shared_, 0xff, shared_used_);
     live_ = n;
     at_barrier_ = 0;
@@ -178,6 +168,42 @@ class Runner {
   }
 
   static void FiberMain();
+
+  // The first ready thread in the block's order, or -1 when none is ready.
+  int FirstReady() const {
+    const int n = static_cast<int>(fibers_.size());
+    for (int step = 0; step < n; ++step) {
+      const int i = ReverseOrder() ? n - 1 - step : step;
+      if (fibers_[i].state == State::kReady) return i;
+    }
+    return -1;
+  }
+
+  // After a release (the current thread among the released, all ready): the block's threads
+  // run again from the first in order, as if they all left the barrier together. Without
+  // this, the releasing thread would run on first and the two orders would share pairs of
+  // threads that always run in the same order, hiding races between them.
+  void YieldInOrder() {
+    const int first = FirstReady();
+    if (first != current_) SwitchTo(first, &fibers_[current_].sp);
+  }
+
+  // Completes group g of warp `warp` if every lane of its mask that has not exited arrived:
+  // each of them gets the values and is ready. Returns whether it completed.
+  bool TryComplete(int warp, size_t g) {
+    Warp& w = warps_[warp];
+    const WarpGroup group = w.pending[g];
+    if (group.arrived != (group.mask & ~w.gone)) return false;
+    for (int i = 0; i < 32; ++i) {
+      if (((group.arrived >> i) & 1u) == 0) continue;
+      Fiber& f = fibers_[warp * 32 + i];
+      std::memcpy(f.gathered, w.values, sizeof(w.values));
+      f.gathered_mask = group.arrived;
+      f.state = State::kReady;
+    }
+    w.pending.erase(w.pending.begin() + static_cast<std::ptrdiff_t>(g));
+    return true;
+  }
 
   // The thread that runs after the current one stops: the next ready one in the block's order
   // (cyclically), or -1 when none is ready.
@@ -218,13 +244,15 @@ class Runner {
     Fiber& me = fibers_[current_];
     me.state = State::kDone;
     --live_;
-    for (const WarpGroup& p : warps_[me.ctx.warp].pending) {
-      if (((p.mask >> me.ctx.lane) & 1u) != 0) {
-        KernelFault("a thread exits while lanes of its warp wait for it in a collective");
-      }
+    // Collectives wait only for lanes that have not exited (the Programming Guide's
+    // "non-exited threads in mask"): one this lane held up may complete now.
+    Warp& w = warps_[me.ctx.warp];
+    w.gone |= 1u << me.ctx.lane;
+    for (size_t g = 0; g < w.pending.size();) {
+      if (((w.pending[g].mask >> me.ctx.lane) & 1u) == 0 || !TryComplete(me.ctx.warp, g)) ++g;
     }
     if (at_barrier_ > 0 && at_barrier_ == live_) ReleaseBarrier();
-    const int next = NextReady();
+    const int next = FirstReady();
     void* abandoned = nullptr;
     if (next >= 0) SwitchTo(next, &abandoned);
     if (live_ > 0) Deadlock();
@@ -299,7 +327,10 @@ void OnSegv(int sig, siginfo_t* info, void*) {
         t->block_idx.y, t->block_idx.z, t->thread_idx.x, t->thread_idx.y, t->thread_idx.z);
     if (len > 0) (void)!write(STDERR_FILENO, message, static_cast<size_t>(len));
   }
-  sigaction(SIGSEGV, &g_previous_segv, nullptr);  // the fault repeats into it on return
+  sigaction(SIGSEGV, &g_previous_segv, nullptr);
+  // A fault repeats into the previous action on return; a signal sent with kill() or raise()
+  // does not, so it is passed on.
+  if (info->si_code <= 0) raise(sig);
 }
 
 void InstallFaultHandler() {
@@ -313,12 +344,16 @@ void InstallFaultHandler() {
   });
   // A stack overflow leaves no stack to run the handler on: each launching thread gets an
   // alternate one.
+  // A thread that has one already (absl's failure handler installs one) keeps it.
   thread_local bool has_alt_stack = false;
   if (!has_alt_stack) {
-    stack_t ss = {};
-    ss.ss_size = 64 * 1024;
-    ss.ss_sp = std::malloc(ss.ss_size);  // lives as long as the thread may fault
-    if (ss.ss_sp != nullptr) sigaltstack(&ss, nullptr);
+    stack_t old = {};
+    if (sigaltstack(nullptr, &old) == 0 && (old.ss_flags & SS_DISABLE) != 0) {
+      stack_t ss = {};
+      ss.ss_size = 64 * 1024;
+      ss.ss_sp = std::malloc(ss.ss_size);  // lives as long as the thread may fault
+      if (ss.ss_sp != nullptr) sigaltstack(&ss, nullptr);
+    }
     has_alt_stack = true;
   }
 }
@@ -360,13 +395,13 @@ Runner& Active(const char* what) {
 
 void SyncThreads() { Active("__syncthreads").SyncThreads(); }
 
-void WarpGather(unsigned mask, uint64_t value, uint64_t lanes[32]) {
-  Active("a warp collective").WarpGather(mask, value, lanes);
+unsigned WarpGather(unsigned mask, uint32_t kind, uint64_t value, uint64_t lanes[32]) {
+  return Active("a warp collective").WarpGather(mask, kind, value, lanes);
 }
 
 void SyncWarp(unsigned mask) {
   uint64_t lanes[32];
-  Active("__syncwarp").WarpGather(mask, 0, lanes);
+  Active("__syncwarp").WarpGather(mask, kSyncWarpKind, 0, lanes);
 }
 
 void* DynamicSharedMemory() { return Active("dynamic shared memory").SharedMemory(); }

@@ -37,12 +37,17 @@ extern thread_local const ThreadContext* t_thread;
 cudaError_t LaunchGrid(const cudaLaunchConfig_t& config, const void* kernel,
                        void (*run)(const void*), const void* bound);
 
-// __syncthreads: waits until every thread of the block that has not exited arrives.
+// __syncthreads: waits until every thread of the block that has not exited arrives; then
+// the block's threads run on from the first in order.
 void SyncThreads();
-// A warp collective over the lanes of `mask` (the caller's lane included): waits until all of
-// them contribute their `value`, then copies every lane's value to lanes[0..31] (entries of
-// lanes outside `mask` are unspecified).
-void WarpGather(unsigned mask, uint64_t value, uint64_t lanes[32]);
+// A warp collective over the lanes of `mask` (the caller's lane included) that have not
+// exited: waits until all of them contribute their `value`, copies every lane's value to
+// lanes[0..31] and returns the mask of the lanes that contributed (entries of other lanes
+// are unspecified). Lanes meeting in one collective must name the same mask and `kind` (the
+// instruction, with its mode: a shuffle meeting a vote is undefined on a GPU, and stops the
+// process here); lanes that never arrive show up as a deadlock.
+unsigned WarpGather(unsigned mask, uint32_t kind, uint64_t value, uint64_t lanes[32]);
+inline constexpr uint32_t kSyncWarpKind = 1;
 // __syncwarp(mask).
 void SyncWarp(unsigned mask);
 // The block's dynamic shared memory: the launch's dynamicSmemBytes, 16-byte aligned, filled

@@ -61,26 +61,39 @@ cudaError_t Map(void** ptr, size_t bytes, bool device) {
     return cudaSuccess;
   }
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  DeviceState& s = State();
+  // Refused before anything is mapped: sizes the arithmetic below cannot round, and device
+  // allocations past the emulated device's memory (reserved under the lock, so concurrent
+  // allocations cannot both pass).
+  if (bytes > kTotalMemoryBytes) return Record(cudaErrorMemoryAllocation);
+  if (device) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (bytes > kTotalMemoryBytes - s.device_bytes) return Record(cudaErrorMemoryAllocation);
+    s.device_bytes += bytes;
+  }
+  auto unreserve = [&] {
+    if (!device) return;
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.device_bytes -= bytes;
+  };
   const size_t rounded = (bytes + kAllocationAlign - 1) / kAllocationAlign * kAllocationAlign;
   const size_t data_pages = (rounded + page - 1) / page * page;
   const size_t map_bytes = data_pages + page;
   void* base = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) return Record(cudaErrorMemoryAllocation);
+  if (base == MAP_FAILED) {
+    unreserve();
+    return Record(cudaErrorMemoryAllocation);
+  }
   if (mprotect(static_cast<uint8_t*>(base) + data_pages, page, PROT_NONE) != 0) {
     munmap(base, map_bytes);
+    unreserve();
     return Record(cudaErrorMemoryAllocation);
   }
   uint8_t* p = static_cast<uint8_t*>(base) + data_pages - rounded;
   std::memset(p, 0xff, rounded);
-  DeviceState& s = State();
   std::lock_guard<std::mutex> lock(s.mu);
-  if (device && s.device_bytes + bytes > kTotalMemoryBytes) {
-    munmap(base, map_bytes);
-    return Record(cudaErrorMemoryAllocation);
-  }
   s.allocations[reinterpret_cast<uintptr_t>(p)] = Allocation{base, map_bytes, bytes, device};
-  if (device) s.device_bytes += bytes;
   *ptr = p;
   return cudaSuccess;
 }
@@ -113,12 +126,6 @@ bool CopyValid(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
       return InDeviceAllocation(dst, bytes) && InDeviceAllocation(src, bytes);
   }
   return false;
-}
-
-bool EventValid(cudaEvent_t e) {
-  DeviceState& s = State();
-  std::lock_guard<std::mutex> lock(s.mu);
-  return s.events.count(e) != 0;
 }
 
 }  // namespace
@@ -364,25 +371,30 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
-  if (!jamba::cuda_emu::EventValid(event) || !jamba::cuda_emu::StreamValid(stream)) {
-    return Record(cudaErrorInvalidResourceHandle);
-  }
+  if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
+  auto& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.events.count(event) == 0) return Record(cudaErrorInvalidResourceHandle);
   event->recorded = true;
   event->when = std::chrono::steady_clock::now();
   return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  return jamba::cuda_emu::EventValid(event) ? cudaSuccess : Record(cudaErrorInvalidResourceHandle);
+  auto& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.events.count(event) != 0 ? cudaSuccess : Record(cudaErrorInvalidResourceHandle);
 }
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   if (ms == nullptr) return Record(cudaErrorInvalidValue);
-  if (!jamba::cuda_emu::EventValid(start) || !jamba::cuda_emu::EventValid(end) ||
-      ((start->flags | end->flags) & cudaEventDisableTiming) != 0) {
+  auto& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.events.count(start) == 0 || s.events.count(end) == 0 ||
+      ((start->flags | end->flags) & cudaEventDisableTiming) != 0 || !start->recorded ||
+      !end->recorded) {
     return Record(cudaErrorInvalidResourceHandle);
   }
-  if (!start->recorded || !end->recorded) return Record(cudaErrorInvalidResourceHandle);
   *ms = std::chrono::duration<float, std::milli>(end->when - start->when).count();
   return cudaSuccess;
 }

@@ -14,8 +14,9 @@
 
 // The toolkit's typed launch: the arguments are converted to the kernel's parameter types
 // (as with <<<...>>>), then every thread of the grid runs the kernel on its own copy of them.
-// Returns (and records for cudaGetLastError) cudaErrorInvalidConfiguration for a bad grid,
-// block or shared-memory size, as the device would refuse it.
+// Returns (and records for cudaGetLastError) cudaErrorInvalidConfiguration for a bad grid or
+// block, cudaErrorInvalidValue for dynamic shared memory over the kernel's limit, and
+// cudaErrorInvalidResourceHandle for a stream that is not live, as the device would.
 template <typename... ExpTypes, typename... ActTypes>
 cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* config, void (*kernel)(ExpTypes...),
                                ActTypes&&... args) {

@@ -8,8 +8,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -145,9 +147,50 @@ __global__ void DeadlockKernel() {
 
 __global__ void MaskWithoutSelfKernel() { (void)__shfl_sync(0x1u, 1, 0); }
 
-__global__ void ShuffleOutsideMaskKernel() {
+// Lane 9 is not in the mask: no value (undefined on a GPU), NaN here.
+__global__ void ShuffleOutsideMaskKernel(float* out) {
   const int lane = threadIdx.x & 31;
-  (void)__shfl_sync(0xffu, lane, 9);  // lane 9 is not in the mask
+  if (lane < 8) out[lane] = __shfl_sync(0xffu, static_cast<float>(lane), 9);
+}
+
+// Lane 1 takes part in two collectives with overlapping masks, one after the other (valid on
+// compute capability 7.0+, whichever group forms first).
+__global__ void OverlappingMasksKernel(int* out) {
+  const int lane = threadIdx.x & 31;
+  int a = -1, b = -1;
+  if (lane < 2) a = __shfl_sync(0x3u, 10 + lane, 0);
+  if (lane >= 1 && lane < 3) b = __shfl_sync(0x6u, 20 + lane, 1);
+  out[2 * lane] = a;
+  out[2 * lane + 1] = b;
+}
+
+// Collectives wait only for lanes that have not exited; a 48-thread block's second warp has
+// 16 lanes.
+__global__ void ExitedLanesKernel(unsigned* out) {
+  const int t = threadIdx.x, lane = t & 31;
+  if (t < 32 && lane >= 20) return;
+  __syncwarp();
+  out[2 * t] = __ballot_sync(0xffffffffu, 1);
+  out[2 * t + 1] = __all_sync(0xffffffffu, 1);
+}
+
+// Thread 1 reads what thread 0 writes with no barrier in between: a race, which the two
+// thread orders must decide differently after the barrier.
+__global__ void RaceAfterBarrierKernel(int* out) {
+  __shared__ int s;
+  if (threadIdx.x == 0) s = 0;
+  __syncthreads();
+  if (threadIdx.x == 0) s = 1;
+  if (threadIdx.x == 1) *out = s;
+}
+
+__global__ void MixedCollectivesKernel() {
+  const int lane = threadIdx.x & 31;
+  if (lane == 0) {
+    (void)__shfl_sync(0xffffffffu, lane, 1);
+  } else {
+    (void)__ballot_sync(0xffffffffu, 1);
+  }
 }
 
 __global__ void OutOfBoundsKernel(float* p, int n) {
@@ -202,6 +245,43 @@ TEST(CudaEmulatorTest, DisjointMasksShuffleIndependently) {
   ASSERT_EQ(Launch(HalfWarpKernel, dim3(1), dim3(32), 0, out.get()), cudaSuccess);
   const std::vector<int> got = out.Read();
   for (int lane = 0; lane < 32; ++lane) EXPECT_EQ(got[lane], lane < 16 ? 120 : 376);
+}
+
+TEST(CudaEmulatorTest, AShuffleFromALaneOutsideTheMaskGivesNaN) {
+  DeviceVec<float> out(8);
+  ASSERT_EQ(Launch(ShuffleOutsideMaskKernel, dim3(1), dim3(8), 0, out.get()), cudaSuccess);
+  for (float v : out.Read()) EXPECT_TRUE(std::isnan(v));
+}
+
+TEST(CudaEmulatorTest, OverlappingMasksInSequence) {
+  DeviceVec<int> out(64);
+  ASSERT_EQ(Launch(OverlappingMasksKernel, dim3(1), dim3(32), 0, out.get()), cudaSuccess);
+  const std::vector<int> got = out.Read();
+  EXPECT_EQ(std::vector<int>(got.begin(), got.begin() + 6),
+            (std::vector<int>{10, -1, 10, 21, -1, 21}));
+  for (int i = 6; i < 64; ++i) EXPECT_EQ(got[i], -1) << i;
+}
+
+TEST(CudaEmulatorTest, CollectivesSkipExitedAndMissingLanes) {
+  DeviceVec<unsigned> out(std::vector<unsigned>(96, 7));
+  ASSERT_EQ(Launch(ExitedLanesKernel, dim3(1), dim3(48), 0, out.get()), cudaSuccess);
+  const std::vector<unsigned> got = out.Read();
+  for (int t = 0; t < 48; ++t) {
+    SCOPED_TRACE(t);
+    const bool exited = t < 32 && t >= 20;
+    EXPECT_EQ(got[2 * t], exited ? 7u : (t < 32 ? 0xfffffu : 0xffffu));
+    EXPECT_EQ(got[2 * t + 1], exited ? 7u : 1u);
+  }
+}
+
+// The two orders differ right after a barrier, for every pair of threads: here thread 1
+// reads thread 0's unsynchronised write in one order and not in the other.
+TEST(CudaEmulatorTest, ThreadOrdersDecideARaceDifferently) {
+  const char* order = std::getenv("JAMBA_CUDA_EMULATOR_ORDER");
+  const bool reverse = order != nullptr && std::string(order) == "reverse";
+  DeviceVec<int> out(std::vector<int>{-1});
+  ASSERT_EQ(Launch(RaceAfterBarrierKernel, dim3(1), dim3(64), 0, out.get()), cudaSuccess);
+  EXPECT_EQ(out.Read()[0], reverse ? 0 : 1);
 }
 
 TEST(CudaEmulatorTest, AtomicsCountEveryThread) {
@@ -289,6 +369,12 @@ TEST(CudaEmulatorTest, RuntimeChecksCopiesAgainstAllocations) {
   EXPECT_EQ(cudaFree(p), cudaErrorInvalidValue);  // twice
   cudaGetLastError();
 
+  // Past the device's 80 GiB, or past what size_t can round: refused, nothing mapped.
+  EXPECT_EQ(cudaMalloc(&p, (size_t{81} << 30)), cudaErrorMemoryAllocation);
+  EXPECT_EQ(cudaMalloc(&p, SIZE_MAX), cudaErrorMemoryAllocation);
+  EXPECT_EQ(cudaMallocHost(&p, SIZE_MAX), cudaErrorMemoryAllocation);
+  cudaGetLastError();
+
   int count = 0;
   ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
   EXPECT_EQ(count, 1);
@@ -353,6 +439,15 @@ TEST(CudaEmulatorTest, GemmsAreColumnMajorAndSkipCWhenBetaIsZero) {
                          xd.get(), CUDA_R_32F, 2, &zero, y.get(), CUDA_R_32F, 3, CUBLAS_COMPUTE_32F,
                          CUBLAS_GEMM_DEFAULT),
             CUBLAS_STATUS_NOT_SUPPORTED);  // mixed input types
+  // alpha = 0: C = beta C without reading A or B (here the NaN fill of a fresh buffer).
+  DeviceVec<float> nan_a(6);
+  const float half = 0.5f;
+  ASSERT_EQ(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, 3, 2, 2, &zero, nan_a.get(), 2, xd.get(), 2,
+                        &half, y.get(), 3),
+            CUBLAS_STATUS_SUCCESS);
+  std::vector<float> want15;
+  for (float v : want3) want15.push_back(0.5f * v);
+  EXPECT_EQ(y.Read(), want15);
   EXPECT_EQ(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);
 }
 
@@ -363,8 +458,8 @@ TEST(CudaEmulatorDeathTest, StopsOnKernelBugs) {
   EXPECT_DEATH(Launch(DeadlockKernel, dim3(1), dim3(32), 0),
                "deadlock: 16 threads at __syncthreads, 16 at warp collectives");
   EXPECT_DEATH(Launch(MaskWithoutSelfKernel, dim3(1), dim3(2), 0), "leaves out its own lane");
-  EXPECT_DEATH(Launch(ShuffleOutsideMaskKernel, dim3(1), dim3(8), 0),
-               "shuffle reads a lane that is not in its mask");
+  EXPECT_DEATH(Launch(MixedCollectivesKernel, dim3(1), dim3(32), 0),
+               "lanes of a warp meet in different collectives with the same mask");
   DeviceVec<float> p(16);
   EXPECT_DEATH(Launch(OutOfBoundsKernel, dim3(1), dim3(1), 0, p.get(), 16),
                "invalid memory access at 0x[0-9a-f]+ in block \\(0, 0, 0\\), thread \\(0, 0, 0\\)");
