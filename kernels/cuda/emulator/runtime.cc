@@ -128,6 +128,26 @@ bool CopyValid(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   return false;
 }
 
+// A new stream or event (H: CUstream_st, CUevent_st), live until DeleteHandle.
+template <typename H>
+cudaError_t NewHandle(std::set<H*> DeviceState::*live, H** out, unsigned int flags) {
+  if (out == nullptr) return Record(cudaErrorInvalidValue);
+  DeviceState& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  *out = new H{flags};
+  (s.*live).insert(*out);
+  return cudaSuccess;
+}
+
+template <typename H>
+cudaError_t DeleteHandle(std::set<H*> DeviceState::*live, H* handle) {
+  DeviceState& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if ((s.*live).erase(handle) == 0) return Record(cudaErrorInvalidResourceHandle);
+  delete handle;
+  return cudaSuccess;
+}
+
 }  // namespace
 
 cudaError_t Record(cudaError_t e) {
@@ -328,20 +348,12 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) {
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
-  if (stream == nullptr || flags > cudaStreamNonBlocking) return Record(cudaErrorInvalidValue);
-  auto& s = State();
-  std::lock_guard<std::mutex> lock(s.mu);
-  *stream = new CUstream_st{flags};
-  s.streams.insert(*stream);
-  return cudaSuccess;
+  if (flags > cudaStreamNonBlocking) return Record(cudaErrorInvalidValue);
+  return jamba::cuda_emu::NewHandle(&jamba::cuda_emu::DeviceState::streams, stream, flags);
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  auto& s = State();
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (s.streams.erase(stream) == 0) return Record(cudaErrorInvalidResourceHandle);
-  delete stream;
-  return cudaSuccess;
+  return jamba::cuda_emu::DeleteHandle(&jamba::cuda_emu::DeviceState::streams, stream);
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
@@ -354,20 +366,11 @@ cudaError_t cudaEventCreate(cudaEvent_t* event) {
 }
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
-  if (event == nullptr) return Record(cudaErrorInvalidValue);
-  auto& s = State();
-  std::lock_guard<std::mutex> lock(s.mu);
-  *event = new CUevent_st{flags};
-  s.events.insert(*event);
-  return cudaSuccess;
+  return jamba::cuda_emu::NewHandle(&jamba::cuda_emu::DeviceState::events, event, flags);
 }
 
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  auto& s = State();
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (s.events.erase(event) == 0) return Record(cudaErrorInvalidResourceHandle);
-  delete event;
-  return cudaSuccess;
+  return jamba::cuda_emu::DeleteHandle(&jamba::cuda_emu::DeviceState::events, event);
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {

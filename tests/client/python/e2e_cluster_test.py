@@ -164,15 +164,22 @@ def main():
         return 1
 
     cluster = Cluster(args.jambactl, args.model, args.port or free_port())
+    return run_cluster(cluster, run_checks)
+
+
+def run_cluster(cluster, checks, ready_timeout=READY_TIMEOUT_S, call_deadline=CALL_DEADLINE_S,
+                shutdown_timeout=SHUTDOWN_TIMEOUT_S):
+    """Waits for `cluster`, runs checks(client) against its gateway, then stops it with
+    SIGTERM (which must give exit status 0). Returns the test's exit status."""
     try:
-        target = cluster.wait_ready(READY_TIMEOUT_S)
+        target = cluster.wait_ready(ready_timeout)
         log("cluster ready at %s" % target)
-        with Client(target, deadline=CALL_DEADLINE_S) as client:
-            run_checks(client)
+        with Client(target, deadline=call_deadline) as client:
+            checks(client)
         started = time.monotonic()
-        status = cluster.terminate(SHUTDOWN_TIMEOUT_S)
+        status = cluster.terminate(shutdown_timeout)
         check(status == 0, "SIGTERM: exit status 0 within %d s (got %s after %.1f s)" %
-              (SHUTDOWN_TIMEOUT_S, status, time.monotonic() - started))
+              (shutdown_timeout, status, time.monotonic() - started))
     except (AssertionError, JambaError) as e:
         log("FAILED: %s" % e)
         return 1

@@ -24,8 +24,7 @@ import sys
 
 import numpy as np
 
-from e2e_cluster_test import Cluster, check, free_port, log
-from jamba_client import Client, JambaError
+from e2e_cluster_test import Cluster, check, free_port, run_cluster
 
 READY_TIMEOUT_S = 300
 CALL_DEADLINE_S = 300
@@ -77,20 +76,8 @@ def main():
 
     cluster = Cluster(args.jambactl, args.model, free_port(),
                       ["--device", "cuda", "--bin-dir", args.bin_dir, "--threads", "1"])
-    try:
-        target = cluster.wait_ready(READY_TIMEOUT_S)
-        log("cluster ready at %s" % target)
-        with Client(target, deadline=CALL_DEADLINE_S) as client:
-            run_checks(client, reference, cluster.output())
-        status = cluster.terminate(60)
-        check(status == 0, "SIGTERM: exit status 0 (got %s)" % status)
-    except (AssertionError, JambaError) as e:
-        log("FAILED: %s" % e)
-        return 1
-    finally:
-        cluster.kill_group()
-    log("all checks passed")
-    return 0
+    return run_cluster(cluster, lambda client: run_checks(client, reference, cluster.output()),
+                       ready_timeout=READY_TIMEOUT_S, call_deadline=CALL_DEADLINE_S)
 
 
 if __name__ == "__main__":
