@@ -66,7 +66,8 @@ size_t MatMulScratchBytes(const Tensor& x, const Tensor& w) {
 }
 
 absl::Status CublasMatMul(cublasHandle_t handle, cudaStream_t stream, const Tensor& x,
-                          const Tensor& w, const float* bias, const Tensor& y, void* scratch) {
+                          const Tensor& w, const float* bias, const Tensor& y, void* scratch,
+                          bool x_split) {
   const Dims d = CheckOperands(x, w);
   JAMBA_CHECK(y.device == Device::kCuda && y.dtype == DType::kF32 && y.ndim == 2);
   JAMBA_CHECK(y.stride[1] == 1 && y.shape[0] == d.n && y.shape[1] == d.m);
@@ -103,7 +104,7 @@ absl::Status CublasMatMul(cublasHandle_t handle, cudaStream_t stream, const Tens
   Tensor wv = w;
   wv.stride[0] = ldw;
   uint16_t* split = static_cast<uint16_t*>(scratch);  // [3n, k]: the terms' rows, term by term
-  cudaError_t e = LaunchSplitBf16(x, split, stream);
+  cudaError_t e = x_split ? cudaSuccess : LaunchSplitBf16(x, split, stream);
   if (e != cudaSuccess) return LaunchError("bf16 split", e);
 
   if (Fused(d)) {

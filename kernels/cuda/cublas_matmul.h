@@ -37,9 +37,13 @@ size_t MatMulScratchBytes(const Tensor& x, const Tensor& w);
 // stride >= k), bias: device [m] f32 or nullptr, y [n, m] f32; all row-strided views allowed;
 // y must not alias x. scratch: device memory of MatMulScratchBytes(x, w) bytes, 256-byte
 // aligned, unused by other work until this product has run (stream order suffices).
+// x_split: bf16 weights only; the scratch already holds x's split, left there by an earlier
+// call with the same x and scratch on this stream (products of one x with several weight
+// matrices, as MatMulInt8's chunks, split it once).
 // Shape/dtype mismatches abort; cuBLAS and launch failures are returned.
 absl::Status CublasMatMul(cublasHandle_t handle, cudaStream_t stream, const Tensor& x,
-                          const Tensor& w, const float* bias, const Tensor& y, void* scratch);
+                          const Tensor& w, const float* bias, const Tensor& y, void* scratch,
+                          bool x_split = false);
 
 }  // namespace jamba::cuda
 

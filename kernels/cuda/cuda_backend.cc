@@ -173,20 +173,29 @@ class CudaBackend : public Backend {
       return;
     }
     // Prefill-sized: row chunks of the weights converted to bf16 (exact), multiplied by
-    // cuBLAS into y's columns, then scaled. Chunks keep the bf16 copy under ~64 MiB.
+    // cuBLAS into y's columns, then scaled. Chunks keep the bf16 copy under ~64 MiB; x is
+    // split into its bf16 terms once, by the first chunk's product, for all of them.
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(m, (int64_t{64} << 20) / (2 * k)));
     absl::StatusOr<void*> wbuf = int8_weights_->Reserve(static_cast<size_t>(chunk * k * 2));
     if (!wbuf.ok()) {
       Record(wbuf.status());
       return;
     }
+    uint16_t* wb = static_cast<uint16_t*>(*wbuf);
+    // The first chunk is the largest: its scratch serves every chunk.
+    const Tensor first = Tensor::Contiguous(wb, DType::kBF16, {chunk, k}, Device::kCuda);
+    absl::StatusOr<void*> scratch = matmul_scratch_->Reserve(cuda::MatMulScratchBytes(x, first));
+    if (!scratch.ok()) {
+      Record(scratch.status());
+      return;
+    }
     for (int64_t r0 = 0; r0 < m; r0 += chunk) {
       const int64_t rows = std::min(chunk, m - r0);
-      uint16_t* wb = static_cast<uint16_t*>(*wbuf);
       RecordLaunch(cuda::LaunchInt8ToBf16(w, r0, rows, wb, ctx_->stream), "MatMulInt8");
       const Tensor wt = Tensor::Contiguous(wb, DType::kBF16, {rows, k}, Device::kCuda);
       const Tensor yc = y.Cols(r0, rows);
-      CublasProduct(x, wt, nullptr, yc);
+      Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, wt, nullptr, yc, *scratch,
+                                /*x_split=*/r0 > 0));
       RecordLaunch(cuda::LaunchScaleColumns(yc, scale.ptr<float>() + r0,
                                             b != nullptr ? b + r0 : nullptr, ctx_->stream),
                    "MatMulInt8");
