@@ -47,6 +47,42 @@ void CheckOperand(const char* name, const Operand& x, int64_t rows, int64_t cols
   }
 }
 
+// C = alpha op(A) op(B) + beta C; A and B are not read when k is 0 or alpha is 0, nor C
+// when beta is 0 (as BLAS specifies).
+void Compute(int64_t m, int64_t n, int64_t k, float alpha, const Operand& a, const Operand& b,
+             float beta, float* c, int64_t ldc) {
+  if (k == 0 || alpha == 0.0f) {
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < m; ++i) {
+        float& out = c[i + j * ldc];
+        out = beta == 0.0f ? 0.0f : beta * out;
+      }
+    return;
+  }
+  // op(A) as rows of k f32, op(B) as columns of k f32: every dot product reads contiguously.
+  std::vector<float> ar(static_cast<size_t>(m) * k), bc(static_cast<size_t>(n) * k);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t l = 0; l < k; ++l) ar[i * k + l] = a.At(i, l);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t l = 0; l < k; ++l) bc[j * k + l] = b.At(l, j);
+  for (int64_t j = 0; j < n; ++j) {
+    const float* bj = bc.data() + j * k;
+    for (int64_t i = 0; i < m; ++i) {
+      const float* ai = ar.data() + i * k;
+      float part[8] = {};
+      int64_t l = 0;
+      for (; l + 8 <= k; l += 8) {
+        for (int u = 0; u < 8; ++u) part[u] += ai[l + u] * bj[l + u];
+      }
+      for (; l < k; ++l) part[0] += ai[l] * bj[l];
+      const float dot =
+          ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+      float& out = c[i + j * ldc];
+      out = beta == 0.0f ? alpha * dot : alpha * dot + beta * out;
+    }
+  }
+}
+
 cublasStatus_t Gemm(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                     int k, float alpha, const Operand& a, const Operand& b, float beta, float* c,
                     int ldc) {
@@ -70,38 +106,12 @@ cublasStatus_t Gemm(cublasHandle_t handle, cublasOperation_t ta, cublasOperation
     std::fprintf(stderr, "CUDA emulator: cuBLAS GEMM output is not in device memory\n");
     std::abort();
   }
-  if (k == 0 || alpha == 0.0f) {  // C = beta C, A and B not read (as BLAS specifies)
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t i = 0; i < m; ++i) {
-        float& out = c[i + j * ldc];
-        out = beta == 0.0f ? 0.0f : beta * out;
-      }
-    return CUBLAS_STATUS_SUCCESS;
+  if (k > 0 && alpha != 0.0f) {
+    CheckOperand("A", a, a_rows, a_cols);
+    CheckOperand("B", b, b_rows, b_cols);
   }
-  CheckOperand("A", a, a_rows, a_cols);
-  CheckOperand("B", b, b_rows, b_cols);
-  // op(A) as rows of k f32, op(B) as columns of k f32: every dot product reads contiguously.
-  std::vector<float> ar(static_cast<size_t>(m) * k), bc(static_cast<size_t>(n) * k);
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t l = 0; l < k; ++l) ar[i * k + l] = a.At(i, l);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t l = 0; l < k; ++l) bc[j * k + l] = b.At(l, j);
-  for (int64_t j = 0; j < n; ++j) {
-    const float* bj = bc.data() + j * k;
-    for (int64_t i = 0; i < m; ++i) {
-      const float* ai = ar.data() + i * k;
-      float part[8] = {};
-      int64_t l = 0;
-      for (; l + 8 <= k; l += 8) {
-        for (int u = 0; u < 8; ++u) part[u] += ai[l + u] * bj[l + u];
-      }
-      for (; l < k; ++l) part[0] += ai[l] * bj[l];
-      const float dot =
-          ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-      float& out = c[i + j * ldc];
-      out = beta == 0.0f ? alpha * dot : alpha * dot + beta * out;
-    }
-  }
+  // Runs in stream order (alpha and beta were read at the call, as in host pointer mode).
+  Enqueue([=] { Compute(m, n, k, alpha, a, b, beta, c, ldc); });
   return CUBLAS_STATUS_SUCCESS;
 }
 

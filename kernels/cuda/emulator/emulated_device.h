@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <functional>
 
 namespace jamba::cuda_emu {
 
@@ -23,6 +24,14 @@ bool StreamValid(cudaStream_t stream);
 size_t KernelSharedLimit(const void* kernel);
 // Whether [p, p + bytes) lies inside one live device allocation (cudaMalloc*).
 bool InDeviceAllocation(const void* p, size_t bytes);
+
+// Work on streams runs later, as on a GPU: Enqueue appends it to one queue (every stream's
+// work in the order it was enqueued, which keeps each stream's order), and RunQueued runs
+// everything queued. The runtime calls RunQueued where CUDA makes the host wait (stream,
+// event and device synchronisation, blocking copies, frees) and nowhere else, so host code
+// that reads results or reuses a buffer before such a point sees the work not yet done.
+void Enqueue(std::function<void()> work);
+void RunQueued();
 
 }  // namespace jamba::cuda_emu
 

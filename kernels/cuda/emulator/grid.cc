@@ -79,9 +79,8 @@ class Runner {
     shared_ = shared_base_ + shared_bytes_;
   }
 
-  void Launch(const cudaLaunchConfig_t& config, void (*run)(const void*), const void* bound) {
-    run_ = run;
-    bound_ = bound;
+  void Launch(const cudaLaunchConfig_t& config, const std::function<void()>& thread) {
+    thread_ = &thread;
     const dim3 b = config.blockDim, g = config.gridDim;
     const int n = static_cast<int>(b.x * b.y * b.z);
     stacks_.Reserve(n);
@@ -291,8 +290,7 @@ class Runner {
   StackPool stacks_;
   std::vector<Fiber> fibers_;
   std::vector<Warp> warps_;
-  void (*run_)(const void*) = nullptr;
-  const void* bound_ = nullptr;
+  const std::function<void()>* thread_ = nullptr;  // the kernel with its arguments
   void* launcher_sp_ = nullptr;
   int current_ = 0;
   int live_ = 0;
@@ -307,7 +305,7 @@ std::mutex g_launch_mutex;
 Runner* g_runner = nullptr;  // created on the first launch, under g_launch_mutex
 
 void Runner::FiberMain() {
-  g_runner->run_(g_runner->bound_);
+  (*g_runner->thread_)();
   g_runner->Exit();
 }
 
@@ -367,7 +365,7 @@ bool DimsValid(const dim3& b, const dim3& g) {
 }  // namespace
 
 cudaError_t LaunchGrid(const cudaLaunchConfig_t& config, const void* kernel,
-                       void (*run)(const void*), const void* bound) {
+                       std::function<void()> thread) {
   if (t_thread != nullptr) KernelFault("a kernel launches a kernel (not modelled)");
   if (config.numAttrs != 0) return Record(cudaErrorInvalidValue);
   if (!DimsValid(config.blockDim, config.gridDim)) return Record(cudaErrorInvalidConfiguration);
@@ -375,10 +373,12 @@ cudaError_t LaunchGrid(const cudaLaunchConfig_t& config, const void* kernel,
     return Record(cudaErrorInvalidValue);
   }
   if (!StreamValid(config.stream)) return Record(cudaErrorInvalidResourceHandle);
-  std::lock_guard<std::mutex> lock(g_launch_mutex);
-  if (g_runner == nullptr) g_runner = new Runner();  // lives for the process
-  InstallFaultHandler();
-  g_runner->Launch(config, run, bound);
+  Enqueue([config, thread = std::move(thread)] {
+    std::lock_guard<std::mutex> lock(g_launch_mutex);
+    if (g_runner == nullptr) g_runner = new Runner();  // lives for the process
+    InstallFaultHandler();
+    g_runner->Launch(config, thread);
+  });
   return cudaSuccess;
 }
 

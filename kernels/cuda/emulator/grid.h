@@ -15,6 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <functional>
 
 namespace jamba::cuda_emu {
 
@@ -31,11 +32,13 @@ struct ThreadContext {
 // Set by the scheduler for the fiber it switches to; null outside kernels.
 extern thread_local const ThreadContext* t_thread;
 
-// Runs `run(bound)` on every thread of the grid `config` describes. `kernel` identifies the
-// kernel for its cudaFuncSetAttribute limits. Launches are serialised process-wide (one
-// emulated device), as are the static __shared__ variables they use.
+// Checks the launch configuration (the errors a GPU gives at launch), then queues the grid
+// (emulated_device.h: it runs at the host's next synchronisation), where every thread of the
+// grid `config` describes runs `thread`. `kernel` identifies the kernel for its
+// cudaFuncSetAttribute limits. Grids run one at a time process-wide (one emulated device), as
+// do the static __shared__ variables they use.
 cudaError_t LaunchGrid(const cudaLaunchConfig_t& config, const void* kernel,
-                       void (*run)(const void*), const void* bound);
+                       std::function<void()> thread);
 
 // __syncthreads: waits until every thread of the block that has not exited arrives; then
 // the block's threads run on from the first in order.

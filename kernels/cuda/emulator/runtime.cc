@@ -6,10 +6,14 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <unordered_map>
+#include <vector>
 
 #include "kernels/cuda/emulator/emulated_device.h"
 
@@ -18,7 +22,8 @@ struct CUstream_st {
 };
 struct CUevent_st {
   unsigned int flags;
-  bool recorded = false;
+  bool enqueued = false;  // cudaEventRecord was called
+  bool recorded = false;  // ... and the work before it has run
   std::chrono::steady_clock::time_point when;
 };
 struct CUmemPoolHandle_st {};
@@ -51,6 +56,23 @@ DeviceState& State() {
 }
 
 thread_local cudaError_t t_last_error = cudaSuccess;
+
+std::mutex g_queue_mu;
+std::deque<std::function<void()>> g_queue;  // the streams' work, in enqueue order
+std::mutex g_run_mu;
+
+// Whether [p, p + bytes) lies inside one live allocation of the kind (device: cudaMalloc*,
+// else cudaMallocHost).
+bool InAllocation(const void* p, size_t bytes, bool device) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  DeviceState& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.allocations.upper_bound(a);
+  if (it == s.allocations.begin()) return false;
+  --it;
+  return it->second.device == device && a >= it->first && a - it->first <= it->second.bytes &&
+         bytes <= it->second.bytes - (a - it->first);
+}
 thread_local int t_device = 0;
 
 // `bytes` (rounded up to 256) ending where a PROT_NONE page begins, filled with 0xff.
@@ -169,15 +191,25 @@ size_t KernelSharedLimit(const void* kernel) {
   return it == s.kernel_shared_limit.end() ? kDefaultSharedBytes : it->second;
 }
 
-bool InDeviceAllocation(const void* p, size_t bytes) {
-  const auto a = reinterpret_cast<uintptr_t>(p);
-  DeviceState& s = State();
-  std::lock_guard<std::mutex> lock(s.mu);
-  auto it = s.allocations.upper_bound(a);
-  if (it == s.allocations.begin()) return false;
-  --it;
-  return it->second.device && a >= it->first && a - it->first <= it->second.bytes &&
-         bytes <= it->second.bytes - (a - it->first);
+bool InDeviceAllocation(const void* p, size_t bytes) { return InAllocation(p, bytes, true); }
+
+void Enqueue(std::function<void()> work) {
+  std::lock_guard<std::mutex> lock(g_queue_mu);
+  g_queue.push_back(std::move(work));
+}
+
+void RunQueued() {
+  std::lock_guard<std::mutex> run(g_run_mu);  // one host thread runs the queue at a time
+  for (;;) {
+    std::function<void()> work;
+    {
+      std::lock_guard<std::mutex> lock(g_queue_mu);
+      if (g_queue.empty()) return;
+      work = std::move(g_queue.front());
+      g_queue.pop_front();
+    }
+    work();
+  }
 }
 
 }  // namespace jamba::cuda_emu
@@ -275,7 +307,10 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
   return Record(cudaErrorInvalidValue);
 }
 
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() {
+  jamba::cuda_emu::RunQueued();
+  return cudaSuccess;
+}
 
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   if (free_bytes == nullptr || total_bytes == nullptr) return Record(cudaErrorInvalidValue);
@@ -287,27 +322,52 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 }
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes) { return jamba::cuda_emu::Map(ptr, bytes, true); }
-cudaError_t cudaFree(void* ptr) { return jamba::cuda_emu::Unmap(ptr, true); }
+
+// Frees wait for the device (as cudaFree does), so queued work never touches freed memory.
+cudaError_t cudaFree(void* ptr) {
+  jamba::cuda_emu::RunQueued();
+  return jamba::cuda_emu::Unmap(ptr, true);
+}
 
 cudaError_t cudaMallocAsync(void** ptr, size_t bytes, cudaStream_t stream) {
   if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
   return cudaMalloc(ptr, bytes);
 }
 
+// Stream-ordered: the memory goes back after the work queued before it.
 cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
   if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
-  return cudaFree(ptr);
+  if (ptr != nullptr && !jamba::cuda_emu::InDeviceAllocation(ptr, 1)) {
+    return Record(cudaErrorInvalidValue);
+  }
+  jamba::cuda_emu::Enqueue([ptr] { jamba::cuda_emu::Unmap(ptr, true); });
+  return cudaSuccess;
 }
 
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
   return jamba::cuda_emu::Map(ptr, bytes, false);
 }
-cudaError_t cudaFreeHost(void* ptr) { return jamba::cuda_emu::Unmap(ptr, false); }
 
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
-  return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+cudaError_t cudaFreeHost(void* ptr) {
+  jamba::cuda_emu::RunQueued();
+  return jamba::cuda_emu::Unmap(ptr, false);
 }
 
+// Blocking: waits for the device, then copies.
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (bytes == 0) return cudaSuccess;
+  if (dst == nullptr || src == nullptr || !jamba::cuda_emu::CopyValid(dst, src, bytes, kind)) {
+    return Record(cudaErrorInvalidValue);
+  }
+  jamba::cuda_emu::RunQueued();
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+
+// The runtime's rules for asynchronous copies: from pageable host memory the source is staged
+// before the call returns (the caller may reuse it at once); to pageable host memory the call
+// returns once the copy is done; between device and pinned (cudaMallocHost) memory the copy
+// runs in stream order, later, reading and writing the host side when it runs.
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream) {
   if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
@@ -315,19 +375,36 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   if (dst == nullptr || src == nullptr || !jamba::cuda_emu::CopyValid(dst, src, bytes, kind)) {
     return Record(cudaErrorInvalidValue);
   }
+  using jamba::cuda_emu::InAllocation;
+  if (kind == cudaMemcpyHostToDevice && !InAllocation(src, bytes, false)) {
+    auto staged = std::make_shared<std::vector<uint8_t>>(static_cast<const uint8_t*>(src),
+                                                         static_cast<const uint8_t*>(src) + bytes);
+    jamba::cuda_emu::Enqueue([dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
+    return cudaSuccess;
+  }
+  if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice ||
+      (kind == cudaMemcpyDeviceToHost && InAllocation(dst, bytes, false))) {
+    jamba::cuda_emu::Enqueue([dst, src, bytes] { std::memmove(dst, src, bytes); });
+    return cudaSuccess;
+  }
+  jamba::cuda_emu::RunQueued();  // to pageable memory, host to host, or kind Default
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
 
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
-  return cudaMemsetAsync(ptr, value, bytes, nullptr);
+  if (bytes == 0) return cudaSuccess;
+  if (!jamba::cuda_emu::InDeviceAllocation(ptr, bytes)) return Record(cudaErrorInvalidValue);
+  jamba::cuda_emu::RunQueued();
+  std::memset(ptr, value, bytes);
+  return cudaSuccess;
 }
 
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
   if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
   if (bytes == 0) return cudaSuccess;
   if (!jamba::cuda_emu::InDeviceAllocation(ptr, bytes)) return Record(cudaErrorInvalidValue);
-  std::memset(ptr, value, bytes);
+  jamba::cuda_emu::Enqueue([ptr, value, bytes] { std::memset(ptr, value, bytes); });
   return cudaSuccess;
 }
 
@@ -357,8 +434,9 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  return jamba::cuda_emu::StreamValid(stream) ? cudaSuccess
-                                              : Record(cudaErrorInvalidResourceHandle);
+  if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
+  jamba::cuda_emu::RunQueued();
+  return cudaSuccess;
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
@@ -373,20 +451,34 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   return jamba::cuda_emu::DeleteHandle(&jamba::cuda_emu::DeviceState::events, event);
 }
 
+// The event completes (and takes its time) when the work queued before it has run.
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (!jamba::cuda_emu::StreamValid(stream)) return Record(cudaErrorInvalidResourceHandle);
-  auto& s = State();
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (s.events.count(event) == 0) return Record(cudaErrorInvalidResourceHandle);
-  event->recorded = true;
-  event->when = std::chrono::steady_clock::now();
+  {
+    auto& s = State();
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.events.count(event) == 0) return Record(cudaErrorInvalidResourceHandle);
+    event->enqueued = true;
+    event->recorded = false;
+  }
+  jamba::cuda_emu::Enqueue([event] {
+    auto& s = State();
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.events.count(event) == 0) return;  // destroyed meanwhile
+    event->recorded = true;
+    event->when = std::chrono::steady_clock::now();
+  });
   return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  auto& s = State();
-  std::lock_guard<std::mutex> lock(s.mu);
-  return s.events.count(event) != 0 ? cudaSuccess : Record(cudaErrorInvalidResourceHandle);
+  {
+    auto& s = State();
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.events.count(event) == 0) return Record(cudaErrorInvalidResourceHandle);
+  }
+  jamba::cuda_emu::RunQueued();
+  return cudaSuccess;
 }
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
@@ -394,10 +486,11 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
   auto& s = State();
   std::lock_guard<std::mutex> lock(s.mu);
   if (s.events.count(start) == 0 || s.events.count(end) == 0 ||
-      ((start->flags | end->flags) & cudaEventDisableTiming) != 0 || !start->recorded ||
-      !end->recorded) {
+      ((start->flags | end->flags) & cudaEventDisableTiming) != 0 || !start->enqueued ||
+      !end->enqueued) {
     return Record(cudaErrorInvalidResourceHandle);
   }
+  if (!start->recorded || !end->recorded) return Record(cudaErrorNotReady);
   *ms = std::chrono::duration<float, std::milli>(end->when - start->when).count();
   return cudaSuccess;
 }

@@ -6,6 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <memory>
 #include <tuple>
 #include <utility>
 
@@ -13,24 +14,17 @@
 #include "kernels/cuda/emulator/grid.h"
 
 // The toolkit's typed launch: the arguments are converted to the kernel's parameter types
-// (as with <<<...>>>), then every thread of the grid runs the kernel on its own copy of them.
+// (as with <<<...>>>) and kept with the queued grid; when it runs, every thread of the grid
+// runs the kernel on its own copy of them.
 // Returns (and records for cudaGetLastError) cudaErrorInvalidConfiguration for a bad grid or
 // block, cudaErrorInvalidValue for dynamic shared memory over the kernel's limit, and
 // cudaErrorInvalidResourceHandle for a stream that is not live, as the device would.
 template <typename... ExpTypes, typename... ActTypes>
 cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* config, void (*kernel)(ExpTypes...),
                                ActTypes&&... args) {
-  struct Bound {
-    void (*kernel)(ExpTypes...);
-    std::tuple<ExpTypes...> args;
-    static void Run(const void* self) {
-      const Bound& b = *static_cast<const Bound*>(self);
-      std::apply(b.kernel, b.args);
-    }
-  };
-  const Bound bound{kernel, std::tuple<ExpTypes...>(std::forward<ActTypes>(args)...)};
-  return ::jamba::cuda_emu::LaunchGrid(*config, reinterpret_cast<const void*>(kernel), &Bound::Run,
-                                       &bound);
+  auto bound = std::make_shared<const std::tuple<ExpTypes...>>(std::forward<ActTypes>(args)...);
+  return ::jamba::cuda_emu::LaunchGrid(*config, reinterpret_cast<const void*>(kernel),
+                                       [kernel, bound] { std::apply(kernel, *bound); });
 }
 
 template <typename T>

@@ -392,11 +392,40 @@ TEST(CudaEmulatorTest, EventsTimeAndRejectUntimedOnes) {
   ASSERT_EQ(cudaEventRecord(a), cudaSuccess);
   ASSERT_EQ(cudaEventRecord(b), cudaSuccess);
   ASSERT_EQ(cudaEventRecord(untimed), cudaSuccess);
+  EXPECT_EQ(cudaEventElapsedTime(&ms, a, b), cudaErrorNotReady);  // recorded, not reached
+  ASSERT_EQ(cudaEventSynchronize(b), cudaSuccess);
   EXPECT_EQ(cudaEventElapsedTime(&ms, a, b), cudaSuccess);
   EXPECT_GE(ms, 0.0f);
   EXPECT_EQ(cudaEventElapsedTime(&ms, a, untimed), cudaErrorInvalidResourceHandle);
   for (cudaEvent_t e : {a, b, untimed}) EXPECT_EQ(cudaEventDestroy(e), cudaSuccess);
   cudaGetLastError();
+}
+
+// Work runs at the host's synchronisation points, and copies follow the runtime's rules:
+// a pinned source is read when the copy runs, a pageable one when it is enqueued; a pinned
+// destination is written when the copy runs.
+TEST(CudaEmulatorTest, StreamWorkRunsAtSynchronisationWithTheRuntimesCopyRules) {
+  DeviceVec<int> from_pinned(4), from_pageable(4), written(64);
+  int* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&pinned), 8 * sizeof(int)), cudaSuccess);
+  for (int i = 0; i < 8; ++i) pinned[i] = i + 1;
+  std::vector<int> pageable = {5, 6, 7, 8};
+  ASSERT_EQ(cudaMemcpyAsync(from_pinned.get(), pinned, 4 * sizeof(int), cudaMemcpyHostToDevice),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(from_pageable.get(), pageable.data(), 4 * sizeof(int),
+                            cudaMemcpyHostToDevice),
+            cudaSuccess);
+  pinned[0] = 100;    // before the copy has run: it reads 100
+  pageable[0] = 500;  // staged at the call: the device gets 5
+  ASSERT_EQ(Launch(IndexKernel, dim3(2), dim3(32), 0, written.get()), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(pinned + 4, written.get() + 33, sizeof(int), cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  EXPECT_EQ(pinned[4], 5);  // neither the grid nor the copy back has run
+  ASSERT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);
+  EXPECT_EQ(pinned[4], 1001);  // block 1, thread 1
+  EXPECT_EQ(from_pinned.Read(), (std::vector<int>{100, 2, 3, 4}));
+  EXPECT_EQ(from_pageable.Read(), (std::vector<int>{5, 6, 7, 8}));
+  EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
 }
 
 uint16_t Bf16(float v) {
@@ -455,14 +484,32 @@ using CudaEmulatorDeathTest = ::testing::Test;
 
 TEST(CudaEmulatorDeathTest, StopsOnKernelBugs) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_DEATH(Launch(DeadlockKernel, dim3(1), dim3(32), 0),
-               "deadlock: 16 threads at __syncthreads, 16 at warp collectives");
-  EXPECT_DEATH(Launch(MaskWithoutSelfKernel, dim3(1), dim3(2), 0), "leaves out its own lane");
-  EXPECT_DEATH(Launch(MixedCollectivesKernel, dim3(1), dim3(32), 0),
-               "lanes of a warp meet in different collectives with the same mask");
+  // Grids run at the next synchronisation.
+  EXPECT_DEATH(
+      {
+        Launch(DeadlockKernel, dim3(1), dim3(32), 0);
+        cudaDeviceSynchronize();
+      },
+      "deadlock: 16 threads at __syncthreads, 16 at warp collectives");
+  EXPECT_DEATH(
+      {
+        Launch(MaskWithoutSelfKernel, dim3(1), dim3(2), 0);
+        cudaDeviceSynchronize();
+      },
+      "leaves out its own lane");
+  EXPECT_DEATH(
+      {
+        Launch(MixedCollectivesKernel, dim3(1), dim3(32), 0);
+        cudaDeviceSynchronize();
+      },
+      "lanes of a warp meet in different collectives with the same mask");
   DeviceVec<float> p(16);
-  EXPECT_DEATH(Launch(OutOfBoundsKernel, dim3(1), dim3(1), 0, p.get(), 16),
-               "invalid memory access at 0x[0-9a-f]+ in block \\(0, 0, 0\\), thread \\(0, 0, 0\\)");
+  EXPECT_DEATH(
+      {
+        Launch(OutOfBoundsKernel, dim3(1), dim3(1), 0, p.get(), 16);
+        cudaDeviceSynchronize();
+      },
+      "invalid memory access at 0x[0-9a-f]+ in block \\(0, 0, 0\\), thread \\(0, 0, 0\\)");
 }
 
 }  // namespace
