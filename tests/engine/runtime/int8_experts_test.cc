@@ -139,11 +139,12 @@ TEST_P(Int8ExpertsTest, SameLogitsAndTokensAsF32OnTheInt8Grid) {
   EXPECT_EQ(gb->token_ids, ga->token_ids);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    MoeFixtures, Int8ExpertsTest,
-    ::testing::Combine(::testing::Values("jamba_moe_gqa", "mixtral"),
-                       ::testing::Values("cpu", "cuda")),
-    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
+INSTANTIATE_TEST_SUITE_P(MoeFixtures, Int8ExpertsTest,
+                         ::testing::Combine(::testing::Values("jamba_moe_gqa", "mixtral"),
+                                            ::testing::Values("cpu", "cuda")),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param);
+                         });
 
 }  // namespace
 }  // namespace jamba
