@@ -25,3 +25,21 @@ function(jamba_add_test)
   gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 60 ${discover_args}
                        PROPERTIES LABELS "${labels}")
 endfunction()
+
+# jamba_add_emulated_variant(<executable>)
+# The executable again, linked against the CUDA backend built for the CPU emulator
+# (jamba_backends_emu in place of jamba_backends: `--device cuda` runs on the emulated device),
+# as ${CMAKE_BINARY_DIR}/cuda-emulator/<executable>. Call it in the directory that defines the
+# executable, after its target_link_libraries, so the variant keeps its sources and libraries.
+function(jamba_add_emulated_variant target)
+  get_target_property(sources ${target} SOURCES)
+  get_target_property(libs ${target} LINK_LIBRARIES)
+  if(NOT "jamba_backends" IN_LIST libs)
+    message(FATAL_ERROR "jamba_add_emulated_variant(${target}): it does not link jamba_backends")
+  endif()
+  list(TRANSFORM libs REPLACE "^jamba_backends$" "jamba_backends_emu")
+  add_executable(${target}-emu ${sources})
+  target_link_libraries(${target}-emu PRIVATE ${libs})
+  set_target_properties(${target}-emu PROPERTIES OUTPUT_NAME ${target}
+                        RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/cuda-emulator)
+endfunction()

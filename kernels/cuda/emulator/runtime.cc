@@ -225,48 +225,44 @@ cudaError_t cudaGetLastError() {
 
 cudaError_t cudaPeekAtLastError() { return jamba::cuda_emu::t_last_error; }
 
-const char* cudaGetErrorName(cudaError_t error) {
-  switch (error) {
-    case cudaSuccess:
-      return "cudaSuccess";
-    case cudaErrorInvalidValue:
-      return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation:
-      return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration:
-      return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidDevice:
-      return "cudaErrorInvalidDevice";
-    case cudaErrorNoDevice:
-      return "cudaErrorNoDevice";
-    case cudaErrorInvalidResourceHandle:
-      return "cudaErrorInvalidResourceHandle";
-    case cudaErrorNotReady:
-      return "cudaErrorNotReady";
+namespace jamba::cuda_emu {
+namespace {
+
+// The error codes the emulator returns, with the toolkit's name and text for each.
+struct ErrorText {
+  cudaError_t code;
+  const char* name;
+  const char* text;
+};
+constexpr ErrorText kErrorTexts[] = {
+    {cudaSuccess, "cudaSuccess", "no error"},
+    {cudaErrorInvalidValue, "cudaErrorInvalidValue", "invalid argument"},
+    {cudaErrorMemoryAllocation, "cudaErrorMemoryAllocation", "out of memory"},
+    {cudaErrorInvalidConfiguration, "cudaErrorInvalidConfiguration",
+     "invalid configuration argument"},
+    {cudaErrorInvalidDevice, "cudaErrorInvalidDevice", "invalid device ordinal"},
+    {cudaErrorNoDevice, "cudaErrorNoDevice", "no CUDA-capable device is detected"},
+    {cudaErrorInvalidResourceHandle, "cudaErrorInvalidResourceHandle", "invalid resource handle"},
+    {cudaErrorNotReady, "cudaErrorNotReady", "device not ready"},
+};
+constexpr ErrorText kUnknownError = {cudaSuccess, "cudaErrorUnknown", "unknown error"};
+
+const ErrorText& FindErrorText(cudaError_t error) {
+  for (const ErrorText& e : kErrorTexts) {
+    if (e.code == error) return e;
   }
-  return "cudaErrorUnknown";
+  return kUnknownError;
+}
+
+}  // namespace
+}  // namespace jamba::cuda_emu
+
+const char* cudaGetErrorName(cudaError_t error) {
+  return jamba::cuda_emu::FindErrorText(error).name;
 }
 
 const char* cudaGetErrorString(cudaError_t error) {
-  switch (error) {
-    case cudaSuccess:
-      return "no error";
-    case cudaErrorInvalidValue:
-      return "invalid argument";
-    case cudaErrorMemoryAllocation:
-      return "out of memory";
-    case cudaErrorInvalidConfiguration:
-      return "invalid configuration argument";
-    case cudaErrorInvalidDevice:
-      return "invalid device ordinal";
-    case cudaErrorNoDevice:
-      return "no CUDA-capable device is detected";
-    case cudaErrorInvalidResourceHandle:
-      return "invalid resource handle";
-    case cudaErrorNotReady:
-      return "device not ready";
-  }
-  return "unknown error";
+  return jamba::cuda_emu::FindErrorText(error).text;
 }
 
 cudaError_t cudaGetDeviceCount(int* count) {
@@ -353,15 +349,11 @@ cudaError_t cudaFreeHost(void* ptr) {
   return jamba::cuda_emu::Unmap(ptr, false);
 }
 
-// Blocking: waits for the device, then copies.
+// Blocking: the asynchronous copy on the default stream, then a wait for the device.
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
-  if (bytes == 0) return cudaSuccess;
-  if (dst == nullptr || src == nullptr || !jamba::cuda_emu::CopyValid(dst, src, bytes, kind)) {
-    return Record(cudaErrorInvalidValue);
-  }
-  jamba::cuda_emu::RunQueued();
-  std::memmove(dst, src, bytes);
-  return cudaSuccess;
+  const cudaError_t e = cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+  if (e == cudaSuccess) jamba::cuda_emu::RunQueued();
+  return e;
 }
 
 // The runtime's rules for asynchronous copies: from pageable host memory the source is staged
@@ -393,11 +385,9 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 }
 
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
-  if (bytes == 0) return cudaSuccess;
-  if (!jamba::cuda_emu::InDeviceAllocation(ptr, bytes)) return Record(cudaErrorInvalidValue);
-  jamba::cuda_emu::RunQueued();
-  std::memset(ptr, value, bytes);
-  return cudaSuccess;
+  const cudaError_t e = cudaMemsetAsync(ptr, value, bytes, nullptr);
+  if (e == cudaSuccess) jamba::cuda_emu::RunQueued();
+  return e;
 }
 
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
