@@ -38,16 +38,24 @@ absl::Duration NextBackoff(const ClientOptions& options, absl::Duration* nominal
   return delay;
 }
 
-// The wait before another attempt after the `attempts`-th failed with `status`, or nullopt
-// when there must be none: not UNAVAILABLE, no attempts left, or the wait would end past the
-// deadline.
+// The least time left before the deadline that another attempt is started with. An attempt
+// that cannot get an answer in time only turns the real error (UNAVAILABLE) into
+// DEADLINE_EXCEEDED.
+constexpr absl::Duration kMinAttemptTime = absl::Milliseconds(20);
+
+// The wait before another attempt after the `attempts`-th, which took `last_attempt`, failed
+// with `status`; or nullopt when there must be none: not UNAVAILABLE, no attempts left, or
+// after the wait less time would be left than twice what the failed attempt took (at least
+// kMinAttemptTime).
 std::optional<absl::Duration> RetryDelay(const grpc::Status& status, int attempts,
+                                         absl::Duration last_attempt,
                                          const ClientOptions& options, absl::Time deadline,
                                          absl::Duration* nominal_backoff) {
   if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return std::nullopt;
   if (attempts >= options.max_attempts) return std::nullopt;
   const absl::Duration delay = NextBackoff(options, nominal_backoff);
-  if (absl::Now() + delay >= deadline) return std::nullopt;
+  const absl::Duration needed = std::max(2 * last_attempt, kMinAttemptTime);
+  if (absl::Now() + delay + needed > deadline) return std::nullopt;
   return delay;
 }
 
@@ -70,10 +78,11 @@ absl::StatusOr<Response> CallUnary(
     grpc::ClientContext context;
     SetDeadline(&context, deadline);
     Response response;
+    const absl::Time start = absl::Now();
     const grpc::Status status = call(&context, &response);
     if (status.ok()) return response;
     const std::optional<absl::Duration> delay =
-        RetryDelay(status, attempt, options, deadline, &backoff);
+        RetryDelay(status, attempt, absl::Now() - start, options, deadline, &backoff);
     if (!delay.has_value()) return CallError(method, status, attempt);
     absl::SleepFor(*delay);
   }
@@ -141,6 +150,7 @@ bool GenerateStream::StartAttempt() {
     context_ = std::move(context);  // the previous attempt's reader is already finished
   }
   ++attempts_;
+  attempt_start_ = absl::Now();
   // Outside mu_: starting a call may wait for a connection, and Cancel() must not wait for
   // that. A TryCancel() that comes before the call exists is applied when it is created.
   reader_ = stub_->Generate(raw, request_);
@@ -189,7 +199,8 @@ absl::StatusOr<std::optional<v1::GenerateChunk>> GenerateStream::Next() {
     // a new sequence, not continue this one.
     const std::optional<absl::Duration> delay =
         received_chunk_ ? std::nullopt
-                        : RetryDelay(status, attempts_, options_, deadline_, &next_backoff_);
+                        : RetryDelay(status, attempts_, absl::Now() - attempt_start_, options_,
+                                     deadline_, &next_backoff_);
     if (!delay.has_value()) return Finish(CallError("Generate", status, attempts_));
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&cancelled_), *delay);

@@ -14,8 +14,10 @@
 // at initial_backoff and doubles up to max_backoff, each wait scaled by a random factor in
 // [0.8, 1.2]. A Generate stream is retried only while no chunk has arrived: once the server
 // has produced tokens a new attempt would not continue the same sequence. No other code is
-// retried. ClientOptions::deadline bounds the whole call, retries and waits included; when the
-// next wait would end past it, the call fails with the last attempt's error instead.
+// retried. ClientOptions::deadline bounds the whole call, retries and waits included. Another
+// attempt is made only if, after its wait, the time left is at least twice what the failed
+// attempt took (and at least 20 ms): otherwise the call fails with the last attempt's error,
+// not with a DEADLINE_EXCEEDED from an attempt that had no time to get an answer.
 //
 // Thread safety. A Client may be used by many threads at once (one channel, many calls). A
 // GenerateStream is read by one thread at a time; its Cancel() may be called from any thread.
@@ -97,6 +99,7 @@ class GenerateStream {
   // Touched by the reading thread only.
   std::unique_ptr<grpc::ClientReader<v1::GenerateChunk>> reader_;
   int attempts_ = 0;
+  absl::Time attempt_start_;  // when the current (or last) attempt started
   absl::Duration next_backoff_;  // before jitter
   bool received_chunk_ = false;
   bool done_ = false;

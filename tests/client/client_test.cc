@@ -285,7 +285,8 @@ TEST_F(ClientTest, DeadlineBoundsAllAttempts) {
   auto chunk = stream->Next();
   const absl::Duration elapsed = absl::Now() - start;
   ASSERT_FALSE(chunk.ok());
-  // The last attempt may start just before the deadline and run into it.
+  // Attempts are started with 20 ms or more left, so the last one should end UNAVAILABLE; on
+  // a loaded machine it may still run into the deadline.
   EXPECT_THAT(chunk.status().code(),
               AnyOf(absl::StatusCode::kUnavailable, absl::StatusCode::kDeadlineExceeded))
       << chunk.status();
@@ -302,6 +303,37 @@ TEST_F(ClientTest, DeadlineBoundsAllAttempts) {
       << tokens.status();
   EXPECT_GE(fake_.calls("Tokenize") - before, 2);
   EXPECT_LE(fake_.calls("Tokenize") - before, 10);
+}
+
+// A server that takes 100 ms to say UNAVAILABLE, and a 380 ms deadline: after the first
+// attempt ~280 ms are left, enough for another; after the second (ending at >= 200 ms) at most
+// ~180 ms, less than twice the 100 ms an attempt takes. So the call fails with the server's
+// UNAVAILABLE after two attempts, not with a DEADLINE_EXCEEDED from a fourth attempt that
+// starts with ~75 ms left, as a rule that retries while any time is left does.
+TEST_F(ClientTest, NoAttemptIsStartedWithoutTimeForAnAnswer) {
+  FakeBehavior b;
+  b.unavailable_calls = 1000000;
+  b.unavailable_after = absl::Milliseconds(100);
+  fake_.set_behavior(b);
+  ClientOptions o;
+  o.max_attempts = 1000;
+  o.initial_backoff = absl::Milliseconds(1);
+  o.max_backoff = absl::Milliseconds(1);
+  o.deadline = absl::Milliseconds(380);
+  auto client = MakeClient(o);
+
+  std::unique_ptr<GenerateStream> stream = client->Generate(TextRequest("Hi"));
+  auto chunk = stream->Next();
+  ASSERT_FALSE(chunk.ok());
+  EXPECT_EQ(chunk.status().code(), absl::StatusCode::kUnavailable) << chunk.status();
+  EXPECT_THAT(std::string(chunk.status().message()), HasSubstr("(after 2 attempts)"));
+  EXPECT_EQ(fake_.calls("Generate"), 2);
+
+  auto tokens = client->Tokenize(v1::TokenizeRequest());
+  ASSERT_FALSE(tokens.ok());
+  EXPECT_EQ(tokens.status().code(), absl::StatusCode::kUnavailable) << tokens.status();
+  EXPECT_THAT(std::string(tokens.status().message()), HasSubstr("(after 2 attempts)"));
+  EXPECT_EQ(fake_.calls("Tokenize"), 2);
 }
 
 TEST_F(ClientTest, ClosedPortFailsUnavailableAfterEveryAttempt) {

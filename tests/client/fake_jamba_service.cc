@@ -39,14 +39,18 @@ v1::GenerateRequest FakeJambaService::last_generate_request() const {
 }
 
 grpc::Status FakeJambaService::BeginCall(const std::string& method, FakeBehavior* behavior) {
-  absl::MutexLock lock(&mu_);
-  *behavior = behavior_;
-  const int call = ++calls_[method];
-  if (call <= behavior_.unavailable_calls) {
+  int call;
+  {
+    absl::MutexLock lock(&mu_);
+    *behavior = behavior_;
+    call = ++calls_[method];
+  }
+  if (call <= behavior->unavailable_calls) {
+    absl::SleepFor(behavior->unavailable_after);  // outside mu_: other calls go on meanwhile
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         absl::StrCat("fake: unavailable (call ", call, ")"));
   }
-  return behavior_.error;
+  return behavior->error;
 }
 
 grpc::Status FakeJambaService::HoldUntilCancelled(grpc::ServerContext* context) {

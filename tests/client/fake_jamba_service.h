@@ -18,6 +18,8 @@ namespace jamba {
 struct FakeBehavior {
   // The first this many calls of each method fail with UNAVAILABLE, before anything is sent.
   int unavailable_calls = 0;
+  // How long each of those calls takes before it fails (a server slow to say no).
+  absl::Duration unavailable_after = absl::ZeroDuration();
   // Then, if not OK, every call fails with this status before anything is sent.
   grpc::Status error = grpc::Status::OK;
   // Generate streams these (GenerateUnary answers them merged into one response) ...

@@ -5,7 +5,9 @@ Contract (what callers may rely on):
     are the strings "stop" / "length", or None while a sequence is still running.
   * Every failed RPC is raised as JambaError (code, details), chained to the grpc.RpcError.
   * UNAVAILABLE is retried with exponential back-off (with jitter), up to `max_attempts` calls
-    in all, and never past the call's deadline. A Generate stream is retried only until its
+    in all, and never past the call's deadline: another call is made only if, after its wait,
+    the time left is at least twice what the failed call took (and at least 20 ms); otherwise
+    the UNAVAILABLE is raised rather than a DEADLINE_EXCEEDED from a call with no time to answer. A Generate stream is retried only until its
     first chunk has arrived: after that a retry would repeat tokens, so the error is raised.
   * Closing the generator returned by generate() (explicitly, or by dropping it, as leaving a
     `for` loop over it does) cancels the RPC; the gateway then frees the sequence.
@@ -32,6 +34,9 @@ MAX_MESSAGE_BYTES = 256 << 20
 SAMPLING_FIELDS = tuple(f.name for f in generate_pb2.SamplingParams.DESCRIPTOR.fields)
 
 _DEFAULT = object()  # "use the client's deadline"
+
+# The least time left before the deadline that a retry is started with (seconds).
+_MIN_ATTEMPT_S = 0.02
 
 
 @dataclasses.dataclass
@@ -366,25 +371,30 @@ class Client:
         seconds = self.deadline if deadline is _DEFAULT else deadline
         return None if seconds is None else time.monotonic() + seconds
 
-    def _retry_delay(self, error: grpc.RpcError, attempt: int,
+    def _retry_delay(self, error: grpc.RpcError, attempt: int, attempt_s: float,
                      deadline_at: Optional[float]) -> Optional[float]:
-        """Seconds to wait before call number attempt + 1, or None if it must not be made."""
+        """Seconds to wait before call number attempt + 1, or None if it must not be made.
+
+        attempt_s: how long the failed call number `attempt` took.
+        """
         if error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.max_attempts:
             return None
         backoff = min(self.max_backoff, self.initial_backoff * (2 ** (attempt - 1)))
         delay = random.uniform(backoff / 2, backoff)
-        if deadline_at is not None and time.monotonic() + delay >= deadline_at:
-            return None  # no time left for another try: report the real cause
+        needed = max(2 * attempt_s, _MIN_ATTEMPT_S)
+        if deadline_at is not None and time.monotonic() + delay + needed > deadline_at:
+            return None  # no time for another call to answer: report the real cause
         return delay
 
     def _unary(self, method, request, deadline):
         deadline_at = self._deadline_at(deadline)
         attempt = 1
         while True:
+            start = time.monotonic()
             try:
                 return method(request, timeout=_timeout(deadline_at))
             except grpc.RpcError as e:
-                delay = self._retry_delay(e, attempt, deadline_at)
+                delay = self._retry_delay(e, attempt, time.monotonic() - start, deadline_at)
                 if delay is None:
                     raise JambaError.from_rpc_error(e) from e
             time.sleep(delay)
@@ -393,6 +403,7 @@ class Client:
     def _stream(self, request, deadline_at: Optional[float]) -> Iterator[GenerateChunk]:
         attempt = 1
         while True:
+            start = time.monotonic()
             call = self._stub.Generate(request, timeout=_timeout(deadline_at))
             received = False
             try:
@@ -401,7 +412,8 @@ class Client:
                     yield _chunk(message)
                 return
             except grpc.RpcError as e:
-                delay = None if received else self._retry_delay(e, attempt, deadline_at)
+                delay = None if received else self._retry_delay(
+                    e, attempt, time.monotonic() - start, deadline_at)
                 if delay is None:
                     raise JambaError.from_rpc_error(e) from e
             finally:

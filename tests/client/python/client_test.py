@@ -230,6 +230,24 @@ class RetryTest(FakeServerTest):
         self.assertLess(self.fake.jamba.generate_calls, 40)
         self.assertGreater(self.fake.jamba.generate_calls, 1)
 
+    def test_no_retry_without_time_for_an_answer(self):
+        # The server takes 0.1 s to say UNAVAILABLE and the deadline is 0.38 s: after the first
+        # call ~0.28 s are left, enough for another; after the second at most ~0.18 s, less
+        # than twice what a call takes. A rule that retries while any time is left starts a
+        # fourth call with ~0.07 s left, which ends DEADLINE_EXCEEDED.
+        def script(request, context, call_number):
+            time.sleep(0.1)
+            context.abort(grpc.StatusCode.UNAVAILABLE, "down")
+            yield
+        self.fake.jamba.generate_script = script
+        client = Client(self.fake.target, deadline=0.38, max_attempts=1000,
+                        initial_backoff=0.001, max_backoff=0.001)
+        self.addCleanup(client.close)
+        with self.assertRaises(JambaError) as caught:
+            list(client.generate(prompt="p"))
+        self.assertEqual(caught.exception.code, grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(self.fake.jamba.generate_calls, 2)
+
     def test_unreachable_server_is_unavailable_after_retries(self):
         client = Client("127.0.0.1:%d" % free_port(), max_attempts=2, initial_backoff=0.01)
         self.addCleanup(client.close)
