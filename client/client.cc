@@ -48,9 +48,8 @@ constexpr absl::Duration kMinAttemptTime = absl::Milliseconds(20);
 // after the wait less time would be left than twice what the failed attempt took (at least
 // kMinAttemptTime).
 std::optional<absl::Duration> RetryDelay(const grpc::Status& status, int attempts,
-                                         absl::Duration last_attempt,
-                                         const ClientOptions& options, absl::Time deadline,
-                                         absl::Duration* nominal_backoff) {
+                                         absl::Duration last_attempt, const ClientOptions& options,
+                                         absl::Time deadline, absl::Duration* nominal_backoff) {
   if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return std::nullopt;
   if (attempts >= options.max_attempts) return std::nullopt;
   const absl::Duration delay = NextBackoff(options, nominal_backoff);

@@ -99,7 +99,7 @@ class GenerateStream {
   // Touched by the reading thread only.
   std::unique_ptr<grpc::ClientReader<v1::GenerateChunk>> reader_;
   int attempts_ = 0;
-  absl::Time attempt_start_;  // when the current (or last) attempt started
+  absl::Time attempt_start_;     // when the current (or last) attempt started
   absl::Duration next_backoff_;  // before jitter
   bool received_chunk_ = false;
   bool done_ = false;
