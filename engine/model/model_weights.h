@@ -54,9 +54,20 @@ struct MlpWeights {
   Tensor down_scale;
 };
 
+// One matrix of every expert, in expert order, as Backend::MatMulGrouped takes it.
+struct GroupedMatrix {
+  std::vector<Tensor> matrices;  // [E] views of MlpWeights' tensors
+  std::vector<Tensor> scales;    // [E] when the matrices are int8, else empty
+};
+
 struct MoeWeights {
   Tensor router;                  // [E, H]
   std::vector<MlpWeights> experts;  // size E; experts not held by this process have no `down`
+  // Set by LoadExperts when this process holds every expert: the experts' matrices grouped for
+  // the one-launch decode path, built once so that steps do not rebuild the lists. Either
+  // gate_up (fused checkpoints) or gate and up are filled.
+  bool holds_every_expert = false;
+  GroupedMatrix gate_up, gate, up, down;
 };
 
 struct LayerWeights {

@@ -16,28 +16,22 @@ namespace {
 // on the host (what cuBLAS does best). On the CPU both compute the same bits.
 constexpr int64_t kGroupedMaxSlots = 64;
 
-bool HoldsEveryExpert(const MoeWeights& w) {
-  for (const MlpWeights& e : w.experts) {
-    if (!Present(e.down)) return false;
+// `matrix` (int8 with `matrix_scale` when quantised) of every expert, grouped; empty when no
+// expert has it.
+GroupedMatrix Group(const std::vector<MlpWeights>& experts, Tensor MlpWeights::*matrix,
+                    Tensor MlpWeights::*matrix_scale) {
+  GroupedMatrix g;
+  if (!Present(experts[0].*matrix)) return g;
+  for (const MlpWeights& e : experts) g.matrices.push_back(e.*matrix);
+  if ((experts[0].*matrix).dtype == DType::kI8) {
+    for (const MlpWeights& e : experts) g.scales.push_back(e.*matrix_scale);
   }
-  return true;
+  return g;
 }
 
-// y = x w^T for one matrix of every expert (`matrix`, int8 with `matrix_scale` when quantised)
-// over rows grouped by expert.
-void GroupedProduct(Backend& be, const MoeWeights& w, Tensor MlpWeights::*matrix,
-                    Tensor MlpWeights::*matrix_scale, const Tensor& x, const Tensor& counts,
+void GroupedProduct(Backend& be, const GroupedMatrix& g, const Tensor& x, const Tensor& counts,
                     const Tensor& y) {
-  std::vector<Tensor> mats, scales;  // scales stay empty unless the matrices are int8
-  bool int8 = false;
-  for (const MlpWeights& e : w.experts) {
-    mats.push_back(e.*matrix);
-    int8 = int8 || (Present(e.*matrix) && (e.*matrix).dtype == DType::kI8);
-  }
-  if (int8) {
-    for (const MlpWeights& e : w.experts) scales.push_back(e.*matrix_scale);
-  }
-  be.MatMulGrouped(x, mats, scales, counts, y);
+  be.MatMulGrouped(x, g.matrices, g.scales, counts, y);
 }
 
 // MlpForward for every expert at once over rows grouped by expert (xg, yg [slots, H]).
@@ -48,14 +42,14 @@ void GroupedExpertsForward(const ForwardContext& ctx, const MoeWeights& w, const
   Tensor gu = ctx.ws->Take(DType::kF32, {rows, 2 * inter});  // [silu(gate) * up | up]
   const Tensor g = gu.Cols(0, inter);
   const Tensor u = gu.Cols(inter, inter);
-  if (Present(w.experts[0].gate_up)) {
-    GroupedProduct(be, w, &MlpWeights::gate_up, &MlpWeights::gate_up_scale, xg, counts, gu);
+  if (!w.gate_up.matrices.empty()) {
+    GroupedProduct(be, w.gate_up, xg, counts, gu);
   } else {
-    GroupedProduct(be, w, &MlpWeights::gate, &MlpWeights::gate_scale, xg, counts, g);
-    GroupedProduct(be, w, &MlpWeights::up, &MlpWeights::up_scale, xg, counts, u);
+    GroupedProduct(be, w.gate, xg, counts, g);
+    GroupedProduct(be, w.up, xg, counts, u);
   }
   be.SiluMul(g, u, g);
-  GroupedProduct(be, w, &MlpWeights::down, &MlpWeights::down_scale, g, counts, yg);
+  GroupedProduct(be, w.down, g, counts, yg);
 }
 
 }  // namespace
@@ -85,6 +79,16 @@ absl::Status LoadExperts(WeightLoader& loader, const ModelConfig& c, const MoeNa
                                     p + names.down + ".weight", inter, h, &x, /*expert=*/true));
     }
   }
+  w->holds_every_expert = true;
+  for (const MlpWeights& e : w->experts) {
+    w->holds_every_expert = w->holds_every_expert && Present(e.down);
+  }
+  if (w->holds_every_expert) {
+    w->gate_up = Group(w->experts, &MlpWeights::gate_up, &MlpWeights::gate_up_scale);
+    w->gate = Group(w->experts, &MlpWeights::gate, &MlpWeights::gate_scale);
+    w->up = Group(w->experts, &MlpWeights::up, &MlpWeights::up_scale);
+    w->down = Group(w->experts, &MlpWeights::down, &MlpWeights::down_scale);
+  }
   return absl::OkStatus();
 }
 
@@ -111,7 +115,7 @@ absl::Status MoeForward(const ForwardContext& ctx, int64_t layer, const MoeWeigh
   Tensor yg = ctx.ws->Take(DType::kF32, {n * k, h});
   be.GatherRows(x, token, xg);
 
-  if (n * k <= kGroupedMaxSlots && HoldsEveryExpert(w)) {
+  if (n * k <= kGroupedMaxSlots && w.holds_every_expert) {
     GroupedExpertsForward(ctx, w, xg, counts, yg);
     be.Zero(out);
     be.ScatterAddScaled(yg, token, scale, out);
