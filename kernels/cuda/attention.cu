@@ -1,13 +1,17 @@
 // Causal GQA attention over the paged KV cache (f32). Two kernels share a launch:
 //  - prefill: sequences with at least kTiledAttentionMinRows rows in the batch (where the
-//    device's shared memory suffices for the head size) go through tiles of
-//    32 query vectors (the rows x query heads of one KV head) that stream the sequence's K/V
-//    in tiles of 32 positions through shared memory, with an online softmax: each K/V element
-//    is read from memory once per tile of rows instead of once per row;
+//    device's shared memory suffices for the head size) go through tiles of 32 query vectors
+//    (the rows x query heads of one KV head) that stream the sequence's K/V in tiles of 64
+//    positions through shared memory, with an online softmax: each K/V element is read from
+//    memory once per tile of rows instead of once per row, and both products (Q K^T, P V) run
+//    on the tensor cores in 3xTF32, which keeps f32 accuracy;
 //  - rows of the other sequences (decode, short continuations): work split over (row, KV head,
 //    chunk of visible positions), every query head that shares a KV head one warp of the same
 //    block; a decode row at a long context spreads over up to 64 chunks ("flash decoding"),
-//    merged by a third kernel.
+//    merged by a third kernel. Decode reads each K/V element once per query head group, so
+//    it is bound by memory, not arithmetic: CUDA cores suffice.
+#include <mma.h>
+
 #include <cmath>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -16,6 +20,8 @@
 namespace jamba::cuda {
 namespace {
 
+namespace wmma = nvcuda::wmma;
+
 constexpr int kMaxHeadDim = 256;
 constexpr int kPerLane = kMaxHeadDim / 32;
 constexpr int kMaxChunks = 64;
@@ -23,11 +29,31 @@ constexpr int kMinChunkPositions = 256;
 
 // The tiled prefill kernel's geometry.
 constexpr int kTileQueries = 32;   // query vectors per block: rows x query heads of a KV head
-constexpr int kTileKeys = 32;      // positions per K/V tile
-constexpr int kTileThreads = 256;  // 8 per query vector
+constexpr int kTileKeys = 64;      // positions per K/V tile
+constexpr int kTileThreads = 256;  // 8 warps; 8 threads per query vector in the softmax
 constexpr int kTileLanes = kTileThreads / kTileQueries;
-constexpr int kTileDims = kMaxHeadDim / kTileLanes;  // output dims per thread, at most
-static_assert(kTileKeys == 4 * kTileLanes, "each thread scores 4 positions of a tile");
+constexpr int kTilePad = 8;  // floats past a shared row: 32-byte steps, off the bank period
+constexpr int kMma = 16;     // wmma's m and n
+constexpr int kMmaK = 8;     // wmma's k for tf32
+static_assert((kTileQueries / kMma) * (kTileKeys / kMma) == kTileThreads / 32,
+              "one 16 x 16 block of S per warp");
+
+using MmaA =
+    wmma::fragment<wmma::matrix_a, kMma, kMma, kMmaK, wmma::precision::tf32, wmma::row_major>;
+using MmaBRow =
+    wmma::fragment<wmma::matrix_b, kMma, kMma, kMmaK, wmma::precision::tf32, wmma::row_major>;
+using MmaBCol =
+    wmma::fragment<wmma::matrix_b, kMma, kMma, kMmaK, wmma::precision::tf32, wmma::col_major>;
+using MmaAcc = wmma::fragment<wmma::accumulator, kMma, kMma, kMmaK, float>;
+
+// The head size padded for the tensor cores' 16-wide blocks.
+__host__ __device__ inline int TiledHeadDim(int hd) { return (hd + kMma - 1) / kMma * kMma; }
+
+// The tiled kernel's f32 regions: after the K/V offsets, rounded up to 32 bytes.
+__device__ inline float* TiledFloats(int64_t* key_offset) {
+  const uintptr_t p = reinterpret_cast<uintptr_t>(key_offset + kTileKeys);
+  return reinterpret_cast<float*>((p + 31) & ~uintptr_t{31});
+}
 
 struct Cache {
   float* k;
@@ -138,19 +164,48 @@ __global__ void AttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int
   }
 }
 
-// Grid (row tile, tiled sequence, KV head); kTileThreads threads. A tile holds br = 32 / rep
-// consecutive rows of one sequence; query vector v = r * rep + hh is row r's query head
-// kvh * rep + hh. Thread t serves query vector t / 8: it scores positions 4 (t % 8) .. +3 of
-// each K/V tile and accumulates output dims t % 8 + 8 j.
-// Shared: K/V tile offsets [32] i64, Q [32][hd + 1], K [32][hd + 1] (padded: conflict-free
-// column reads), V [32][hd], P [32][33].
+// x = big + small, each a tf32 value: big keeps x's top 11 significant bits, small the next
+// 11. Three tensor-core products (small b_big + big b_small + big b_big; small x small, below
+// 2^-22 of the product, is left out) then give an f32-accurate product ("3xTF32"), at a third
+// of the tensor cores' tf32 rate, which is still several times the f32 rate of CUDA cores.
+template <typename Frag>
+__device__ inline void SplitTf32(const Frag& x, Frag* big, Frag* small) {
+#pragma unroll
+  for (int i = 0; i < x.num_elements; ++i) {
+    const float b = wmma::__float_to_tf32(x.x[i]);
+    big->x[i] = b;
+    small->x[i] = wmma::__float_to_tf32(x.x[i] - b);
+  }
+}
+
+// acc += a b over one k-step of 8, in 3xTF32 (a, b: the step's f32 operands, split here).
+template <typename FragA, typename FragB>
+__device__ inline void MmaTf32x3(const FragA& a, const FragB& b, MmaAcc* acc) {
+  FragA a_big, a_small;
+  FragB b_big, b_small;
+  SplitTf32(a, &a_big, &a_small);
+  SplitTf32(b, &b_big, &b_small);
+  wmma::mma_sync(*acc, a_small, b_big, *acc);
+  wmma::mma_sync(*acc, a_big, b_small, *acc);
+  wmma::mma_sync(*acc, a_big, b_big, *acc);
+}
+
+// Grid (row tile, tiled sequence, KV head); kTileThreads threads (8 warps). A tile holds
+// br = 32 / rep consecutive rows of one sequence; query vector v = r * rep + hh is row r's
+// query head kvh * rep + hh. Per K/V tile of 64 positions:
+//  1. S = Q K^T on the tensor cores: warp w computes the 16 x 16 block (w / 4, w % 4);
+//  2. the online softmax: thread t serves query vector t / 8 and positions t % 8 + 8 u; it
+//     turns its S entries into P and rescales its query's row of O by the max's correction;
+//  3. O += P V on the tensor cores, warps over O's 16 x 16 blocks.
+// O lives in shared memory, since the rescaling is per row and a fragment's element-to-row
+// mapping is unspecified. Head dims are padded with zeros to a multiple of 16.
+// Shared: K/V tile offsets [64] i64, then, 32-byte aligned (wmma's pointer rule), Q [32][ld],
+// K [64][ld], V [64][ld], P [32][pld], O [32][ld] f32; ld = padded hd + 8 and pld = 64 + 8
+// (multiples of 8 floats, off the bank period).
 __global__ void __launch_bounds__(kTileThreads)
     TiledAttendKernel(DeviceLayout layout, MatF32 q, Cache c, int nh, int nkv, int hd, float scale,
                       int tiles_per_seq, int tiled_min_rows, MatF32 out) {
-  // All shared memory is dynamic (TiledAttentionSharedBytes), so the opt-in limit bounds it:
-  // [key_offset: kTileKeys i64 | Q | K | V | P].
-  int64_t* const smem_i64 = DynamicShared<int64_t>();
-  int64_t* key_offset = smem_i64;  // cache offsets of the current K/V tile
+  int64_t* const key_offset = DynamicShared<int64_t>();  // cache offsets of the K/V tile
   const int rep = nh / nkv;
   const int br = kTileQueries / rep;
   // The longest causal tiles (the last rows of a sequence) first.
@@ -162,61 +217,66 @@ __global__ void __launch_bounds__(kTileThreads)
   const int rows = min(br, s.n_tokens - row0);
   const int nq = rows * rep;
 
-  const int qld = hd + 1;
-  float* qs = reinterpret_cast<float*>(smem_i64 + kTileKeys);
-  float* ks = qs + kTileQueries * qld;
-  float* vs = ks + kTileKeys * qld;
-  float* ps = vs + kTileKeys * hd;
-  constexpr int pld = kTileKeys + 1;
+  const int hdp = TiledHeadDim(hd), ld = hdp + kTilePad;
+  constexpr int pld = kTileKeys + kTilePad;
+  float* qs = TiledFloats(key_offset);
+  float* ks = qs + kTileQueries * ld;
+  float* vs = ks + kTileKeys * ld;
+  float* ps = vs + kTileKeys * ld;
+  float* os = ps + kTileQueries * pld;
 
-  const int t = threadIdx.x, qi = t / kTileLanes, g = t % kTileLanes;
-  for (int e = t; e < kTileQueries * hd; e += kTileThreads) {
-    const int v = e / hd, d = e % hd;
+  const int t = threadIdx.x, warp = t / 32, qi = t / kTileLanes, g = t % kTileLanes;
+  for (int e = t; e < kTileQueries * hdp; e += kTileThreads) {
+    const int v = e / hdp, d = e % hdp;
     float value = 0.0f;
-    if (v < nq) {
+    if (v < nq && d < hd) {
       const int r = v / rep, hh = v % rep;
       value = q.row(s.token_begin + row0 + r)[static_cast<int64_t>(kvh * rep + hh) * hd + d];
     }
-    qs[v * qld + d] = value;
+    qs[v * ld + d] = value;
+    os[v * ld + d] = 0.0f;
   }
   const bool active = qi < nq;
   const int my_row = qi / rep;
   const int64_t my_pos = static_cast<int64_t>(s.n_past) + row0 + my_row;  // sees [0, my_pos]
   const int64_t tile_end = static_cast<int64_t>(s.n_past) + row0 + rows;  // exclusive
   float m = -INFINITY, l = 0.0f;
-  float acc[kTileDims];
-#pragma unroll
-  for (int j = 0; j < kTileDims; ++j) acc[j] = 0.0f;
 
   for (int64_t p0 = 0; p0 < tile_end; p0 += kTileKeys) {
     const int np = tile_end - p0 < kTileKeys ? static_cast<int>(tile_end - p0) : kTileKeys;
-    __syncthreads();  // Q is loaded; the previous tile's K/V/P and offset reads are done
+    __syncthreads();  // Q and O are set; the previous tile's K/V/P/O and offset reads are done
     if (t < np) key_offset[t] = CacheOffset(layout, s, c, p0 + t, kvh, nkv, hd);
     __syncthreads();
-    for (int e = t; e < np * hd; e += kTileThreads) {
-      const int pj = e / hd, d = e % hd;
-      const int64_t off = key_offset[pj];
-      ks[pj * qld + d] = c.k[off + d];
-      vs[pj * hd + d] = c.v[off + d];
+    // Positions past np and dims past hd are zeros: P V must not meet stale NaNs there.
+    for (int e = t; e < kTileKeys * hdp; e += kTileThreads) {
+      const int pj = e / hdp, d = e % hdp;
+      const bool in = pj < np && d < hd;
+      const int64_t off = in ? key_offset[pj] + d : 0;
+      ks[pj * ld + d] = in ? c.k[off] : 0.0f;
+      vs[pj * ld + d] = in ? c.v[off] : 0.0f;
     }
     __syncthreads();
-    float dot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (active) {
-      const float* qrow = qs + qi * qld;
-      const float* k0 = ks + (4 * g) * qld;
-      for (int d = 0; d < hd; ++d) {
-        const float qv = qrow[d];
-#pragma unroll
-        for (int u = 0; u < 4; ++u) dot[u] += qv * k0[u * qld + d];
+    {
+      const int tm = warp / (kTileKeys / kMma), tn = warp % (kTileKeys / kMma);
+      MmaAcc acc;
+      wmma::fill_fragment(acc, 0.0f);
+      for (int k0 = 0; k0 < hdp; k0 += kMmaK) {
+        MmaA a;
+        MmaBCol b;
+        wmma::load_matrix_sync(a, qs + tm * kMma * ld + k0, ld);
+        wmma::load_matrix_sync(b, ks + tn * kMma * ld + k0, ld);
+        MmaTf32x3(a, b, &acc);
       }
+      wmma::store_matrix_sync(ps + tm * kMma * pld + tn * kMma, acc, pld, wmma::mem_row_major);
     }
-    float score[4];
+    __syncthreads();
+    float score[kTileKeys / kTileLanes];
     float tile_max = -INFINITY;
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int pj = 4 * g + u;
+    for (int u = 0; u < kTileKeys / kTileLanes; ++u) {
+      const int pj = g + kTileLanes * u;
       const bool visible = active && pj < np && p0 + pj <= my_pos;
-      score[u] = visible ? dot[u] * scale : -INFINITY;
+      score[u] = visible ? ps[qi * pld + pj] * scale : -INFINITY;
       tile_max = fmaxf(tile_max, score[u]);
     }
     // The 8 threads of a query vector are consecutive lanes of one warp.
@@ -228,36 +288,38 @@ __global__ void __launch_bounds__(kTileThreads)
     const float corr = m_new == -INFINITY ? 1.0f : expf(m - m_new);
     float psum = 0.0f;
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
+    for (int u = 0; u < kTileKeys / kTileLanes; ++u) {
       const float p = score[u] == -INFINITY ? 0.0f : expf(score[u] - m_new);
-      ps[qi * pld + 4 * g + u] = p;
+      ps[qi * pld + g + kTileLanes * u] = p;
       psum += p;
     }
     for (int o = 1; o < kTileLanes; o <<= 1) psum += __shfl_xor_sync(0xffffffffu, psum, o);
     l = l * corr + psum;
     m = m_new;
-    __syncwarp();  // this query's P row, written by its 8 lanes, is read by all of them
-#pragma unroll
-    for (int j = 0; j < kTileDims; ++j) acc[j] *= corr;
-    for (int pj = 0; pj < np; ++pj) {
-      const float p = ps[qi * pld + pj];
-      const float* vrow = vs + pj * hd;
-#pragma unroll
-      for (int j = 0; j < kTileDims; ++j) {
-        const int d = g + kTileLanes * j;
-        if (d < hd) acc[j] += p * vrow[d];
+    for (int d = g; d < hdp; d += kTileLanes) os[qi * ld + d] *= corr;
+    __syncthreads();
+    const int col_blocks = hdp / kMma;
+    for (int b = warp; b < (kTileQueries / kMma) * col_blocks; b += kTileThreads / 32) {
+      const int tm = b / col_blocks, tn = b % col_blocks;
+      float* const o_block = os + tm * kMma * ld + tn * kMma;
+      MmaAcc acc;
+      wmma::load_matrix_sync(acc, o_block, ld, wmma::mem_row_major);
+      for (int k0 = 0; k0 < kTileKeys; k0 += kMmaK) {
+        MmaA a;
+        MmaBRow v;
+        wmma::load_matrix_sync(a, ps + tm * kMma * pld + k0, pld);
+        wmma::load_matrix_sync(v, vs + k0 * ld + tn * kMma, ld);
+        MmaTf32x3(a, v, &acc);
       }
+      wmma::store_matrix_sync(o_block, acc, ld, wmma::mem_row_major);
     }
   }
+  __syncthreads();  // the last P V is in O
   if (!active) return;
   const int hh = qi % rep;
   float* o = out.row(s.token_begin + row0 + my_row) + static_cast<int64_t>(kvh * rep + hh) * hd;
   const float inv = 1.0f / l;
-#pragma unroll
-  for (int j = 0; j < kTileDims; ++j) {
-    const int d = g + kTileLanes * j;
-    if (d < hd) o[d] = acc[j] * inv;
-  }
+  for (int d = g; d < hd; d += kTileLanes) o[d] = os[qi * ld + d] * inv;
 }
 
 // Grid (row, head); threads over hd. Merges the chunks of one (row, head).
@@ -292,11 +354,12 @@ __global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks, int
 }  // namespace
 
 size_t TiledAttentionSharedBytes(int32_t head_dim) {
-  const size_t hd = static_cast<size_t>(head_dim);
-  // [key_offset | Q | K | V | P], as TiledAttendKernel lays it out.
-  return sizeof(int64_t) * kTileKeys +
-         sizeof(float) * ((kTileQueries + kTileKeys) * (hd + 1) + kTileKeys * hd +
-                          kTileQueries * (kTileKeys + 1));
+  const size_t ld = static_cast<size_t>(TiledHeadDim(head_dim)) + kTilePad;
+  // [key_offset | up to 31 bytes to align | Q | K | V | P | O], as TiledAttendKernel lays it
+  // out (the dynamic shared memory itself is 16-byte aligned).
+  return sizeof(int64_t) * kTileKeys + 16 +
+         sizeof(float) *
+             ((2 * kTileQueries + 2 * kTileKeys) * ld + kTileQueries * (kTileKeys + kTilePad));
 }
 
 int32_t AttentionChunks(const DeviceLayout& layout, int32_t num_kv_heads, int32_t sm_count,

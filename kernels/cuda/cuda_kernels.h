@@ -168,7 +168,8 @@ struct AttentionParams {
   // or INT32_MAX where TiledAttentionSharedBytes(head_dim) exceeds what a block may have.
   int32_t tiled_min_rows = kTiledAttentionMinRows;
 };
-// Dynamic shared memory of the tiled prefill kernel for a head size.
+// Dynamic shared memory of the tiled prefill kernel for a head size: ~112 KiB at 128, ~208 KiB
+// at 256 (more than an A100's 163 KiB, where such heads take the untiled kernel).
 size_t TiledAttentionSharedBytes(int32_t head_dim);
 // Chunks per row of the row kernel: enough (row, KV head, chunk) blocks to fill `sm_count` SMs
 // a few times over, at most 64, each chunk at least 256 positions. Rows of tiled sequences

@@ -34,9 +34,10 @@ enum class State : uint8_t { kReady, kAtBarrier, kAtWarp, kDone };
 struct Fiber {
   ThreadContext ctx;
   void* sp = nullptr;
-  State state = State::kReady;
-  // The last warp collective it took part in: every lane's value, and which lanes gave one.
-  uint64_t gathered[32];
+  State state = State::kReady;  // set through Runner::SetState, which keeps ready_ in step
+  // Where the warp collective it waits at puts every lane's value (null: nowhere), and the
+  // lanes that gave one.
+  uint64_t* gathered = nullptr;
   unsigned gathered_mask = 0;
 };
 
@@ -46,6 +47,7 @@ struct WarpGroup {
   unsigned mask;
   uint32_t kind;
   unsigned arrived;
+  WarpHook hook;
 };
 
 struct Warp {
@@ -85,6 +87,7 @@ class Runner {
     const int n = static_cast<int>(b.x * b.y * b.z);
     stacks_.Reserve(n);
     fibers_.resize(n);
+    ready_.assign((n + 63) / 64, 0);
     warps_.resize((n + 31) / 32);
     for (size_t w = 0; w < warps_.size(); ++w) {
       warps_[w].lanes = std::min(32, n - static_cast<int>(w) * 32);
@@ -109,7 +112,7 @@ class Runner {
 
   void SyncThreads() {
     Fiber& me = fibers_[current_];
-    me.state = State::kAtBarrier;
+    SetState(current_, State::kAtBarrier);
     if (++at_barrier_ == live_) {
       ReleaseBarrier();
       YieldInOrder();
@@ -118,7 +121,8 @@ class Runner {
     Suspend();
   }
 
-  unsigned WarpGather(unsigned mask, uint32_t kind, uint64_t value, uint64_t lanes[32]) {
+  unsigned WarpGather(unsigned mask, uint32_t kind, uint64_t value, uint64_t lanes[32],
+                      WarpHook hook) {
     Fiber& me = fibers_[current_];
     const int lane = me.ctx.lane;
     Warp& w = warps_[me.ctx.warp];
@@ -126,19 +130,19 @@ class Runner {
     size_t g = 0;
     while (g < w.pending.size() && w.pending[g].mask != mask) ++g;
     if (g == w.pending.size()) {
-      w.pending.push_back(WarpGroup{mask, kind, 0});
-    } else if (w.pending[g].kind != kind) {
+      w.pending.push_back(WarpGroup{mask, kind, 0, hook});
+    } else if (w.pending[g].kind != kind || w.pending[g].hook != hook) {
       KernelFault("lanes of a warp meet in different collectives with the same mask");
     }
     w.values[lane] = value;
     w.pending[g].arrived |= 1u << lane;
+    me.gathered = lanes;
     if (TryComplete(me.ctx.warp, g)) {
       YieldInOrder();
     } else {
-      me.state = State::kAtWarp;
+      SetState(current_, State::kAtWarp);
       Suspend();
     }
-    std::memcpy(lanes, me.gathered, sizeof(me.gathered));
     return me.gathered_mask;
   }
 
@@ -151,7 +155,7 @@ class Runner {
     const int n = static_cast<int>(fibers_.size());
     for (int i = 0; i < n; ++i) {
       fibers_[i].ctx.block_idx = block;
-      fibers_[i].state = State::kReady;
+      SetState(i, State::kReady);
       fibers_[i].sp = NewContext(stacks_.Top(i), &FiberMain);
     }
     for (Warp& w : warps_) {
@@ -168,14 +172,46 @@ class Runner {
 
   static void FiberMain();
 
+  void SetState(int i, State state) {
+    fibers_[i].state = state;
+    const uint64_t bit = uint64_t{1} << (i % 64);
+    if (state == State::kReady) {
+      ready_[i / 64] |= bit;
+    } else {
+      ready_[i / 64] &= ~bit;
+    }
+  }
+
+  // The lowest ready thread at or above `from`, or -1.
+  int ReadyAtOrAbove(int from) const {
+    const int n = static_cast<int>(fibers_.size());
+    if (from >= n) return -1;
+    int word = from / 64;
+    uint64_t bits = ready_[word] & (~uint64_t{0} << (from % 64));
+    while (bits == 0) {
+      if (++word == static_cast<int>(ready_.size())) return -1;
+      bits = ready_[word];
+    }
+    return word * 64 + __builtin_ctzll(bits);
+  }
+
+  // The highest ready thread at or below `from`, or -1.
+  int ReadyAtOrBelow(int from) const {
+    if (from < 0) return -1;
+    int word = from / 64;
+    const int shift = 63 - from % 64;
+    uint64_t bits = (ready_[word] << shift) >> shift;
+    while (bits == 0) {
+      if (--word < 0) return -1;
+      bits = ready_[word];
+    }
+    return word * 64 + 63 - __builtin_clzll(bits);
+  }
+
   // The first ready thread in the block's order, or -1 when none is ready.
   int FirstReady() const {
-    const int n = static_cast<int>(fibers_.size());
-    for (int step = 0; step < n; ++step) {
-      const int i = ReverseOrder() ? n - 1 - step : step;
-      if (fibers_[i].state == State::kReady) return i;
-    }
-    return -1;
+    return ReverseOrder() ? ReadyAtOrBelow(static_cast<int>(fibers_.size()) - 1)
+                          : ReadyAtOrAbove(0);
   }
 
   // After a release (the current thread among the released, all ready): the block's threads
@@ -193,12 +229,14 @@ class Runner {
     Warp& w = warps_[warp];
     const WarpGroup group = w.pending[g];
     if (group.arrived != (group.mask & ~w.gone)) return false;
+    if (group.hook != nullptr) group.hook(w.values, group.arrived);
     for (int i = 0; i < 32; ++i) {
       if (((group.arrived >> i) & 1u) == 0) continue;
       Fiber& f = fibers_[warp * 32 + i];
-      std::memcpy(f.gathered, w.values, sizeof(w.values));
+      // The lanes wait inside WarpGather (or run it now), so their arrays are there.
+      if (f.gathered != nullptr) std::memcpy(f.gathered, w.values, sizeof(w.values));
       f.gathered_mask = group.arrived;
-      f.state = State::kReady;
+      SetState(warp * 32 + i, State::kReady);
     }
     w.pending.erase(w.pending.begin() + static_cast<std::ptrdiff_t>(g));
     return true;
@@ -208,11 +246,12 @@ class Runner {
   // (cyclically), or -1 when none is ready.
   int NextReady() const {
     const int n = static_cast<int>(fibers_.size());
-    for (int step = 1; step <= n; ++step) {
-      const int i = ReverseOrder() ? (current_ - step + n) % n : (current_ + step) % n;
-      if (fibers_[i].state == State::kReady) return i;
+    if (ReverseOrder()) {
+      const int below = ReadyAtOrBelow(current_ - 1);
+      return below >= 0 ? below : ReadyAtOrBelow(n - 1);
     }
-    return -1;
+    const int above = ReadyAtOrAbove(current_ + 1);
+    return above >= 0 ? above : ReadyAtOrAbove(0);
   }
 
   // Makes fiber i the running thread (its indices in the built-in variables).
@@ -241,7 +280,7 @@ class Runner {
 
   void Exit() {
     Fiber& me = fibers_[current_];
-    me.state = State::kDone;
+    SetState(current_, State::kDone);
     --live_;
     // Collectives wait only for lanes that have not exited (the Programming Guide's
     // "non-exited threads in mask"): one this lane held up may complete now.
@@ -259,8 +298,8 @@ class Runner {
   }
 
   void ReleaseBarrier() {
-    for (Fiber& f : fibers_) {
-      if (f.state == State::kAtBarrier) f.state = State::kReady;
+    for (int i = 0; i < static_cast<int>(fibers_.size()); ++i) {
+      if (fibers_[i].state == State::kAtBarrier) SetState(i, State::kReady);
     }
     at_barrier_ = 0;
   }
@@ -289,6 +328,7 @@ class Runner {
 
   StackPool stacks_;
   std::vector<Fiber> fibers_;
+  std::vector<uint64_t> ready_;  // bit i: fibers_[i] is ready
   std::vector<Warp> warps_;
   const std::function<void()>* thread_ = nullptr;  // the kernel with its arguments
   void* launcher_sp_ = nullptr;
@@ -395,13 +435,14 @@ Runner& Active(const char* what) {
 
 void SyncThreads() { Active("__syncthreads").SyncThreads(); }
 
-unsigned WarpGather(unsigned mask, uint32_t kind, uint64_t value, uint64_t lanes[32]) {
-  return Active("a warp collective").WarpGather(mask, kind, value, lanes);
+unsigned WarpGather(unsigned mask, uint32_t kind, uint64_t value, uint64_t lanes[32],
+                    WarpHook hook) {
+  return Active("a warp collective").WarpGather(mask, kind, value, lanes, hook);
 }
 
 void SyncWarp(unsigned mask) {
   uint64_t lanes[32];
-  Active("__syncwarp").WarpGather(mask, kSyncWarpKind, 0, lanes);
+  Active("__syncwarp").WarpGather(mask, kSyncWarpKind, 0, lanes, nullptr);
 }
 
 void* DynamicSharedMemory() { return Active("dynamic shared memory").SharedMemory(); }

@@ -45,11 +45,19 @@ cudaError_t LaunchGrid(const cudaLaunchConfig_t& config, const void* kernel,
 void SyncThreads();
 // A warp collective over the lanes of `mask` (the caller's lane included) that have not
 // exited: waits until all of them contribute their `value`, copies every lane's value to
-// lanes[0..31] and returns the mask of the lanes that contributed (entries of other lanes
-// are unspecified). Lanes meeting in one collective must name the same mask and `kind` (the
-// instruction, with its mode: a shuffle meeting a vote is undefined on a GPU, and stops the
-// process here); lanes that never arrive show up as a deadlock.
-unsigned WarpGather(unsigned mask, uint32_t kind, uint64_t value, uint64_t lanes[32]);
+// lanes[0..31] (unless `lanes` is null) and returns the mask of the lanes that contributed
+// (entries of other lanes are unspecified). Lanes meeting in one collective must name the same mask
+// and `kind` (the instruction, with its mode: a shuffle meeting a vote is undefined on a GPU, and
+// stops the process here); lanes that never arrive show up as a deadlock.
+//
+// `hook`, when given (the same by every lane, as `kind` is), runs once when the collective
+// completes, before any lane goes on, with every lane's value and the mask of the lanes that
+// gave one. It runs on the fiber of the lane that completed the collective while the others
+// wait inside it, so it may read and write memory the values point to, the other lanes' own
+// objects included (warp-wide operations such as wmma's mma_sync are built this way).
+using WarpHook = void (*)(const uint64_t lanes[32], unsigned arrived);
+unsigned WarpGather(unsigned mask, uint32_t kind, uint64_t value, uint64_t lanes[32],
+                    WarpHook hook = nullptr);
 inline constexpr uint32_t kSyncWarpKind = 1;
 // __syncwarp(mask).
 void SyncWarp(unsigned mask);

@@ -2,9 +2,11 @@
 // with hand-computed expectations: thread indices, barriers, shuffles (every variant, with
 // sub-warp widths), match / ballot, atomics, dynamic shared memory and its opt-in limit,
 // launch-configuration errors, the memory checks, the GEMMs; and the faults it must stop on
-// (deadlocks, mask misuse, out-of-bounds accesses) as death tests.
+// (deadlocks, mask misuse, out-of-bounds accesses) as death tests. The warp matrix functions
+// (wmma, tf32): products, tf32 rounding and truncation, and the operand rules.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <cmath>
 #include <cstdint>
@@ -196,6 +198,53 @@ __global__ void MixedCollectivesKernel() {
 __global__ void OutOfBoundsKernel(float* p, int n) {
   p[n + 64] = 1.0f;
 }  // past the 256-byte rounding
+
+namespace wmma = nvcuda::wmma;
+using TfA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using TfACol = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
+using TfB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using TfAcc = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+
+// d = a b + c with a [16, 8] (row-major, or column-major as a_t [8, 16] when `a_col`),
+// b [8, 16], c and d [16, 16]; `round` converts a and b to tf32 first.
+__global__ void WmmaKernel(const float* a, const float* a_t, const float* b, const float* c,
+                           float* d, bool a_col, bool round) {
+  TfA fa;
+  TfACol fa_col;
+  TfB fb;
+  TfAcc acc;
+  wmma::load_matrix_sync(fb, b, 16);
+  wmma::load_matrix_sync(acc, c, 16, wmma::mem_row_major);
+  if (round) {
+    for (int i = 0; i < fb.num_elements; ++i) fb.x[i] = wmma::__float_to_tf32(fb.x[i]);
+  }
+  if (a_col) {
+    wmma::load_matrix_sync(fa_col, a_t, 16);
+    wmma::mma_sync(acc, fa_col, fb, acc);
+  } else {
+    wmma::load_matrix_sync(fa, a, 8);
+    if (round) {
+      for (int i = 0; i < fa.num_elements; ++i) fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
+    }
+    wmma::mma_sync(acc, fa, fb, acc);
+  }
+  wmma::store_matrix_sync(d, acc, 16, wmma::mem_row_major);
+}
+
+__global__ void Tf32Kernel(const float* in, float* out, int n) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = wmma::__float_to_tf32(in[i]);
+}
+
+// Misuses: a pointer off the 256-bit grid, a stride that is not a multiple of 4 floats, lanes
+// that disagree on the pointer, and a load only some lanes reach.
+__global__ void WmmaMisuseKernel(const float* p, int how) {
+  TfA fa;
+  const int lane = threadIdx.x % 32;
+  if (how == 0) wmma::load_matrix_sync(fa, p + 4, 8);
+  if (how == 1) wmma::load_matrix_sync(fa, p, 6);
+  if (how == 2) wmma::load_matrix_sync(fa, p + (lane == 3 ? 8 : 0), 8);
+  if (how == 3 && lane < 16) wmma::load_matrix_sync(fa, p, 8);
+}
 
 // ---- Tests ---------------------------------------------------------------------------------
 
@@ -480,6 +529,72 @@ TEST(CudaEmulatorTest, GemmsAreColumnMajorAndSkipCWhenBetaIsZero) {
   EXPECT_EQ(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);
 }
 
+TEST(CudaEmulatorTest, WmmaTf32ProductsAreExactOnTf32Values) {
+  // Integers below 2^11 are tf32 values, and every product and sum here is exact in f32.
+  std::vector<float> a(16 * 8), a_t(8 * 16), b(8 * 16), c(16 * 16);
+  for (int r = 0; r < 16; ++r)
+    for (int k = 0; k < 8; ++k) a[r * 8 + k] = a_t[k * 16 + r] = static_cast<float>(r - 2 * k);
+  for (int k = 0; k < 8; ++k)
+    for (int n = 0; n < 16; ++n) b[k * 16 + n] = static_cast<float>((k * 7 + n * 3) % 11 - 5);
+  for (int i = 0; i < 256; ++i) c[i] = static_cast<float>(i % 13);
+  DeviceVec<float> da(a), dat(a_t), db(b), dc(c), dd(256);
+  for (bool a_col : {false, true}) {
+    SCOPED_TRACE(a_col ? "a column-major" : "a row-major");
+    ASSERT_EQ(Launch(WmmaKernel, dim3(1), dim3(32), 0, da.get(), dat.get(), db.get(), dc.get(),
+                     dd.get(), a_col, false),
+              cudaSuccess);
+    const std::vector<float> d = dd.Read();
+    for (int r = 0; r < 16; ++r) {
+      for (int n = 0; n < 16; ++n) {
+        float want = c[r * 16 + n];
+        for (int k = 0; k < 8; ++k) want += a[r * 8 + k] * b[k * 16 + n];
+        EXPECT_EQ(d[r * 16 + n], want) << r << ", " << n;
+      }
+    }
+  }
+}
+
+TEST(CudaEmulatorTest, TensorCoresTruncateUnroundedTf32Operands) {
+  // a = 1 + 2^-11 + 2^-20 (below tf32's 10 mantissa bits), b = 1, c = 0. The tensor cores
+  // read a truncated to 1; rounded first (to nearest) it is 1 + 2^-10.
+  const float x = 1.0f + std::ldexp(1.0f, -11) + std::ldexp(1.0f, -20);
+  std::vector<float> a(16 * 8, 0.0f), b(8 * 16, 0.0f), c(256, 0.0f);
+  a[0] = x;
+  b[0] = 1.0f;
+  DeviceVec<float> da(a), db(b), dc(c), dd(256);
+  ASSERT_EQ(Launch(WmmaKernel, dim3(1), dim3(32), 0, da.get(), da.get(), db.get(), dc.get(),
+                   dd.get(), false, false),
+            cudaSuccess);
+  EXPECT_EQ(dd.Read()[0], 1.0f);
+  ASSERT_EQ(Launch(WmmaKernel, dim3(1), dim3(32), 0, da.get(), da.get(), db.get(), dc.get(),
+                   dd.get(), false, true),
+            cudaSuccess);
+  EXPECT_EQ(dd.Read()[0], 1.0f + std::ldexp(1.0f, -10));
+}
+
+TEST(CudaEmulatorTest, Tf32RoundingIsToNearestWithTiesAwayFromZero) {
+  const float ulp = std::ldexp(1.0f, -10);  // tf32's spacing in [1, 2)
+  const std::vector<float> in = {
+      1.0f + ulp / 2,                                             // a tie: away from zero
+      -(1.0f + ulp / 2), 1.0f + ulp / 2 - std::ldexp(1.0f, -23),  // below the tie
+      1.0f + 1.5f * ulp,                                          // a tie above 1 + ulp
+      INFINITY,          -0.0f};
+  const std::vector<float> want = {1.0f + ulp,     -(1.0f + ulp), 1.0f,
+                                   1.0f + 2 * ulp, INFINITY,      -0.0f};
+  DeviceVec<float> din(in), dout(in.size());
+  ASSERT_EQ(
+      Launch(Tf32Kernel, dim3(1), dim3(32), 0, din.get(), dout.get(), static_cast<int>(in.size())),
+      cudaSuccess);
+  const std::vector<float> got = dout.Read();
+  for (size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ(got[i], want[i]) << i;
+    EXPECT_EQ(std::signbit(got[i]), std::signbit(want[i])) << i;
+  }
+  DeviceVec<float> nan(std::vector<float>{NAN});
+  ASSERT_EQ(Launch(Tf32Kernel, dim3(1), dim3(1), 0, nan.get(), dout.get(), 1), cudaSuccess);
+  EXPECT_TRUE(std::isnan(dout.Read()[0]));
+}
+
 using CudaEmulatorDeathTest = ::testing::Test;
 
 TEST(CudaEmulatorDeathTest, StopsOnKernelBugs) {
@@ -510,6 +625,20 @@ TEST(CudaEmulatorDeathTest, StopsOnKernelBugs) {
         cudaDeviceSynchronize();
       },
       "invalid memory access at 0x[0-9a-f]+ in block \\(0, 0, 0\\), thread \\(0, 0, 0\\)");
+  DeviceVec<float> m(16 * 16);
+  const std::pair<int, const char*> misuses[] = {
+      {0, "wmma load/store pointer is not 256-bit aligned"},
+      {1, "wmma load/store stride is not a multiple of 16 bytes"},
+      {2, "lanes of a warp give a wmma load/store different operands"},
+      {3, "deadlock|a wmma operation needs all 32 lanes of the warp"}};
+  for (const auto& [how, message] : misuses) {
+    EXPECT_DEATH(
+        {
+          Launch(WmmaMisuseKernel, dim3(1), dim3(32), 0, m.get(), how);
+          cudaDeviceSynchronize();
+        },
+        message);
+  }
 }
 
 }  // namespace
