@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "cli/cluster_plan.h"
 #include "cli/flag_parser.h"
 #include "cli/local_cluster.h"
@@ -48,8 +49,10 @@ int RunUp(int argc, char** argv) {
   flags.String("host", &host, "address every process binds", "", "HOST");
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.String("device", &device,
-               "where every expert and layer worker computes (the gateway needs no device)", "",
-               "cpu|cuda[:N]");
+               "where the expert and layer workers compute (the gateway needs no device): one\n"
+               "device for all, or a comma-separated list dealt round-robin over the workers in\n"
+               "start order (expert workers first), e.g. cuda:0,cuda:1,cuda:2,cuda:3",
+               "", "cpu|cuda[:N][,...]");
   flags.Int32("threads", &threads, "CPU threads per process; 0 = all cores");
   flags.Int32("max-running", &max_running, "gateway: sequences in the running batch");
   flags.Int32("max-sequences", &max_sequences, "layer workers: live sequences (state slots)");
@@ -69,8 +72,11 @@ int RunUp(int argc, char** argv) {
   if (model.empty()) return usage("--model is required");
   if (port < 0 || port > 65535) return usage(absl::StrCat("--port must be in [0, 65535]"));
   if (weights != "f32" && weights != "bf16") return usage("--weights is f32 or bf16");
-  if (absl::Status s = CheckDeviceName(device); !s.ok()) {
-    return usage(absl::StrCat("--device: ", s.message()));
+  const std::vector<std::string> devices = absl::StrSplit(device, ',');
+  for (const std::string& d : devices) {
+    if (absl::Status s = CheckDeviceName(d); !s.ok()) {
+      return usage(absl::StrCat("--device: ", s.message()));
+    }
   }
   if (threads < 0 || grace_s < 0 || start_timeout_s < 1 || max_running < 1 || max_sequences < 1) {
     return usage("--threads and --grace-s must be >= 0, the others >= 1");
@@ -84,11 +90,11 @@ int RunUp(int argc, char** argv) {
   if (!plan.ok()) return usage(std::string("--") + std::string(plan.status().message()));
   LocalClusterOptions lo;
   lo.model = model;
+  AssignDevices(devices, &*plan);
   lo.plan = *std::move(plan);
   lo.host = host;
   lo.port = port;
   lo.weights = weights;
-  lo.device = device;
   lo.threads = threads;
   lo.max_running = max_running;
   lo.max_sequences = max_sequences;
@@ -103,12 +109,13 @@ int RunUp(int argc, char** argv) {
   const std::vector<std::string>& experts = (*cluster)->expert_workers();
   const std::vector<std::string>& layers = (*cluster)->layer_workers();
   for (size_t i = 0; i < experts.size(); ++i) {
-    std::cout << "expert worker " << i << "  " << experts[i] << "  experts "
-              << lo.plan.expert_specs[i] << "\n";
+    std::cout << "expert worker " << i << "  " << experts[i] << "  " << lo.plan.expert_devices[i]
+              << "  experts " << lo.plan.expert_specs[i] << "\n";
   }
   for (size_t i = 0; i < layers.size(); ++i) {
-    std::cout << "layer worker " << i << "   " << layers[i] << "  layers ["
-              << lo.plan.layer_ranges[i].first << ", " << lo.plan.layer_ranges[i].second << ")\n";
+    std::cout << "layer worker " << i << "   " << layers[i] << "  " << lo.plan.layer_devices[i]
+              << "  layers [" << lo.plan.layer_ranges[i].first << ", "
+              << lo.plan.layer_ranges[i].second << ")\n";
   }
   std::cout << "cluster ready: gateway " << (*cluster)->gateway() << std::endl;
 

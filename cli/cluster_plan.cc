@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 
 namespace jamba {
 
@@ -23,6 +24,7 @@ absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& c, int32_t layer_work
     plan.layer_ranges.emplace_back(w * c.num_layers / layer_workers,
                                    (w + 1) * c.num_layers / layer_workers);
   }
+  plan.layer_devices.assign(plan.layer_ranges.size(), "cpu");
   if (expert_workers == 0) return plan;
   const int64_t pairs = c.NumMoeLayers() * c.num_experts;
   if (pairs == 0) {
@@ -54,7 +56,15 @@ absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& c, int32_t layer_work
     }
     plan.expert_specs.push_back(absl::StrJoin(layers, ";"));
   }
+  plan.expert_devices.assign(plan.expert_specs.size(), "cpu");
   return plan;
+}
+
+void AssignDevices(const std::vector<std::string>& devices, ClusterPlan* plan) {
+  JAMBA_CHECK(!devices.empty());
+  size_t next = 0;
+  for (std::string& d : plan->expert_devices) d = devices[next++ % devices.size()];
+  for (std::string& d : plan->layer_devices) d = devices[next++ % devices.size()];
 }
 
 }  // namespace jamba

@@ -22,6 +22,9 @@ struct ClusterPlan {
   std::vector<std::map<int64_t, std::vector<int64_t>>> expert_layers;
   // The same as each worker's --experts spec ("LAYER:E,E;LAYER:E").
   std::vector<std::string> expert_specs;
+  // Each worker's --device ("cpu" from PlanCluster; AssignDevices sets them).
+  std::vector<std::string> expert_devices;
+  std::vector<std::string> layer_devices;
 };
 
 // InvalidArgument when the counts do not fit the model (more layer workers than layers,
@@ -29,6 +32,12 @@ struct ClusterPlan {
 // expert workers for a model without experts).
 absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& config, int32_t layer_workers,
                                         int32_t expert_workers, int32_t replicas);
+
+// Deals `devices` (names as --device takes them; at least one) to the workers round-robin in
+// start order: expert worker i gets devices[i % n], layer worker j devices[(E + j) % n] with E
+// expert workers. So W workers on a list of W GPUs get one GPU each, and a single device is
+// every worker's.
+void AssignDevices(const std::vector<std::string>& devices, ClusterPlan* plan);
 
 }  // namespace jamba
 

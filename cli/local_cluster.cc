@@ -64,10 +64,10 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
   }
   std::unique_ptr<LocalCluster> c(new LocalCluster());
   const std::string listen_any = absl::StrCat(o.host, ":0");
-  auto with_common = [&](std::vector<std::string> argv) {
+  auto with_common = [&](std::vector<std::string> argv, const std::string& device) {
     for (const std::string& a :
          {std::string("--model"), o.model, std::string("--weights"), o.weights,
-          std::string("--device"), o.device, std::string("--threads"), std::to_string(o.threads),
+          std::string("--device"), device, std::string("--threads"), std::to_string(o.threads),
           std::string("--grace-s"), std::to_string(o.grace_s)}) {
       argv.push_back(a);
     }
@@ -77,7 +77,8 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
     JAMBA_ASSIGN_OR_RETURN(std::string a,
                            c->Launch(absl::StrCat("expert-", i),
                                      with_common({expert_bin, "--experts", o.plan.expert_specs[i],
-                                                  "--listen", listen_any}),
+                                                  "--listen", listen_any},
+                                                 o.plan.expert_devices[i]),
                                      o.start_timeout));
     c->experts_.push_back(a);
   }
@@ -85,7 +86,8 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
     std::vector<std::string> argv =
         with_common({layer_bin, "--layers",
                      absl::StrCat(o.plan.layer_ranges[i].first, ":", o.plan.layer_ranges[i].second),
-                     "--listen", listen_any, "--max-sequences", std::to_string(o.max_sequences)});
+                     "--listen", listen_any, "--max-sequences", std::to_string(o.max_sequences)},
+                    o.plan.layer_devices[i]);
     if (!c->experts_.empty()) {
       argv.push_back("--expert-workers");
       argv.push_back(absl::StrJoin(c->experts_, ","));

@@ -17,12 +17,11 @@ namespace jamba {
 
 struct LocalClusterOptions {
   std::string model;
-  ClusterPlan plan;
+  ClusterPlan plan;  // with each worker's device (AssignDevices)
   std::string host = "127.0.0.1";
   int32_t port = 0;  // gateway; 0: a free one
   std::string weights = "f32";
-  std::string device = "cpu";  // every expert and layer worker's --device (cpu, cuda[:N])
-  int32_t threads = 0;         // per process; 0: all cores
+  int32_t threads = 0;  // per process; 0: all cores
   int32_t max_running = 16;
   int32_t max_sequences = 16;
   int32_t grace_s = 30;

@@ -89,6 +89,26 @@ TEST_F(ClusterPlanTest, RejectsLayoutsThatDoNotFit) {
   EXPECT_THAT(PlanCluster(config_, 2, -1, 1).status().message(), HasSubstr("expert-workers"));
 }
 
+TEST_F(ClusterPlanTest, DevicesAreDealtRoundRobinInStartOrder) {
+  auto plan = PlanCluster(config_, 3, 2, 1);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(plan->expert_devices, ElementsAre("cpu", "cpu"));
+  EXPECT_THAT(plan->layer_devices, ElementsAre("cpu", "cpu", "cpu"));
+  // Five workers on four GPUs: expert 0, 1, then layer 0, 1, 2; the fifth wraps around.
+  AssignDevices({"cuda:0", "cuda:1", "cuda:2", "cuda:3"}, &*plan);
+  EXPECT_THAT(plan->expert_devices, ElementsAre("cuda:0", "cuda:1"));
+  EXPECT_THAT(plan->layer_devices, ElementsAre("cuda:2", "cuda:3", "cuda:0"));
+  AssignDevices({"cuda"}, &*plan);
+  EXPECT_THAT(plan->expert_devices, ElementsAre("cuda", "cuda"));
+  EXPECT_THAT(plan->layer_devices, ElementsAre("cuda", "cuda", "cuda"));
+  // Without expert workers the layer workers start the deal.
+  auto layers_only = PlanCluster(config_, 2, 0, 1);
+  ASSERT_TRUE(layers_only.ok()) << layers_only.status();
+  AssignDevices({"cuda:1", "cpu"}, &*layers_only);
+  EXPECT_TRUE(layers_only->expert_devices.empty());
+  EXPECT_THAT(layers_only->layer_devices, ElementsAre("cuda:1", "cpu"));
+}
+
 TEST(ClusterPlanNoExpertsTest, ExpertWorkersNeedAnMoeModel) {
   auto c = LoadModelConfig(std::string(JAMBA_TEST_DATA_DIR) + "/models/mamba");
   ASSERT_TRUE(c.ok()) << c.status();

@@ -361,6 +361,10 @@ TEST(JambactlClusterUpTest, UsageErrors) {
       {{"cluster", "up", "--model", model, "--device", "gpu"},
        "--device: unknown device 'gpu': expected cpu, cuda or cuda:N"},
       {{"cluster", "up", "--model", model, "--device", "cuda:-1"}, "--device: unknown device"},
+      {{"cluster", "up", "--model", model, "--device", "cuda:0,,cuda:1"},
+       "--device: unknown device '': expected cpu, cuda or cuda:N"},
+      {{"cluster", "up", "--model", model, "--device", "cuda:0,gpu1"},
+       "--device: unknown device 'gpu1'"},
       {{"cluster", "up", "--model", model, "--weights", "int4"}, "--weights is f32 or bf16"},
   };
   for (const Case& c : cases) {

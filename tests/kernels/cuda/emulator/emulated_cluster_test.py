@@ -13,6 +13,9 @@ smallest top-1 margin is far above the CUDA/CPU rounding differences), computed 
 kernels of both pipeline stages and the expert workers with the token picked on the last
 stage's device; seeded sampled requests (temperature / top-k / top-p / min-p, sampled on the
 device) give the same tokens twice, and different ones for another seed.
+Then a cluster with `--device cuda,cpu`: the devices are dealt round-robin (expert 0 and
+layer 0 on cuda:0, expert 1 and layer 1 on the CPU), and this mixed pipeline gives
+transformers' greedy tokens too.
 """
 
 import argparse
@@ -45,16 +48,26 @@ def read_reference(path):
     return out
 
 
-def run_checks(client, reference, cluster_log):
-    devices = re.findall(r"^\[(expert|layer)-\d+\] device (\S+)", cluster_log, re.M)
-    check(len(devices) == 4 and all(d == "cuda:0" for _, d in devices),
-          "2 expert and 2 layer workers on cuda:0 (got %r)" % devices)
+def worker_devices(cluster_log):
+    """{"expert-0": "cuda:0", ...}: the device each worker reported at start."""
+    return dict(re.findall(r"^\[((?:expert|layer)-\d+)\] device (\S+)", cluster_log, re.M))
 
+
+def check_greedy(client, reference):
     prompt, greedy = reference["prompt_ids"], reference["greedy_ids"]
     result = client.complete(token_ids=prompt, temperature=0, max_new_tokens=len(greedy),
                              ignore_eos=True)
     check(result.token_ids == greedy,
           "greedy tokens == transformers' (%r vs %r)" % (result.token_ids, greedy))
+
+
+def run_checks(client, reference, cluster_log):
+    devices = worker_devices(cluster_log)
+    check(len(devices) == 4 and all(d == "cuda:0" for d in devices.values()),
+          "2 expert and 2 layer workers on cuda:0 (got %r)" % devices)
+
+    check_greedy(client, reference)
+    prompt = reference["prompt_ids"]
 
     sampled = dict(temperature=0.8, top_k=40, top_p=0.9, min_p=0.02, max_new_tokens=16,
                    ignore_eos=True)
@@ -76,8 +89,22 @@ def main():
 
     cluster = Cluster(args.jambactl, args.model, free_port(),
                       ["--device", "cuda", "--bin-dir", args.bin_dir, "--threads", "1"])
-    return run_cluster(cluster, lambda client: run_checks(client, reference, cluster.output()),
-                       ready_timeout=READY_TIMEOUT_S, call_deadline=CALL_DEADLINE_S)
+    status = run_cluster(cluster, lambda client: run_checks(client, reference, cluster.output()),
+                         ready_timeout=READY_TIMEOUT_S, call_deadline=CALL_DEADLINE_S)
+    if status != 0:
+        return status
+
+    mixed = Cluster(args.jambactl, args.model, free_port(),
+                    ["--device", "cuda,cpu", "--bin-dir", args.bin_dir, "--threads", "1"])
+
+    def mixed_checks(client):
+        want = {"expert-0": "cuda:0", "expert-1": "cpu", "layer-0": "cuda:0", "layer-1": "cpu"}
+        got = worker_devices(mixed.output())
+        check(got == want, "--device cuda,cpu dealt round-robin: %r (got %r)" % (want, got))
+        check_greedy(client, reference)
+
+    return run_cluster(mixed, mixed_checks, ready_timeout=READY_TIMEOUT_S,
+                       call_deadline=CALL_DEADLINE_S)
 
 
 if __name__ == "__main__":
