@@ -44,6 +44,8 @@ double Since(Clock::time_point t) {
 struct Options {
   BenchModelFlags source;
   std::string device = "cpu";
+  std::string matmul_precision = "f32";
+  MatMulPrecision precision = MatMulPrecision::kF32;  // parsed from matmul_precision
   std::string batches = "1,4,16";
   int32_t prompt_len = 64;
   int32_t decode_steps = 16;
@@ -199,7 +201,8 @@ absl::StatusOr<std::unique_ptr<Engine>> LongContextEngine(const Options& o, DTyp
 absl::Status LongContextRuns(const Options& o, DType dtype, const std::vector<int64_t>& lens,
                              const std::vector<int64_t>& contexts) {
   std::mt19937 rng(11);
-  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(o.device));
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                         CreateBackend(o.device, BackendOptions{.matmul_precision = o.precision}));
   if (!lens.empty()) {
     const int64_t longest = *std::max_element(lens.begin(), lens.end());
     JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
@@ -260,6 +263,8 @@ int Run(int argc, char** argv) {
   flags.Int32("decode-steps", &o.decode_steps, "timed decode steps per batch size", "Run");
   flags.String("device", &o.device, kDeviceFlagHelp, "Run", "cpu|cuda[:N]");
   flags.String("backend", &o.device, "the same as --device", "Run", "cpu|cuda[:N]");
+  flags.String("matmul-precision", &o.matmul_precision, kMatMulPrecisionFlagHelp, "Run",
+               "f32|bf16");
   flags.Int32("threads", &o.threads, "CPU threads; 0 = all cores", "Run");
   flags.Int("bandwidth-mib", &o.bandwidth_mib, "buffer size of the bandwidth measurement", "Run");
   flags.Bool("compare-blas", &o.compare_blas,
@@ -289,6 +294,12 @@ int Run(int argc, char** argv) {
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-bench")) return *exit;
   if (absl::Status s = CheckDeviceName(o.device); !s.ok()) {
     std::cerr << "jamba-bench: --device: " << s.message() << "\n";
+    return 2;
+  }
+  if (absl::StatusOr<MatMulPrecision> p = ParseMatMulPrecision(o.matmul_precision); p.ok()) {
+    o.precision = *p;
+  } else {
+    std::cerr << "jamba-bench: --matmul-precision: " << p.status().message() << "\n";
     return 2;
   }
   const bool on_cpu = o.device == "cpu";
@@ -341,7 +352,8 @@ int Run(int argc, char** argv) {
   int64_t params = 0;
   ModelConfig config;
   for (size_t mi = 0; mi < modes.size(); ++mi) {
-    CpuBackendOptions bo;
+    BackendOptions bo;
+    bo.matmul_precision = o.precision;
     bo.batch_invariant = modes[mi];
     absl::StatusOr<std::unique_ptr<Backend>> created = CreateBackend(o.device, bo);
     if (!created.ok()) return Fail(created.status());
@@ -419,6 +431,7 @@ int Run(int argc, char** argv) {
     std::printf("device: %s   memory bandwidth (device-to-device copy, read + write): %.1f GB/s\n",
                 o.device.c_str(), bandwidth / 1e9);
   }
+  std::printf("matmul precision: %s\n", o.matmul_precision.c_str());
   std::printf(
       "state per sequence: KV %lld B/token (all attention layers), Mamba %lld B "
       "(conv + SSM, all Mamba layers)\n",

@@ -29,6 +29,7 @@ int RunUp(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &term, nullptr);
 
   std::string model, host = "127.0.0.1", weights = "f32", device = "cpu", bin_dir;
+  std::string matmul_precision = "f32";
   int32_t layer_workers = 2, expert_workers = 2, replicas = 1, port = 50051, threads = 0;
   int32_t max_running = 16, max_sequences = 16, grace_s = 30;
   int64_t start_timeout_s = 300;
@@ -53,6 +54,7 @@ int RunUp(int argc, char** argv) {
                "device for all, or a comma-separated list dealt round-robin over the workers in\n"
                "start order (expert workers first), e.g. cuda:0,cuda:1,cuda:2,cuda:3",
                "", "cpu|cuda[:N][,...]");
+  flags.String("matmul-precision", &matmul_precision, kMatMulPrecisionFlagHelp, "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads per process; 0 = all cores");
   flags.Int32("max-running", &max_running, "gateway: sequences in the running batch");
   flags.Int32("max-sequences", &max_sequences, "layer workers: live sequences (state slots)");
@@ -78,6 +80,9 @@ int RunUp(int argc, char** argv) {
       return usage(absl::StrCat("--device: ", s.message()));
     }
   }
+  if (absl::Status s = ParseMatMulPrecision(matmul_precision).status(); !s.ok()) {
+    return usage(absl::StrCat("--matmul-precision: ", s.message()));
+  }
   if (threads < 0 || grace_s < 0 || start_timeout_s < 1 || max_running < 1 || max_sequences < 1) {
     return usage("--threads and --grace-s must be >= 0, the others >= 1");
   }
@@ -95,6 +100,7 @@ int RunUp(int argc, char** argv) {
   lo.host = host;
   lo.port = port;
   lo.weights = weights;
+  lo.matmul_precision = matmul_precision;
   lo.threads = threads;
   lo.max_running = max_running;
   lo.max_sequences = max_sequences;

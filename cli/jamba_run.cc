@@ -33,6 +33,7 @@ struct Options {
   std::string dump_logits;
   std::string weights = "f32";
   std::string device = "cpu";
+  std::string matmul_precision = "f32";
   bool int8_experts = false;
   int32_t threads = 0;
   int32_t prefill_chunk = 256;
@@ -80,6 +81,7 @@ int Run(int argc, char** argv) {
   flags.String("weights", &o.weights, "dtype of the weight matrices in memory: f32 or bf16 "
                "(accumulation is f32 either way)", eng, "f32|bf16");
   flags.String("device", &o.device, kDeviceFlagHelp, eng, "cpu|cuda[:N]");
+  flags.String("matmul-precision", &o.matmul_precision, kMatMulPrecisionFlagHelp, eng, "f32|bf16");
   flags.Bool("int8-experts", &o.int8_experts, "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)", eng);
   flags.Int32("threads", &o.threads, "CPU threads; 0 = all cores", eng);
   flags.Int32("prefill-chunk", &o.prefill_chunk, "prompt tokens per forward step", eng);
@@ -107,6 +109,11 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-run: --device: " << s.message() << "\n";
     return 2;
   }
+  absl::StatusOr<MatMulPrecision> precision = ParseMatMulPrecision(o.matmul_precision);
+  if (!precision.ok()) {
+    std::cerr << "jamba-run: --matmul-precision: " << precision.status().message() << "\n";
+    return 2;
+  }
   if (o.threads > 0) omp_set_num_threads(o.threads);
 
   std::unique_ptr<Tokenizer> tokenizer;
@@ -126,7 +133,8 @@ int Run(int argc, char** argv) {
     if (o.token_ids.empty()) return Fail(absl::InvalidArgumentError("--prompt: no tokens"));
   }
 
-  absl::StatusOr<std::unique_ptr<Backend>> created = CreateBackend(o.device);
+  absl::StatusOr<std::unique_ptr<Backend>> created =
+      CreateBackend(o.device, BackendOptions{.matmul_precision = *precision});
   if (!created.ok()) return Fail(created.status());
   std::unique_ptr<Backend> backend = *std::move(created);
   EngineOptions eo;

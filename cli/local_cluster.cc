@@ -67,8 +67,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
   auto with_common = [&](std::vector<std::string> argv, const std::string& device) {
     for (const std::string& a :
          {std::string("--model"), o.model, std::string("--weights"), o.weights,
-          std::string("--device"), device, std::string("--threads"), std::to_string(o.threads),
-          std::string("--grace-s"), std::to_string(o.grace_s)}) {
+          std::string("--device"), device, std::string("--matmul-precision"), o.matmul_precision,
+          std::string("--threads"), std::to_string(o.threads), std::string("--grace-s"),
+          std::to_string(o.grace_s)}) {
       argv.push_back(a);
     }
     return argv;

@@ -23,7 +23,7 @@ namespace {
 int Run(int argc, char** argv) {
   BlockTerminationSignals();
   std::string model_dir, listen = "127.0.0.1:0", experts = "all", weights = "f32";
-  std::string metrics_listen, device = "cpu";
+  std::string metrics_listen, device = "cpu", matmul_precision = "f32";
   int32_t threads = 0, grace_s = 30;
   bool check_config = false, int8_experts = false;
   FlagParser flags("jamba-expert-worker --model DIR [--experts SPEC] [--listen HOST:PORT]",
@@ -39,6 +39,7 @@ int Run(int argc, char** argv) {
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
   flags.String("device", &device, kDeviceFlagHelp, "", "cpu|cuda[:N]");
+  flags.String("matmul-precision", &matmul_precision, kMatMulPrecisionFlagHelp, "", "f32|bf16");
   flags.Bool("int8-experts", &int8_experts, "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)");
   flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds in-flight calls get to finish");
   flags.String("metrics-listen", &metrics_listen,
@@ -71,12 +72,19 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-expert-worker: --device: " << s.message() << "\n";
     return 2;
   }
+  absl::StatusOr<MatMulPrecision> precision = ParseMatMulPrecision(matmul_precision);
+  if (!precision.ok()) {
+    std::cerr << "jamba-expert-worker: --matmul-precision: " << precision.status().message()
+              << "\n";
+    return 2;
+  }
   if (check_config) {
     std::cout << "configuration ok\n";
     return 0;
   }
   if (threads > 0) omp_set_num_threads(threads);
-  absl::StatusOr<std::unique_ptr<Backend>> created = CreateBackend(device);
+  absl::StatusOr<std::unique_ptr<Backend>> created =
+      CreateBackend(device, BackendOptions{.matmul_precision = *precision});
   if (!created.ok()) {
     std::cerr << "jamba-expert-worker: " << created.status().message() << "\n";
     return 1;

@@ -195,16 +195,30 @@ class Backend {
                         const Tensor& scale, const Tensor& counts) = 0;
 };
 
-struct CpuBackendOptions {
-  // Every matrix product uses one fixed summation order per output, whatever the batch, so a
-  // sequence's logits are bit-identical alone or in any batch (and across the cluster's
-  // differently-batched workers). Off: OpenBLAS for prefill-sized products, faster prefill,
-  // results that depend on the batch in the last bits (see bench/README figures).
+// How the products with bf16 or int8 weights (MatMul, MatMulInt8, MatMulGrouped) take their
+// f32 activations.
+enum class MatMulPrecision {
+  // As f32 arithmetic on the weights' values: x is used as it is (a GPU splits it exactly
+  // into three bf16 terms for its bf16 tensor cores, three passes where the product is
+  // compute-bound).
+  kF32,
+  // x rounded to bf16 (to nearest even) first, then the same f32 sums: one tensor-core pass
+  // on a GPU, so compute-bound products (prefill) take about a third of kF32's time; what
+  // PyTorch computes for a bf16 model. x keeps 8 significant bits instead of 24.
+  kBf16,
+};
+
+struct BackendOptions {
+  MatMulPrecision matmul_precision = MatMulPrecision::kF32;
+  // CPU only. Every matrix product uses one fixed summation order per output, whatever the
+  // batch, so a sequence's logits are bit-identical alone or in any batch (and across the
+  // cluster's differently-batched workers). Off: OpenBLAS for prefill-sized products, faster
+  // prefill, results that depend on the batch in the last bits (see bench/README figures).
   bool batch_invariant = true;
 };
 
 // The CPU reference backend; always available.
-std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options = {});
+std::unique_ptr<Backend> CreateCpuBackend(const BackendOptions& options = {});
 
 }  // namespace jamba
 

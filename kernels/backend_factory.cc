@@ -17,12 +17,12 @@ bool BuiltWithCuda() {
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(absl::string_view spec,
-                                                       const CpuBackendOptions& cpu) {
+                                                       const BackendOptions& options) {
   absl::StatusOr<int> device = ParseDeviceName(spec);
   if (!device.ok()) return device.status();
-  if (*device < 0) return CreateCpuBackend(cpu);
+  if (*device < 0) return CreateCpuBackend(options);
 #ifdef JAMBA_HAS_CUDA
-  return CreateCudaBackend(*device);
+  return CreateCudaBackend(*device, options.matmul_precision);
 #else
   return absl::UnavailableError(
       absl::StrCat("device '", spec,

@@ -27,7 +27,7 @@ int Run(int argc, char** argv) {
   BlockTerminationSignals();
   LayerWorkerConfig config;
   std::string listen = "127.0.0.1:0", weights = "f32", layers = "all", metrics_listen;
-  std::string device = "cpu";
+  std::string device = "cpu", matmul_precision = "f32";
   int32_t threads = 0, grace_s = 30;
   int64_t connect_timeout_s = 120, expert_timeout_ms = 30000;
   bool check_config = false;
@@ -56,6 +56,7 @@ int Run(int argc, char** argv) {
   flags.String("weights", &weights, "weight matrices in f32 or bf16", "", "f32|bf16");
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
   flags.String("device", &device, kDeviceFlagHelp, "", "cpu|cuda[:N]");
+  flags.String("matmul-precision", &matmul_precision, kMatMulPrecisionFlagHelp, "", "f32|bf16");
   flags.Bool("int8-experts", &config.int8_experts,
              "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)" " when this worker holds experts");
   flags.Int32("max-sequences", &config.stage.max_sequences,
@@ -110,6 +111,11 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-layer-worker: --device: " << s.message() << "\n";
     return 2;
   }
+  absl::StatusOr<MatMulPrecision> precision = ParseMatMulPrecision(matmul_precision);
+  if (!precision.ok()) {
+    std::cerr << "jamba-layer-worker: --matmul-precision: " << precision.status().message() << "\n";
+    return 2;
+  }
   if (check_config) {
     std::cout << "configuration ok\n";
     return 0;
@@ -119,7 +125,8 @@ int Run(int argc, char** argv) {
   config.remote.call_timeout = absl::Milliseconds(expert_timeout_ms);
   if (threads > 0) omp_set_num_threads(threads);
 
-  absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(device);
+  absl::StatusOr<std::unique_ptr<Backend>> backend =
+      CreateBackend(device, BackendOptions{.matmul_precision = *precision});
   if (!backend.ok()) {
     std::cerr << "jamba-layer-worker: " << backend.status().message() << "\n";
     return 1;

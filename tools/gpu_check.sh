@@ -60,6 +60,9 @@ step hf_decode python3 bench/hf_side_by_side.py --device cuda --config "$config"
   --set num_hidden_layers=16 --batches 1,4,16 --decode-steps 64
 step bench_prefill "$b/bin/jamba-bench" --device cuda --config "$config" \
   --set num_hidden_layers=16 --batches 1 --prefill-lens 1024,8192,32768
+# The same with bf16 activations: one tensor-core pass per product instead of three.
+step bench_prefill_bf16 "$b/bin/jamba-bench" --device cuda --config "$config" \
+  --set num_hidden_layers=16 --batches 1 --prefill-lens 1024,8192,32768 --matmul-precision bf16
 # Decode-shaped products: cuBLAS (MatMul) against the grouped GEMV kernel, bf16 and int8.
 step bench_gemv "$b/bin/jamba-bench" --device cuda --config "$config" \
   --set num_hidden_layers=2 --batches 1 --decode-steps 4 --gemv

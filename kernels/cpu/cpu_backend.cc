@@ -1,6 +1,7 @@
 // CpuBackend: host memory, ops run synchronously (multi-threaded with OpenMP inside).
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -24,7 +25,7 @@ class CpuBuffer : public DeviceBuffer {
 
 class CpuBackend : public Backend {
  public:
-  explicit CpuBackend(const CpuBackendOptions& options) : options_(options) {}
+  explicit CpuBackend(const BackendOptions& options) : options_(options) {}
 
   Device device() const override { return Device::kCpu; }
   std::string name() const override { return "cpu"; }
@@ -65,10 +66,10 @@ class CpuBackend : public Backend {
   }
   void MatMulInt8(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor* bias,
                   const Tensor& y) override {
-    cpu::MatMulInt8(x, w, scale, bias, y);
+    cpu::MatMulInt8(Activations(x), w, scale, bias, y);
   }
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override {
-    cpu::MatMul(x, w, bias, y, options_.batch_invariant);
+    cpu::MatMul(w.dtype == DType::kBF16 ? Activations(x) : x, w, bias, y, options_.batch_invariant);
   }
   void SiluMul(const Tensor& gate, const Tensor& up, const Tensor& out) override {
     cpu::SiluMul(gate, up, out);
@@ -145,12 +146,28 @@ class CpuBackend : public Backend {
   }
 
  private:
-  CpuBackendOptions options_;
+  // x as a product with bf16 or int8 weights takes it: itself, or (MatMulPrecision::kBf16)
+  // a copy rounded to bf16, valid until the next call.
+  Tensor Activations(const Tensor& x) {
+    if (options_.matmul_precision == MatMulPrecision::kF32) return x;
+    JAMBA_CHECK(x.dtype == DType::kF32 && x.ndim == 2 && x.stride[1] == 1);
+    const int64_t n = x.dim(0), k = x.dim(1);
+    rounded_.resize(static_cast<size_t>(n * k));
+    for (int64_t i = 0; i < n; ++i) {
+      const float* xi = x.ptr<float>() + i * x.stride[0];
+      float* ri = rounded_.data() + i * k;
+      for (int64_t j = 0; j < k; ++j) ri[j] = Bf16ToF32(F32ToBf16(xi[j]));
+    }
+    return Tensor::Contiguous(rounded_.data(), DType::kF32, {n, k}, Device::kCpu);
+  }
+
+  std::vector<float> rounded_;  // Activations' copy
+  BackendOptions options_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options) {
+std::unique_ptr<Backend> CreateCpuBackend(const BackendOptions& options) {
   return std::make_unique<CpuBackend>(options);
 }
 

@@ -26,11 +26,16 @@ Dims CheckOperands(const Tensor& x, const Tensor& w) {
   return Dims{x.shape[0], x.shape[1], w.shape[0]};
 }
 
-bool Fused(const Dims& d) { return d.n <= kFusedSplitMaxRows; }
+int Terms(MatMulPrecision precision) {
+  return precision == MatMulPrecision::kBf16 ? 1 : kBf16SplitTerms;
+}
 
-// Sizes of the bf16 split [3n, k] and of the fused partial products [3n, m] f32.
-size_t SplitBytes(const Dims& d) {
-  return AlignUp(static_cast<size_t>(kBf16SplitTerms * d.n * d.k) * 2);
+// Whether the terms' products are one GEMM over the stacked terms, summed by a kernel.
+bool Fused(const Dims& d, int terms) { return terms > 1 && d.n <= kFusedSplitMaxRows; }
+
+// Sizes of the bf16 split [terms n, k] and of the fused partial products [3n, m] f32.
+size_t SplitBytes(const Dims& d, int terms) {
+  return AlignUp(static_cast<size_t>(terms * d.n * d.k) * 2);
 }
 size_t PartsBytes(const Dims& d) {
   return static_cast<size_t>(kBf16SplitTerms * d.n * d.m) * sizeof(float);
@@ -59,16 +64,18 @@ cublasStatus_t GemmBf16(cublasHandle_t handle, const Dims& d, int64_t rows, cons
 
 }  // namespace
 
-size_t MatMulScratchBytes(const Tensor& x, const Tensor& w) {
+size_t MatMulScratchBytes(const Tensor& x, const Tensor& w, MatMulPrecision precision) {
   const Dims d = CheckOperands(x, w);
   if (w.dtype == DType::kF32) return 0;
-  return SplitBytes(d) + (Fused(d) ? PartsBytes(d) : 0);
+  const int terms = Terms(precision);
+  return SplitBytes(d, terms) + (Fused(d, terms) ? PartsBytes(d) : 0);
 }
 
 absl::Status CublasMatMul(cublasHandle_t handle, cudaStream_t stream, const Tensor& x,
                           const Tensor& w, const float* bias, const Tensor& y, void* scratch,
-                          bool x_split) {
+                          MatMulPrecision precision, bool x_split) {
   const Dims d = CheckOperands(x, w);
+  const int terms = Terms(precision);
   JAMBA_CHECK(y.device == Device::kCuda && y.dtype == DType::kF32 && y.ndim == 2);
   JAMBA_CHECK(y.stride[1] == 1 && y.shape[0] == d.n && y.shape[1] == d.m);
   JAMBA_CHECK(y.data != x.data);
@@ -103,12 +110,13 @@ absl::Status CublasMatMul(cublasHandle_t handle, cudaStream_t stream, const Tens
   JAMBA_CHECK(scratch != nullptr);
   Tensor wv = w;
   wv.stride[0] = ldw;
-  uint16_t* split = static_cast<uint16_t*>(scratch);  // [3n, k]: the terms' rows, term by term
-  cudaError_t e = x_split ? cudaSuccess : LaunchSplitBf16(x, split, stream);
+  // [terms n, k]: the terms' rows, term by term.
+  uint16_t* split = static_cast<uint16_t*>(scratch);
+  cudaError_t e = x_split ? cudaSuccess : LaunchSplitBf16(x, terms, split, stream);
   if (e != cudaSuccess) return LaunchError("bf16 split", e);
 
-  if (Fused(d)) {
-    float* parts = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + SplitBytes(d));
+  if (Fused(d, terms)) {
+    float* parts = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + SplitBytes(d, terms));
     cublasStatus_t s = GemmBf16(handle, d, kBf16SplitTerms * d.n, wv, split, 0.0f, parts, d.m);
     if (s != CUBLAS_STATUS_SUCCESS) return CublasError("GemmEx (bf16, stacked)", s);
     e = LaunchSumSplitParts(parts, bias, y, stream);
@@ -121,7 +129,7 @@ absl::Status CublasMatMul(cublasHandle_t handle, cudaStream_t stream, const Tens
     if (e != cudaSuccess) return LaunchError("bias broadcast", e);
     beta = 1.0f;
   }
-  for (int term = 0; term < kBf16SplitTerms; ++term) {
+  for (int term = 0; term < terms; ++term) {
     cublasStatus_t s = GemmBf16(handle, d, d.n, wv, split + term * d.n * d.k,
                                 term == 0 ? beta : 1.0f, y.ptr<float>(), ldy);
     if (s != CUBLAS_STATUS_SUCCESS) return CublasError("GemmEx (bf16, one term)", s);

@@ -44,8 +44,9 @@ const float* OptionalF32Vector(const Tensor* t, int64_t n) {
 
 class CudaBackend : public Backend {
  public:
-  static absl::StatusOr<std::unique_ptr<Backend>> Create(int device) {
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(int device, MatMulPrecision precision) {
     std::unique_ptr<CudaBackend> b(new CudaBackend());
+    b->precision_ = precision;
     absl::Status s = b->Init(device);
     if (!s.ok()) return s;
     return std::unique_ptr<Backend>(std::move(b));
@@ -168,7 +169,8 @@ class CudaBackend : public Backend {
     JAMBA_CHECK(x.ndim == 2 && y.ndim == 2 && x.dim(1) == k && y.dim(0) == n && y.dim(1) == m);
     Activate();
     if (n <= cuda::kInt8GemvMaxRows || k == 0) {
-      RecordLaunch(cuda::LaunchInt8Gemv(x, w, scale.ptr<float>(), b, y, ctx_->stream),
+      const Tensor xa = Activations(x);
+      RecordLaunch(cuda::LaunchInt8Gemv(xa, w, scale.ptr<float>(), b, y, ctx_->stream),
                    "MatMulInt8");
       return;
     }
@@ -184,7 +186,8 @@ class CudaBackend : public Backend {
     uint16_t* wb = static_cast<uint16_t*>(*wbuf);
     // The first chunk is the largest: its scratch serves every chunk.
     const Tensor first = Tensor::Contiguous(wb, DType::kBF16, {chunk, k}, Device::kCuda);
-    absl::StatusOr<void*> scratch = matmul_scratch_->Reserve(cuda::MatMulScratchBytes(x, first));
+    absl::StatusOr<void*> scratch =
+        matmul_scratch_->Reserve(cuda::MatMulScratchBytes(x, first, precision_));
     if (!scratch.ok()) {
       Record(scratch.status());
       return;
@@ -194,7 +197,7 @@ class CudaBackend : public Backend {
       RecordLaunch(cuda::LaunchInt8ToBf16(w, r0, rows, wb, ctx_->stream), "MatMulInt8");
       const Tensor wt = Tensor::Contiguous(wb, DType::kBF16, {rows, k}, Device::kCuda);
       const Tensor yc = y.Cols(r0, rows);
-      Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, wt, nullptr, yc, *scratch,
+      Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, wt, nullptr, yc, *scratch, precision_,
                                 /*x_split=*/r0 > 0));
       RecordLaunch(cuda::LaunchScaleColumns(yc, scale.ptr<float>() + r0,
                                             b != nullptr ? b + r0 : nullptr, ctx_->stream),
@@ -245,8 +248,9 @@ class CudaBackend : public Backend {
       return;
     }
     const void* const* dev_table = static_cast<const void* const*>(*dev);
+    const Tensor xa = dtype == DType::kF32 ? x : Activations(x);
     cuda::GroupedProduct p;
-    p.x = &x;
+    p.x = &xa;
     p.y = &y;
     p.m = m;
     p.k = k;
@@ -254,7 +258,7 @@ class CudaBackend : public Backend {
     p.weight_dtype = dtype;
     p.vectorized = vectorized;
     p.x_vectorized =
-        vectorized && x.stride[0] % 4 == 0 && reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+        vectorized && xa.stride[0] % 4 == 0 && reinterpret_cast<uintptr_t>(xa.data) % 16 == 0;
     p.experts = static_cast<int32_t>(e_count);
     p.weights = dev_table;
     p.scales =
@@ -487,6 +491,7 @@ class CudaBackend : public Backend {
     *error_host_ = 0;
     if (absl::Status s = staging_.Init(); !s.ok()) return s;
     matmul_scratch_ = std::make_unique<Scratch>(ctx_);
+    rounded_x_ = std::make_unique<Scratch>(ctx_);
     positions_ = std::make_unique<Scratch>(ctx_);
     inv_freq_ = std::make_unique<Scratch>(ctx_);
     attention_partials_ = std::make_unique<Scratch>(ctx_);
@@ -545,7 +550,7 @@ class CudaBackend : public Backend {
   // y = x w^T (+ bias) through cuBLAS, with the scratch the product needs.
   void CublasProduct(const Tensor& x, const Tensor& w, const float* bias, const Tensor& y) {
     void* scratch = nullptr;
-    if (const size_t bytes = cuda::MatMulScratchBytes(x, w); bytes > 0) {
+    if (const size_t bytes = cuda::MatMulScratchBytes(x, w, precision_); bytes > 0) {
       absl::StatusOr<void*> s = matmul_scratch_->Reserve(bytes);
       if (!s.ok()) {
         Record(s.status());
@@ -553,7 +558,24 @@ class CudaBackend : public Backend {
       }
       scratch = *s;
     }
-    Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, w, bias, y, scratch));
+    Record(cuda::CublasMatMul(cublas_, ctx_->stream, x, w, bias, y, scratch, precision_));
+  }
+
+  // x as a GEMV kernel with bf16 or int8 weights takes it: itself, or (MatMulPrecision::kBf16)
+  // a copy rounded to bf16 in scratch, valid in stream order until the next call. (cuBLAS
+  // products round through their bf16 split instead.)
+  Tensor Activations(const Tensor& x) {
+    if (precision_ == MatMulPrecision::kF32) return x;
+    JAMBA_CHECK(x.ndim == 2);
+    const int64_t n = x.dim(0), k = x.dim(1);
+    absl::StatusOr<void*> buf = rounded_x_->Reserve(static_cast<size_t>(n * k) * sizeof(float));
+    if (!buf.ok()) {
+      Record(buf.status());
+      return x;
+    }
+    const Tensor r = Tensor::Contiguous(*buf, DType::kF32, {n, k}, Device::kCuda);
+    RecordLaunch(cuda::LaunchRoundToBf16(x, r, ctx_->stream), "bf16 rounding");
+    return r;
   }
 
   // Keeps the first error until Drain() reports it.
@@ -597,7 +619,9 @@ class CudaBackend : public Backend {
   int* error_word_ = nullptr;  // device int: first KernelError seen since the last Drain()
   int* error_host_ = nullptr;  // pinned copy target of error_word_
   PinnedStaging staging_;
+  MatMulPrecision precision_ = MatMulPrecision::kF32;
   std::unique_ptr<Scratch> matmul_scratch_;
+  std::unique_ptr<Scratch> rounded_x_;           // Activations' copy
   std::unique_ptr<Scratch> positions_;           // [rows] i32 of the last Rope
   std::unique_ptr<Scratch> inv_freq_;            // [head_dim / 2] f32
   std::unique_ptr<Scratch> attention_partials_;  // per-chunk results of split attention
@@ -630,8 +654,8 @@ absl::StatusOr<int> CudaDeviceCount() {
   return count;
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device) {
-  return CudaBackend::Create(device);
+absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device, MatMulPrecision precision) {
+  return CudaBackend::Create(device, precision);
 }
 
 }  // namespace jamba

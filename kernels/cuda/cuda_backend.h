@@ -30,10 +30,12 @@ namespace jamba {
 // device, ...) or no device.
 absl::StatusOr<int> CudaDeviceCount();
 
-// A backend on CUDA device `device` with its own stream and cuBLAS handle.
+// A backend on CUDA device `device` with its own stream and cuBLAS handle, whose products
+// with bf16/int8 weights take their activations at `precision`.
 // Unavailable when there is no usable CUDA device; InvalidArgument when `device` is out of
 // range; Internal when the device cannot be initialised.
-absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(int device);
+absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(
+    int device, MatMulPrecision precision = MatMulPrecision::kF32);
 
 // The memory bandwidth of CUDA device `device` as a device-to-device copy of `bytes` sustains
 // it: bytes read plus bytes written per second, best of `repeats` copies. The benchmarks'

@@ -204,10 +204,13 @@ cudaError_t LaunchScaleColumns(const Tensor& y, const float* scale, const float*
 // ---- Helpers of the cuBLAS matmul (kernels/cuda/cublas_matmul.cc) ----------------------
 // x as a sum of kBf16SplitTerms bf16 terms: t0 = bf16(x) (round to nearest even),
 // t1 = bf16(x - t0), t2 = x - t0 - t1 (8 + 8 + 8 significant bits: the sum is x exactly for
-// 2^-100 <= |x| < 2^127, below which bf16's subnormals drop bits of t2). out: device [3n, k] bf16
-// (as uint16_t), rows [i n, (i + 1) n) = t_i.
+// 2^-100 <= |x| < 2^127, below which bf16's subnormals drop bits of t2); or, with terms = 1,
+// t0 alone (x rounded: MatMulPrecision::kBf16). out: device [terms * n, k] bf16 (as
+// uint16_t), rows [i n, (i + 1) n) = t_i.
 inline constexpr int kBf16SplitTerms = 3;
-cudaError_t LaunchSplitBf16(const Tensor& x, uint16_t* out, cudaStream_t stream);
+cudaError_t LaunchSplitBf16(const Tensor& x, int terms, uint16_t* out, cudaStream_t stream);
+// out = x rounded to bf16 (nearest even), as f32. x, out [n, k] f32 (row-strided views).
+cudaError_t LaunchRoundToBf16(const Tensor& x, const Tensor& out, cudaStream_t stream);
 // y[i, :] = parts[i, :] + (parts[n + i, :] + parts[2n + i, :]) (+ bias): the products of the
 // three terms. parts: device [3n, m] f32 contiguous; bias: device [m] f32 or nullptr;
 // y [n, m] f32 (row-strided view allowed).

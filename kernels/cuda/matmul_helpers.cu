@@ -1,13 +1,13 @@
 // Elementwise helpers of the cuBLAS matmul (kernels/cuda/cublas_matmul.cc): the exact
-// three-term bf16 split of the activations, the sum of the partial products, and bias
-// broadcasting.
+// three-term bf16 split of the activations (or their rounding), the sum of the partial
+// products, and bias broadcasting.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 
 namespace jamba::cuda {
 namespace {
 
-__global__ void SplitBf16Kernel(MatF32 x, uint16_t* out) {
+__global__ void SplitBf16Kernel(MatF32 x, int terms, uint16_t* out) {
   const int64_t plane = x.rows * x.cols;  // elements per term
   for (int64_t i = blockIdx.y; i < x.rows; i += gridDim.y) {
     const float* xi = x.row(i);
@@ -19,10 +19,20 @@ __global__ void SplitBf16Kernel(MatF32 x, uint16_t* out) {
       float r = xi[j];
 #pragma unroll
       for (int term = 0; term < kBf16SplitTerms; ++term) {
+        if (term == terms) break;
         const uint16_t b = F32ToBf16BitsRne(r);
         t[term * plane + j] = b;
         r -= Bf16BitsToF32(b);
       }
+    }
+  }
+}
+
+__global__ void RoundToBf16Kernel(MatF32 x, MatF32 out) {
+  for (int64_t i = blockIdx.y; i < x.rows; i += gridDim.y) {
+    for (int64_t j = blockIdx.x * blockDim.x + threadIdx.x; j < x.cols;
+         j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      out.row(i)[j] = Bf16BitsToF32(F32ToBf16BitsRne(x.row(i)[j]));
     }
   }
 }
@@ -52,10 +62,19 @@ __global__ void BroadcastRowsKernel(const float* bias, MatF32 y) {
 
 }  // namespace
 
-cudaError_t LaunchSplitBf16(const Tensor& x, uint16_t* out, cudaStream_t stream) {
+cudaError_t LaunchSplitBf16(const Tensor& x, int terms, uint16_t* out, cudaStream_t stream) {
+  JAMBA_CHECK(terms == 1 || terms == kBf16SplitTerms);
   const MatF32 xs = AsMatF32(x);
   if (xs.rows == 0 || xs.cols == 0) return cudaSuccess;
-  Launch(SplitBf16Kernel, RowColGrid(xs.rows, xs.cols), kThreads, 0, stream, xs, out);
+  Launch(SplitBf16Kernel, RowColGrid(xs.rows, xs.cols), kThreads, 0, stream, xs, terms, out);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchRoundToBf16(const Tensor& x, const Tensor& out, cudaStream_t stream) {
+  const MatF32 xs = AsMatF32(x), os = AsMatF32(out);
+  JAMBA_CHECK(xs.rows == os.rows && xs.cols == os.cols);
+  if (xs.rows == 0 || xs.cols == 0) return cudaSuccess;
+  Launch(RoundToBf16Kernel, RowColGrid(xs.rows, xs.cols), kThreads, 0, stream, xs, os);
   return cudaGetLastError();
 }
 

@@ -3,7 +3,7 @@
 # through the CUDA backend on the emulated device (kernels/cuda/emulator): each must finish
 # and print its table. This checks that the benchmark code runs on a CUDA backend - copy
 # bandwidth, roofline, the GEMV comparison (bf16 and int8), prefill lengths, the context
-# sweep against all-attention - not its figures, which here measure the emulator.
+# sweep against all-attention, bf16 activations - not its figures, which here measure the emulator.
 #   jamba_bench_emulated_test.sh BENCH CONFIG
 set -uo pipefail
 bench=$1
@@ -28,5 +28,6 @@ run "^ +2 +[0-9.]+ +[0-9.]+ +[0-9.]+$"
 run "decode products 16 x 32, bf16 weights" --gemv
 run "decode products 16 x 32, i8 weights" --gemv --int8-experts
 run "^ +64 +[0-9.]+$" --prefill-lens 32,64
+run "matmul precision: bf16" --prefill-lens 64 --matmul-precision bf16
 run "^ +128 +[0-9.]+ +[0-9.]+ +[0-9.]+$" --contexts 64,128 --all-attention --prefill-chunk 32
 exit $fail

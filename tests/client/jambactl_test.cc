@@ -366,6 +366,8 @@ TEST(JambactlClusterUpTest, UsageErrors) {
       {{"cluster", "up", "--model", model, "--device", "cuda:0,gpu1"},
        "--device: unknown device 'gpu1'"},
       {{"cluster", "up", "--model", model, "--weights", "int4"}, "--weights is f32 or bf16"},
+      {{"cluster", "up", "--model", model, "--matmul-precision", "fp8"},
+       "--matmul-precision: unknown matmul precision 'fp8': expected f32 or bf16"},
   };
   for (const Case& c : cases) {
     RunResult r = RunJambactl(c.args);

@@ -56,7 +56,7 @@ std::string Describe(const Case& c) {
 
 void RunCase(const Case& c, uint32_t seed) {
   SCOPED_TRACE(Describe(c));
-  CpuBackendOptions options;
+  BackendOptions options;
   options.batch_invariant = c.path != Path::kFast;
   std::unique_ptr<Backend> backend = CreateCpuBackend(options);
   DeviceArena arena(backend.get());
@@ -267,6 +267,36 @@ TEST(MatMulTest, ZeroRowsIsANoOp) {
   Tensor y = arena.Filled({4, 3}, kernel_test::kSentinel);
   backend->MatMul(xt.Rows(0, 0), wt, nullptr, y.Rows(0, 0));
   for (float v : arena.ReadF32(y)) EXPECT_EQ(v, kernel_test::kSentinel);
+}
+
+// MatMulPrecision::kBf16, by hand: x = (1 + 2^-8, 1 + 3 * 2^-8) rounds to nearest even in
+// bf16 (7 fraction bits) to (1, 1 + 2^-6), both ties; with w = (1, -1), x w^T is -2^-6 from
+// the rounded x and -2^-7 from x itself. Products with bf16 and int8 weights (and the grouped
+// ones, which are made of them) round; f32 weights do not; kF32 never does.
+TEST(MatMulPrecisionTest, Bf16RoundsActivationsOfBf16AndInt8ProductsOnly) {
+  const float rounded = -std::ldexp(1.0f, -6), exact = -std::ldexp(1.0f, -7);
+  for (MatMulPrecision precision : {MatMulPrecision::kBf16, MatMulPrecision::kF32}) {
+    SCOPED_TRACE(precision == MatMulPrecision::kBf16 ? "bf16" : "f32");
+    const float want = precision == MatMulPrecision::kBf16 ? rounded : exact;
+    std::unique_ptr<Backend> backend =
+        CreateCpuBackend(BackendOptions{.matmul_precision = precision});
+    DeviceArena arena(backend.get());
+    const Tensor x =
+        arena.F32({1.0f + std::ldexp(1.0f, -8), 1.0f + 3 * std::ldexp(1.0f, -8)}, {1, 2});
+    const Tensor w_bf16 = arena.Bf16({0x3f80, 0xbf80}, {1, 2});  // 1, -1
+    const Tensor w_i8 = arena.I8({1, -1}, {1, 2}), scale = arena.F32({1.0f}, {1});
+    const Tensor w_f32 = arena.F32({1.0f, -1.0f}, {1, 2});
+    const Tensor y = arena.Filled({1, 1}, NAN);
+    backend->MatMul(x, w_bf16, nullptr, y);
+    EXPECT_EQ(arena.ReadF32(y)[0], want) << "bf16 weights";
+    backend->MatMulInt8(x, w_i8, scale, nullptr, y);
+    EXPECT_EQ(arena.ReadF32(y)[0], want) << "int8 weights";
+    const Tensor counts = arena.I32({1}, {1});
+    backend->MatMulGrouped(x, {w_bf16}, {}, counts, y);
+    EXPECT_EQ(arena.ReadF32(y)[0], want) << "grouped bf16 weights";
+    backend->MatMul(x, w_f32, nullptr, y);
+    EXPECT_EQ(arena.ReadF32(y)[0], exact) << "f32 weights";
+  }
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // prefill, ragged batches, and bf16 weights; on the CPU backend and, where the build has it
 // and a GPU is present, on the CUDA backend (skipped otherwise), with the same tolerances.
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -98,6 +99,47 @@ TEST_P(GoldenTest, GreedyContinuationMatchesTransformers) {
   EXPECT_EQ(result->finish_reason, FinishReason::kLength);
   EXPECT_EQ(engine->Stats().live_sequences, 0);
   EXPECT_EQ(engine->Stats().kv_blocks_used, 0);
+}
+
+// MatMulPrecision::kBf16 (activations of the bf16-weight products rounded to bf16, as PyTorch
+// computes a bf16 model's products) against transformers with the same bf16 weights and f32
+// activations. Each product's inputs move by up to 2^-9 (bf16's half ulp, relative); through
+// the fixtures' layers the logits moved by 1.1 to 3.7 x 2^-9 of the largest logit (measured on
+// all six), so the bound is 8 x 2^-9 of it. The rounding must also show (the logits differ by
+// more than kBf16Tolerance, which f32 activations meet), and every position whose reference
+// top-1 margin exceeds twice the bound keeps its argmax.
+TEST_P(GoldenTest, Bf16ActivationsStayWithinBf16RoundingOfTransformers) {
+  absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(
+      std::get<1>(GetParam()), BackendOptions{.matmul_precision = MatMulPrecision::kBf16});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  backend_ = *std::move(backend);
+  auto engine = MakeEngine(DType::kBF16);
+  ASSERT_NE(engine, nullptr);
+  const std::vector<float> logits = ChunkedLogits(engine.get(), ref_.prompt, ref_.prompt.size());
+  const std::vector<float>& want = ref_.logits_bf16w;
+  ASSERT_EQ(logits.size(), want.size());
+  double largest = 0.0;
+  for (float v : want) largest = std::max(largest, std::fabs(double{v}));
+  const double bound = 8 * std::ldexp(1.0, -9) * largest;
+  const double diff = MaxAbsDiff(logits.data(), want.data(), logits.size());
+  EXPECT_LE(diff, bound);
+  EXPECT_GT(diff, kBf16Tolerance) << "the bf16 rounding of the activations does not show";
+  const size_t vocab = want.size() / ref_.prompt.size();
+  int checked = 0;
+  for (size_t t = 0; t < ref_.prompt.size(); ++t) {
+    const auto row = want.begin() + t * vocab;
+    const size_t top = std::max_element(row, row + vocab) - row;
+    float second = -INFINITY;
+    for (size_t v = 0; v < vocab; ++v) {
+      if (v != top) second = std::max(second, row[v]);
+    }
+    if (row[top] - second <= 2 * bound) continue;
+    const auto got = logits.begin() + t * vocab;
+    EXPECT_EQ(static_cast<size_t>(std::max_element(got, got + vocab) - got), top)
+        << "position " << t;
+    ++checked;
+  }
+  EXPECT_GT(checked, 0) << "no position with a clear top-1 to check";
 }
 
 TEST_P(GoldenTest, PrefillThenDecodeEqualsOnePrefill) {
