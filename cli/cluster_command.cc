@@ -95,6 +95,11 @@ int RunUp(int argc, char** argv) {
   if (!plan.ok()) return usage(std::string("--") + std::string(plan.status().message()));
   LocalClusterOptions lo;
   lo.model = model;
+  const size_t workers = plan->expert_specs.size() + plan->layer_ranges.size();
+  if (devices.size() > workers) {
+    return usage(absl::StrCat("--device lists ", devices.size(), " devices for ", workers,
+                              " workers; some would go unused"));
+  }
   AssignDevices(devices, &*plan);
   lo.plan = *std::move(plan);
   lo.host = host;

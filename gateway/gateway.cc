@@ -18,7 +18,9 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(const GatewayConfig& co
     JAMBA_ASSIGN_OR_RETURN(g->tokenizer_, Tokenizer::Load(config.model_dir));
   }
   if (config.layer_workers.empty()) {
-    JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(config.device));
+    JAMBA_ASSIGN_OR_RETURN(
+        std::unique_ptr<Backend> backend,
+        CreateBackend(config.device, BackendOptions{.matmul_precision = config.matmul_precision}));
     g->local_backend_ = backend.get();
     LoadOptions load;
     load.weight_dtype = config.weight_dtype;

@@ -15,6 +15,7 @@
 #include "gateway/jamba_service.h"
 #include "gateway/pipeline.h"
 #include "gateway/scheduler.h"
+#include "kernels/backend.h"
 
 namespace jamba {
 
@@ -28,6 +29,7 @@ struct GatewayConfig {
   DType weight_dtype = DType::kF32;       // local mode
   bool int8_experts = false;              // local mode
   std::string device = "cpu";             // local mode: CreateBackend's device name
+  MatMulPrecision matmul_precision = MatMulPrecision::kF32;  // local mode
   SchedulerObserver* observer = nullptr;  // e.g. metrics; must outlive the gateway
 };
 

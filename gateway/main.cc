@@ -24,7 +24,7 @@ namespace {
 int Run(int argc, char** argv) {
   BlockTerminationSignals();
   GatewayConfig config;
-  std::string listen = "127.0.0.1:0", weights = "f32", metrics_listen;
+  std::string listen = "127.0.0.1:0", weights = "f32", metrics_listen, matmul_precision = "f32";
   int32_t threads = 0, grace_s = 30;
   int64_t connect_timeout_s = 120;
   bool check_config = false;
@@ -63,6 +63,8 @@ int Run(int argc, char** argv) {
                "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "", "HOST:PORT");
   flags.String("device", &config.device, std::string("local mode: ") + kDeviceFlagHelp, "local",
                "cpu|cuda[:N]");
+  flags.String("matmul-precision", &matmul_precision,
+               std::string("local mode: ") + kMatMulPrecisionFlagHelp, "local", "f32|bf16");
   flags.Bool("int8-experts", &config.int8_experts,
              std::string("local mode: ") + "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)", "local");
   flags.String("weights", &weights, "local mode: weight matrices in f32 or bf16", "local",
@@ -101,6 +103,12 @@ int Run(int argc, char** argv) {
   }
   if (absl::Status s = CheckDeviceName(config.device); !s.ok()) {
     std::cerr << "jamba-gateway: --device: " << s.message() << "\n";
+    return 2;
+  }
+  if (absl::StatusOr<MatMulPrecision> p = ParseMatMulPrecision(matmul_precision); p.ok()) {
+    config.matmul_precision = *p;
+  } else {
+    std::cerr << "jamba-gateway: --matmul-precision: " << p.status().message() << "\n";
     return 2;
   }
   if (check_config) {

@@ -356,8 +356,8 @@ __global__ void MergeKernel(DeviceLayout layout, int nh, int hd, int chunks, int
 size_t TiledAttentionSharedBytes(int32_t head_dim) {
   const size_t ld = static_cast<size_t>(TiledHeadDim(head_dim)) + kTilePad;
   // [key_offset | up to 31 bytes to align | Q | K | V | P | O], as TiledAttendKernel lays it
-  // out (the dynamic shared memory itself is 16-byte aligned).
-  return sizeof(int64_t) * kTileKeys + 16 +
+  // out (32 bytes of slack: enough whatever the dynamic shared memory's base alignment).
+  return sizeof(int64_t) * kTileKeys + 32 +
          sizeof(float) *
              ((2 * kTileQueries + 2 * kTileKeys) * ld + kTileQueries * (kTileKeys + kTilePad));
 }

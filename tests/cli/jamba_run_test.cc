@@ -113,6 +113,8 @@ TEST(JambaRunTest, BadInputGivesMessageAndNonZeroExit) {
       {"--model " + model + " --token-ids 1 --frobnicate", 2, "unknown flag --frobnicate"},
       {"--model " + model + " --token-ids 1 --device gpu", 2, "--device: unknown device 'gpu'"},
       {"--model " + model + " --token-ids 1 --device cuda:x", 2, "expected cpu, cuda or cuda:N"},
+      {"--model " + model + " --token-ids 1 --matmul-precision fp8", 2,
+       "--matmul-precision: unknown matmul precision 'fp8': expected f32 or bf16"},
   };
   for (const Case& c : cases) {
     RunResult r = RunJambaRun(c.args);
