@@ -29,11 +29,6 @@ GroupedMatrix Group(const std::vector<MlpWeights>& experts, Tensor MlpWeights::*
   return g;
 }
 
-void GroupedProduct(Backend& be, const GroupedMatrix& g, const Tensor& x, const Tensor& counts,
-                    const Tensor& y) {
-  be.MatMulGrouped(x, g.matrices, g.scales, counts, y);
-}
-
 // MlpForward for every expert at once over rows grouped by expert (xg, yg [slots, H]).
 void GroupedExpertsForward(const ForwardContext& ctx, const MoeWeights& w, const Tensor& xg,
                            const Tensor& counts, const Tensor& yg) {
@@ -43,13 +38,13 @@ void GroupedExpertsForward(const ForwardContext& ctx, const MoeWeights& w, const
   const Tensor g = gu.Cols(0, inter);
   const Tensor u = gu.Cols(inter, inter);
   if (!w.gate_up.matrices.empty()) {
-    GroupedProduct(be, w.gate_up, xg, counts, gu);
+    be.MatMulGrouped(xg, w.gate_up.matrices, w.gate_up.scales, counts, gu);
   } else {
-    GroupedProduct(be, w.gate, xg, counts, g);
-    GroupedProduct(be, w.up, xg, counts, u);
+    be.MatMulGrouped(xg, w.gate.matrices, w.gate.scales, counts, g);
+    be.MatMulGrouped(xg, w.up.matrices, w.up.scales, counts, u);
   }
   be.SiluMul(g, u, g);
-  GroupedProduct(be, w.down, g, counts, yg);
+  be.MatMulGrouped(g, w.down.matrices, w.down.scales, counts, yg);
 }
 
 }  // namespace

@@ -107,15 +107,20 @@ void Position(int i, int lane, int* r, int* c) {
   *c = index % F::kCols;
 }
 
+// Where element i of the running lane's fragment of F lives in a matrix at p with stride ldm.
+template <typename F, typename T>
+T* Element(T* p, unsigned ldm, int i, bool row_major) {
+  int r, c;
+  Position<F>(i, ::jamba::cuda_emu::t_thread->lane, &r, &c);
+  return row_major ? p + static_cast<size_t>(r) * ldm + c : p + static_cast<size_t>(c) * ldm + r;
+}
+
 template <typename F>
 void Load(F& f, const float* p, unsigned ldm, bool row_major) {
   const Operand operand{p, ldm};
   Collective(kLoadKind, &operand, &CheckOperands);
-  const int lane = ::jamba::cuda_emu::t_thread->lane;
   for (int i = 0; i < F::num_elements; ++i) {
-    int r, c;
-    Position<F>(i, lane, &r, &c);
-    f.x[i] = row_major ? p[static_cast<size_t>(r) * ldm + c] : p[static_cast<size_t>(c) * ldm + r];
+    f.x[i] = *Element<F>(p, ldm, i, row_major);
   }
 }
 
@@ -123,13 +128,7 @@ template <typename F>
 void Store(float* p, const F& f, unsigned ldm, bool row_major) {
   const Operand operand{p, ldm};
   Collective(kStoreKind, &operand, &CheckOperands);
-  const int lane = ::jamba::cuda_emu::t_thread->lane;
-  for (int i = 0; i < F::num_elements; ++i) {
-    int r, c;
-    Position<F>(i, lane, &r, &c);
-    (row_major ? p[static_cast<size_t>(r) * ldm + c] : p[static_cast<size_t>(c) * ldm + r]) =
-        f.x[i];
-  }
+  for (int i = 0; i < F::num_elements; ++i) *Element<F>(p, ldm, i, row_major) = f.x[i];
 }
 
 // One lane's mma_sync operands.
