@@ -31,7 +31,8 @@ int RunUp(int argc, char** argv) {
   std::string model, host = "127.0.0.1", weights = "f32", device = "cpu", bin_dir;
   std::string matmul_precision = "f32";
   int32_t layer_workers = 2, expert_workers = 2, replicas = 1, port = 50051, threads = 0;
-  int32_t max_running = 16, max_sequences = 16, grace_s = 30;
+  int32_t max_running = 16, max_sequences = 16, grace_s = 30, pipeline_depth = 0;
+  int32_t micro_batches = 2;
   int64_t start_timeout_s = 300;
   FlagParser flags(
       "jambactl cluster up --model DIR [--layer-workers N] [--expert-workers M] "
@@ -58,6 +59,10 @@ int RunUp(int argc, char** argv) {
   flags.Int32("threads", &threads, "CPU threads per process; 0 = all cores");
   flags.Int32("max-running", &max_running, "gateway: sequences in the running batch");
   flags.Int32("max-sequences", &max_sequences, "layer workers: live sequences (state slots)");
+  flags.Int32("pipeline-depth", &pipeline_depth,
+              "gateway: batches in flight at once; 0: one per layer worker");
+  flags.Int32("micro-batches", &micro_batches,
+              "layer workers: parts of each batch, so that mixers compute while experts do");
   flags.Int("start-timeout-s", &start_timeout_s, "how long each process may take to start");
   flags.Int32("grace-s", &grace_s, "on stop, seconds each process gets to drain");
   flags.String("bin-dir", &bin_dir,
@@ -83,8 +88,9 @@ int RunUp(int argc, char** argv) {
   if (absl::Status s = ParseMatMulPrecision(matmul_precision).status(); !s.ok()) {
     return usage(absl::StrCat("--matmul-precision: ", s.message()));
   }
-  if (threads < 0 || grace_s < 0 || start_timeout_s < 1 || max_running < 1 || max_sequences < 1) {
-    return usage("--threads and --grace-s must be >= 0, the others >= 1");
+  if (threads < 0 || grace_s < 0 || start_timeout_s < 1 || max_running < 1 || max_sequences < 1 ||
+      pipeline_depth < 0 || micro_batches < 1) {
+    return usage("--threads, --grace-s and --pipeline-depth must be >= 0, the others >= 1");
   }
   absl::StatusOr<ModelConfig> config = LoadModelConfig(model);
   if (!config.ok()) {
@@ -109,6 +115,8 @@ int RunUp(int argc, char** argv) {
   lo.threads = threads;
   lo.max_running = max_running;
   lo.max_sequences = max_sequences;
+  lo.pipeline_depth = pipeline_depth;
+  lo.micro_batches = micro_batches;
   lo.grace_s = grace_s;
   lo.start_timeout = absl::Seconds(start_timeout_s);
   lo.bin_dir = bin_dir;

@@ -87,7 +87,8 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
     std::vector<std::string> argv =
         with_common({layer_bin, "--layers",
                      absl::StrCat(o.plan.layer_ranges[i].first, ":", o.plan.layer_ranges[i].second),
-                     "--listen", listen_any, "--max-sequences", std::to_string(o.max_sequences)},
+                     "--listen", listen_any, "--max-sequences", std::to_string(o.max_sequences),
+                     "--micro-batches", std::to_string(o.micro_batches)},
                     o.plan.layer_devices[i]);
     if (!c->experts_.empty()) {
       argv.push_back("--expert-workers");
@@ -102,7 +103,8 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
       c->Launch("gateway",
                 {gateway_bin, "--model", o.model, "--layer-workers", absl::StrJoin(c->layers_, ","),
                  "--listen", absl::StrCat(o.host, ":", o.port), "--max-running",
-                 std::to_string(o.max_running), "--grace-s", std::to_string(o.grace_s)},
+                 std::to_string(o.max_running), "--pipeline-depth",
+                 std::to_string(o.pipeline_depth), "--grace-s", std::to_string(o.grace_s)},
                 o.start_timeout));
   return c;
 }

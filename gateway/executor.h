@@ -6,6 +6,8 @@
 #define JAMBA_GATEWAY_EXECUTOR_H_
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -35,6 +37,17 @@ class SequenceExecutor {
   // One forward of a ragged batch: items with n_past set, token_ids [sum n_tokens] i32.
   virtual absl::StatusOr<StepOutput> Forward(absl::Span<const StageItem> items,
                                              absl::Span<const int32_t> token_ids) = 0;
+
+  using ForwardDone = std::function<void(absl::StatusOr<StepOutput>)>;
+  // Starts a forward and returns; `done` is called exactly once with its result, on any
+  // thread (possibly before ForwardAsync returns). Several may be in flight, on disjoint
+  // sequences: the scheduler's pipeline depth. The default runs Forward inline.
+  virtual void ForwardAsync(std::vector<StageItem> items, std::vector<int32_t> token_ids,
+                            ForwardDone done) {
+    done(Forward(items, token_ids));
+  }
+  // Batches in flight at once that keep every stage busy (the scheduler's default depth).
+  virtual int32_t DefaultDepth() const { return 1; }
 };
 
 }  // namespace jamba

@@ -56,6 +56,10 @@ int Run(int argc, char** argv) {
               "prompt tokens of one sequence per step", "scheduling");
   flags.Int32("max-pending-tokens", &config.scheduler.max_pending_tokens,
               "tokens a slow client may lag before its sequence pauses", "scheduling");
+  flags.Int32("pipeline-depth", &config.scheduler.pipeline_depth,
+              "batches in flight at once (each running sequence in at most one), so every "
+              "stage computes at once; 0: one per layer worker (1 in local mode)",
+              "scheduling");
   flags.Int("connect-timeout-s", &connect_timeout_s,
             "how long to wait for the layer workers at start", "cluster");
   flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds running streams get to finish", "cluster");

@@ -10,6 +10,7 @@
 #include "proto/wire/tensor_codec.h"
 #include "rpc/channel.h"
 #include "rpc/grpc_status.h"
+#include "rpc/stage_error.h"
 
 namespace jamba {
 namespace {
@@ -139,11 +140,23 @@ absl::Status Pipeline::Release(absl::Span<const SequenceId> ids) {
   return first_error;
 }
 
-absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
-                                             absl::Span<const int32_t> token_ids) {
+// One forward in flight: the request through the chain of stages and what is needed to read
+// the answer.
+struct Pipeline::Call {
+  grpc::ClientContext ctx;
   v1::ForwardRequest request;
-  StepOutput out;
+  v1::ForwardResponse response;
+  std::vector<LogitsRows> logits;  // per item
+  StepOutput out;                  // row_begin, row_count and token laid out at the start
   int64_t rows = 0, token_items = 0;
+  ForwardDone done;
+};
+
+std::unique_ptr<Pipeline::Call> Pipeline::StartCall(absl::Span<const StageItem> items,
+                                                    absl::Span<const int32_t> token_ids) const {
+  auto call = std::make_unique<Call>();
+  v1::ForwardRequest& request = call->request;
+  StepOutput& out = call->out;
   for (const StageItem& item : items) {
     v1::SequenceSlice* s = request.add_sequences();
     s->set_sequence_id(static_cast<uint64_t>(item.sequence));
@@ -161,57 +174,69 @@ absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
     const int64_t count = item.logits == LogitsRows::kAll    ? item.n_tokens
                           : item.logits == LogitsRows::kLast ? 1
                                                              : 0;
-    out.row_begin.push_back(rows);
+    out.row_begin.push_back(call->rows);
     out.row_count.push_back(count);
     out.token.push_back(-1);
-    rows += count;
-    if (item.logits == LogitsRows::kLastToken) ++token_items;
+    call->logits.push_back(item.logits);
+    call->rows += count;
+    if (item.logits == LogitsRows::kLastToken) ++call->token_items;
   }
   request.mutable_token_ids()->mutable_ids()->Add(token_ids.begin(), token_ids.end());
-  v1::ForwardResponse response;
-  for (size_t i = 0; i < stubs_.size(); ++i) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
-    response.Clear();
-    grpc::Status s = stubs_[i]->Forward(&ctx, request, &response);
-    if (!s.ok()) return WorkerError(addresses_[i], "Forward", s);
-    if (i + 1 < stubs_.size()) {
-      if (!response.has_hidden()) {
-        return absl::InternalError(
-            absl::StrCat("layer worker ", addresses_[i], ": Forward returned no activations"));
-      }
-      // The activations move on to the next stage without a copy.
-      request.mutable_hidden()->Swap(response.mutable_hidden());
-    }
-  }
+  for (size_t i = 1; i < addresses_.size(); ++i) request.add_route(addresses_[i]);
+  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+  return call;
+}
+
+absl::StatusOr<StepOutput> Pipeline::FinishCall(Call& call, const grpc::Status& status) const {
+  JAMBA_RETURN_IF_ERROR(ForwardCallStatus(call.ctx, status, addresses_.front()));
+  const v1::ForwardResponse& response = call.response;
+  StepOutput& out = call.out;
+  const std::string& last = addresses_.back();
   if (!response.has_logits()) {
     return absl::InternalError(
-        absl::StrCat("layer worker ", addresses_.back(), ": Forward returned no logits"));
+        absl::StrCat("layer worker ", last, ": Forward returned no logits"));
   }
   JAMBA_ASSIGN_OR_RETURN(WireF32View view, ViewF32(response.logits(), 2, "logits"));
-  if (view.shape[0] != rows) {
-    return absl::InternalError(absl::StrCat("layer worker ", addresses_.back(), ": returned ",
-                                            view.shape[0], " logit rows, expected ", rows));
+  if (view.shape[0] != call.rows) {
+    return absl::InternalError(absl::StrCat("layer worker ", last, ": returned ", view.shape[0],
+                                            " logit rows, expected ", call.rows));
   }
   out.vocab = view.shape[1];
   out.logits.resize(static_cast<size_t>(view.numel));
   std::memcpy(out.logits.data(), view.data, out.logits.size() * sizeof(float));
-  if (response.tokens_size() != token_items) {
-    return absl::InternalError(absl::StrCat("layer worker ", addresses_.back(), ": returned ",
+  if (response.tokens_size() != call.token_items) {
+    return absl::InternalError(absl::StrCat("layer worker ", last, ": returned ",
                                             response.tokens_size(), " sampled tokens, expected ",
-                                            token_items));
+                                            call.token_items));
   }
-  for (size_t i = 0, t = 0; i < items.size(); ++i) {
-    if (items[i].logits != LogitsRows::kLastToken) continue;
+  for (size_t i = 0, t = 0; i < call.logits.size(); ++i) {
+    if (call.logits[i] != LogitsRows::kLastToken) continue;
     const int32_t token = response.tokens(static_cast<int>(t++));
     if (token < 0 || token >= out.vocab) {
-      return absl::InternalError(absl::StrCat("layer worker ", addresses_.back(),
-                                              ": returned sampled token ", token,
-                                              " outside the vocabulary"));
+      return absl::InternalError(absl::StrCat("layer worker ", last, ": returned sampled token ",
+                                              token, " outside the vocabulary"));
     }
     out.token[i] = token;
   }
-  return out;
+  return std::move(out);
+}
+
+absl::StatusOr<StepOutput> Pipeline::Forward(absl::Span<const StageItem> items,
+                                             absl::Span<const int32_t> token_ids) {
+  std::unique_ptr<Call> call = StartCall(items, token_ids);
+  grpc::Status s = stubs_.front()->Forward(&call->ctx, call->request, &call->response);
+  return FinishCall(*call, s);
+}
+
+void Pipeline::ForwardAsync(std::vector<StageItem> items, std::vector<int32_t> token_ids,
+                            ForwardDone done) {
+  Call* call = StartCall(items, token_ids).release();
+  call->done = std::move(done);
+  stubs_.front()->async()->Forward(&call->ctx, &call->request, &call->response,
+                                   [this, call](grpc::Status s) {
+                                     std::unique_ptr<Call> owned(call);
+                                     owned->done(FinishCall(*owned, s));
+                                   });
 }
 
 absl::StatusOr<std::vector<v1::ShardInfoResponse>> Pipeline::ShardInfos() const {

@@ -32,6 +32,10 @@ absl::Status ValidateSchedulerOptions(const SchedulerOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_pending_tokens must be >= 1, got ", o.max_pending_tokens));
   }
+  if (o.pipeline_depth < 0 || o.pipeline_depth > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pipeline_depth must be in [0, 64] (0: one batch per stage), got ", o.pipeline_depth));
+  }
   return absl::OkStatus();
 }
 
@@ -41,7 +45,9 @@ Scheduler::Scheduler(SequenceExecutor* executor, const SchedulerOptions& options
       observer_(observer),
       options_(options),
       limits_(executor->limits()),
-      max_running_(std::min(options.max_running, limits_.max_sequences)) {
+      max_running_(std::min(options.max_running, limits_.max_sequences)),
+      depth_(options.pipeline_depth > 0 ? options.pipeline_depth
+                                        : std::max(executor->DefaultDepth(), 1)) {
   JAMBA_CHECK_MSG(ValidateSchedulerOptions(options).ok(), "invalid SchedulerOptions");
   {
     // Ids unique across gateway restarts too, so a restarted gateway never collides with
@@ -57,7 +63,7 @@ Scheduler::~Scheduler() {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  thread_.join();
+  thread_.join();  // after the batches in flight came back
   const absl::Status down = absl::UnavailableError("the gateway is shutting down");
   std::vector<std::unique_ptr<Sequence>> done;
   {
@@ -136,6 +142,11 @@ SchedulerStats Scheduler::Stats() const {
     s.kv_blocks_reserved = kv_blocks_reserved_;
   }
   s.steps = steps_.load();
+  {
+    absl::MutexLock lock(&mu_);
+    s.in_flight = in_flight_count_;
+  }
+  s.pipeline_depth = depth_;
   s.step_tokens = step_tokens_.load();
   s.generated_tokens = generated_.load();
   s.finished = finished_.load();
@@ -187,117 +198,178 @@ void Scheduler::Retire(std::vector<std::unique_ptr<Sequence>>* done) {
 }
 
 void Scheduler::Run() {
-  bool idle = false;  // the last step found nothing to run (every reader behind)
   while (true) {
+    std::deque<std::pair<int64_t, absl::StatusOr<StepOutput>>> returned;
+    bool stopping;
     {
       absl::MutexLock lock(&mu_);
-      // Sleep until there is something to do: a new request, a cancellation or a drained
-      // reader (all signalled through wake_), or running sequences that made progress - or
-      // queued requests after a step that may have freed room for them (the last running
-      // sequence finishing wakes nobody else).
-      auto ready = [this, idle]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ || wake_ || (!idle && (!running_.empty() || !queue_.empty()));
+      // Sleep until something happened: a batch came back, a new request, a cancellation or
+      // a drained reader (the last three through wake_).
+      // Stopping: launch nothing more, and leave once the batches in flight are back.
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !returned_.empty() || (stop_ ? in_flight_count_ == 0 : wake_);
       };
       mu_.Await(absl::Condition(&ready));
-      if (stop_) return;
+      if (stop_ && in_flight_count_ == 0 && returned_.empty()) return;
+      stopping = stop_;
       wake_ = false;
+      returned.swap(returned_);
     }
-    idle = !Step();
+    for (auto& [id, out] : returned) {
+      auto it = in_flight_.find(id);
+      JAMBA_CHECK(it != in_flight_.end());
+      Batch batch = std::move(it->second);
+      in_flight_.erase(it);
+      {
+        absl::MutexLock lock(&mu_);
+        --in_flight_count_;
+      }
+      Complete(batch, std::move(out));
+    }
+    if (stopping) continue;
+    AdmitAndCancel();
+    Launch();
   }
 }
 
-bool Scheduler::Step() {
-  std::vector<std::unique_ptr<Sequence>> done;
-  // ---- 1. Cancellations and admissions. ------------------------------------------------
-  for (auto& s : running_) {
-    if (s->stream->cancelled()) {
-      Finish(*s, absl::CancelledError("cancelled by the client"));
-      done.push_back(std::move(s));
+void Scheduler::Collect(const std::vector<Sequence*>& finished,
+                        std::vector<std::unique_ptr<Sequence>>* done) {
+  for (Sequence* s : finished) {
+    for (auto& r : running_) {
+      if (r.get() == s) done->push_back(std::move(r));
     }
   }
   running_.erase(std::remove(running_.begin(), running_.end(), nullptr), running_.end());
+}
+
+void Scheduler::AdmitAndCancel() {
+  std::vector<std::unique_ptr<Sequence>> done;
+  std::vector<Sequence*> cancelled;
+  for (auto& s : running_) {
+    // A sequence in flight is cancelled when its batch is back.
+    if (!s->in_flight && s->stream->cancelled()) {
+      Finish(*s, absl::CancelledError("cancelled by the client"));
+      cancelled.push_back(s.get());
+    }
+  }
+  Collect(cancelled, &done);
   Retire(&done);
   std::vector<std::unique_ptr<Sequence>> admitted;
   {
     absl::MutexLock lock(&mu_);
     Admit(&admitted);
   }
-  if (!admitted.empty()) {
-    std::vector<SequenceId> ids;
-    for (const auto& s : admitted) ids.push_back(s->id);
-    absl::Status created = executor_->Create(ids);
-    if (created.ok()) {
-      for (auto& s : admitted) running_.push_back(std::move(s));
-    } else {
-      for (auto& s : admitted) {
-        Finish(*s, created);
-      }
-      Retire(&admitted);
-    }
+  if (admitted.empty()) return;
+  std::vector<SequenceId> ids;
+  for (const auto& s : admitted) ids.push_back(s->id);
+  absl::Status created = executor_->Create(ids);
+  if (created.ok()) {
+    for (auto& s : admitted) running_.push_back(std::move(s));
+  } else {
+    for (auto& s : admitted) Finish(*s, created);
+    Retire(&admitted);
   }
+}
 
-  // ---- 2. The batch: decodes first, then prompt chunks within the token budget. ----------
-  std::vector<StageItem> items;
-  std::vector<Sequence*> batch;
-  std::vector<int32_t> tokens;
-  int64_t budget = options_.max_tokens_per_step;
+bool Scheduler::NextBatch(Batch* batch, std::vector<int32_t>* tokens) {
+  // Decodes first: the sequences not in flight, longest-waiting first, at most a 1/depth
+  // share of all decoding sequences, so that the batches in flight stay near-equal.
+  std::vector<Sequence*> decodes;
+  int64_t decoding = 0;
   for (auto& s : running_) {
-    const int64_t prompt = s->completion->prompt_tokens();
-    if (s->fed < prompt || budget < 1 || s->stream->paused()) continue;
+    if (s->fed < s->completion->prompt_tokens()) continue;
+    ++decoding;
+    if (!s->in_flight && !s->stream->paused()) decodes.push_back(s.get());
+  }
+  std::stable_sort(decodes.begin(), decodes.end(), [](const Sequence* a, const Sequence* b) {
+    return a->last_batch < b->last_batch;
+  });
+  int64_t budget = options_.max_tokens_per_step;
+  const int64_t share = (decoding + depth_ - 1) / depth_;
+  if (static_cast<int64_t>(decodes.size()) > share) decodes.resize(static_cast<size_t>(share));
+  for (Sequence* s : decodes) {
+    if (budget < 1) break;
     // Requests without penalties or logprobs get their token sampled by the last stage on its
     // device, not the logits.
     const bool on_device = s->completion->samples_on_device();
-    items.push_back(StageItem{s->id, 1, s->fed,
-                              on_device ? LogitsRows::kLastToken : LogitsRows::kLast,
-                              on_device ? s->completion->DeviceSampling() : RowSampling{}});
-    tokens.push_back(s->completion->generated().back());
-    batch.push_back(s.get());
+    batch->items.push_back(StageItem{s->id, 1, s->fed,
+                                     on_device ? LogitsRows::kLastToken : LogitsRows::kLast,
+                                     on_device ? s->completion->DeviceSampling() : RowSampling{}});
+    tokens->push_back(s->completion->generated().back());
+    batch->sequences.push_back(s);
     --budget;
   }
   for (auto& s : running_) {
     const int64_t prompt = s->completion->prompt_tokens();
-    if (s->fed >= prompt || budget < 1) continue;
+    if (s->fed >= prompt || s->in_flight || budget < 1) continue;
     const int64_t n = std::min<int64_t>({prompt - s->fed, options_.prefill_chunk, budget});
     const bool last_chunk = s->fed + n == prompt;
     const LogitsRows rows = s->completion->wants_prompt_rows()   ? LogitsRows::kAll
                             : !last_chunk                        ? LogitsRows::kNone
                             : s->completion->samples_on_device() ? LogitsRows::kLastToken
                                                                  : LogitsRows::kLast;
-    items.push_back(StageItem{
+    batch->items.push_back(StageItem{
         s->id, static_cast<int32_t>(n), s->fed, rows,
         rows == LogitsRows::kLastToken ? s->completion->DeviceSampling() : RowSampling{}});
     const std::vector<int32_t>& p = s->completion->prompt();
-    tokens.insert(tokens.end(), p.begin() + s->fed, p.begin() + s->fed + n);
-    batch.push_back(s.get());
+    tokens->insert(tokens->end(), p.begin() + s->fed, p.begin() + s->fed + n);
+    batch->sequences.push_back(s.get());
     budget -= n;
   }
-  if (items.empty()) return false;  // every running reader is behind; wait for a wake
+  batch->tokens = static_cast<int64_t>(tokens->size());
+  return !batch->items.empty();
+}
 
-  // ---- 3. Forward, sample, stream. ------------------------------------------------------
-  const absl::Time step_start = absl::Now();
-  absl::StatusOr<StepOutput> out = executor_->Forward(items, tokens);
+void Scheduler::Launch() {
+  while (static_cast<int32_t>(in_flight_.size()) < depth_) {
+    Batch batch;
+    std::vector<int32_t> tokens;
+    if (!NextBatch(&batch, &tokens)) return;  // nothing to run until something comes back
+    const int64_t id = next_batch_++;
+    for (Sequence* s : batch.sequences) {
+      s->in_flight = true;
+      s->last_batch = id;
+    }
+    batch.start = absl::Now();
+    std::vector<StageItem> items = batch.items;
+    in_flight_.emplace(id, std::move(batch));
+    {
+      absl::MutexLock lock(&mu_);
+      ++in_flight_count_;
+    }
+    executor_->ForwardAsync(std::move(items), std::move(tokens),
+                            [this, id](absl::StatusOr<StepOutput> out) {
+                              absl::MutexLock lock(&mu_);
+                              returned_.emplace_back(id, std::move(out));
+                            });
+  }
+}
+
+void Scheduler::Complete(Batch& batch, absl::StatusOr<StepOutput> out) {
   if (observer_ != nullptr) {
-    observer_->OnStep(static_cast<int64_t>(items.size()), static_cast<int64_t>(tokens.size()),
-                      absl::ToDoubleSeconds(absl::Now() - step_start));
+    observer_->OnStep(static_cast<int64_t>(batch.items.size()), batch.tokens,
+                      absl::ToDoubleSeconds(absl::Now() - batch.start));
   }
   steps_.fetch_add(1, std::memory_order_relaxed);
-  step_tokens_.fetch_add(static_cast<int64_t>(tokens.size()), std::memory_order_relaxed);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    Sequence& s = *batch[i];
+  step_tokens_.fetch_add(batch.tokens, std::memory_order_relaxed);
+  std::vector<Sequence*> finished;
+  for (size_t i = 0; i < batch.sequences.size(); ++i) {
+    Sequence& s = *batch.sequences[i];
+    s.in_flight = false;
     Completion& c = *s.completion;
     absl::Status status = out.status();
     if (status.ok()) {
       const int64_t prompt = c.prompt_tokens();
       const bool prefill = s.fed < prompt;
-      if (prefill && items[i].logits == LogitsRows::kAll) {
-        for (int64_t r = 0; r < items[i].n_tokens; ++r) {
+      if (prefill && batch.items[i].logits == LogitsRows::kAll) {
+        for (int64_t r = 0; r < batch.items[i].n_tokens; ++r) {
           c.ObservePromptRow(s.fed + r, out->Row(i, r));
         }
       }
-      s.fed += items[i].n_tokens;
+      s.fed += batch.items[i].n_tokens;
       if (s.fed < prompt) continue;  // more prompt to go
       if (prefill && c.wants_prompt_rows()) s.stream->SetPromptLogprobs(c.prompt_logprobs());
-      absl::StatusOr<TokenEvent> event = items[i].logits == LogitsRows::kLastToken
+      absl::StatusOr<TokenEvent> event = batch.items[i].logits == LogitsRows::kLastToken
                                              ? c.NextToken(out->token[i])
                                              : c.Next(out->Last(i));
       if (event.ok()) {
@@ -318,13 +390,11 @@ bool Scheduler::Step() {
       }
     }
     Finish(s, status);
-    for (auto& r : running_) {
-      if (r.get() == &s) done.push_back(std::move(r));
-    }
+    finished.push_back(&s);
   }
-  running_.erase(std::remove(running_.begin(), running_.end(), nullptr), running_.end());
+  std::vector<std::unique_ptr<Sequence>> done;
+  Collect(finished, &done);
   Retire(&done);
-  return true;
 }
 
 }  // namespace jamba

@@ -1,13 +1,18 @@
-// The gateway's continuous-batching scheduler. One thread runs steps back to back; each step:
-//   1. drops cancelled sequences, admits waiting requests (FIFO) while a running slot and
-//      their KV reservation are free, and creates their state on every stage;
-//   2. builds one ragged batch: a token for every decoding sequence whose reader keeps up,
+// The gateway's continuous-batching scheduler. One thread keeps up to `pipeline_depth` batches
+// in flight on the executor (so that with a pipeline of layer workers every stage computes at
+// once), each running sequence in at most one of them. Whenever a batch returns, a request
+// arrives, a reader drains or a call is cancelled, it:
+//   1. samples each returned sequence's next token with its own Completion (the code jamba-run
+//      uses, so tokens match the single process), streams the tokens, and releases finished
+//      sequences' state on every stage;
+//   2. drops cancelled sequences that are not in flight, admits waiting requests (FIFO) while
+//      a running slot and their KV reservation are free, and creates their state;
+//   3. launches batches while fewer than `pipeline_depth` are in flight: a token for each
+//      decoding sequence not in flight whose reader keeps up (at most 1/depth of the decoding
+//      sequences per batch, longest-waiting first, so the batches in flight stay balanced),
 //      then prompt chunks of prefilling sequences (at most `prefill_chunk` each) until the
-//      step's token budget is spent - so a long prompt is spread over steps and never stalls
-//      running decodes;
-//   3. runs it on the executor, samples each sequence's next token with its own Completion
-//      (the code jamba-run uses, so tokens match the single process), streams the tokens,
-//      and releases finished sequences' state on every stage.
+//      batch's token budget is spent - so a long prompt is spread over batches and never
+//      stalls running decodes.
 // KV blocks are reserved at admission for the sequence's whole life (prompt + max_new_tokens,
 // capped by the context), as TGI does: a running sequence never runs out of cache and is never
 // preempted; a request that does not fit waits in the queue, and a full queue rejects at once.
@@ -17,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -37,6 +43,7 @@ struct SchedulerOptions {
   int32_t max_queue = 256;            // waiting requests; beyond: RESOURCE_EXHAUSTED
   int32_t prefill_chunk = 256;        // prompt tokens of one sequence per step
   int32_t max_pending_tokens = 64;    // tokens a reader may lag before its sequence pauses
+  int32_t pipeline_depth = 0;         // batches in flight at once; 0: the executor's default
 };
 
 absl::Status ValidateSchedulerOptions(const SchedulerOptions& options);
@@ -45,8 +52,10 @@ struct SchedulerStats {
   int64_t queued = 0;
   int64_t running = 0;
   int64_t kv_blocks_reserved = 0;
-  int64_t steps = 0;
-  int64_t step_tokens = 0;  // rows forwarded, all steps
+  int64_t steps = 0;        // batches forwarded
+  int64_t step_tokens = 0;  // rows forwarded, all batches
+  int64_t in_flight = 0;    // batches in flight now
+  int32_t pipeline_depth = 0;
   int64_t generated_tokens = 0;
   int64_t finished = 0;  // requests ended (any reason, incl. errors and cancels)
   int64_t rejected_queue_full = 0;
@@ -77,6 +86,16 @@ class Scheduler {
     int64_t kv_blocks = 0;  // reserved for the sequence's life
     absl::Time submitted;   // for latency metrics
     absl::Time last_token;  // InfinitePast until the first token
+    bool in_flight = false;  // in a batch that has not come back
+    int64_t last_batch = -1;  // the last batch it was in (the longest-waiting go first)
+  };
+
+  // A batch on the executor (scheduler thread only).
+  struct Batch {
+    std::vector<Sequence*> sequences;  // in running_, in item order
+    std::vector<StageItem> items;
+    int64_t tokens = 0;
+    absl::Time start;
   };
 
   void Run();
@@ -86,8 +105,17 @@ class Scheduler {
   void Retire(std::vector<std::unique_ptr<Sequence>>* done);
   // Moves admissible queued requests into `admitted` (scheduler thread, under mu_).
   void Admit(std::vector<std::unique_ptr<Sequence>>* admitted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // One step; false if there was nothing to run.
-  bool Step();
+  // Drops cancelled sequences that are not in flight, admits and creates new ones.
+  void AdmitAndCancel();
+  // Launches batches while fewer than the depth are in flight.
+  void Launch();
+  // Builds the next batch from the sequences not in flight; false if there is none.
+  bool NextBatch(Batch* batch, std::vector<int32_t>* tokens);
+  // Takes a returned batch's results: samples, streams, retires finished sequences.
+  void Complete(Batch& batch, absl::StatusOr<StepOutput> out);
+  // Removes (and returns) the finished sequences from running_ into `done`.
+  void Collect(const std::vector<Sequence*>& finished,
+               std::vector<std::unique_ptr<Sequence>>* done);
 
   // Ends one sequence's stream and reports it.
   void Finish(Sequence& s, const absl::Status& status);
@@ -97,6 +125,7 @@ class Scheduler {
   const SchedulerOptions options_;
   const ExecutorLimits limits_;
   const int32_t max_running_;
+  const int32_t depth_;
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<Sequence>> queue_ ABSL_GUARDED_BY(mu_);
@@ -105,9 +134,14 @@ class Scheduler {
   int64_t kv_blocks_reserved_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
   SequenceId next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  // Batches that came back from the executor, for the scheduler thread to take.
+  std::deque<std::pair<int64_t, absl::StatusOr<StepOutput>>> returned_ ABSL_GUARDED_BY(mu_);
+  int64_t in_flight_count_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Scheduler thread only.
   std::vector<std::unique_ptr<Sequence>> running_;
+  std::map<int64_t, Batch> in_flight_;  // by batch id
+  int64_t next_batch_ = 0;
 
   std::atomic<int64_t> steps_{0}, step_tokens_{0}, generated_{0}, finished_{0}, rejected_full_{0};
   std::thread thread_;

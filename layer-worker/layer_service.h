@@ -1,10 +1,14 @@
 // The LayerWorker gRPC service: one pipeline stage (a Stage over a layer-range shard) whose
 // MoE layers reach the experts they do not hold through RemoteExperts. The gateway creates
-// and releases sequences and sends one ragged batch per scheduler step; the stage keeps the
-// KV blocks and Mamba slots of every live sequence for its layers.
+// and releases sequences and sends ragged batches, several in flight; the stage keeps the
+// KV blocks and Mamba slots of every live sequence for its layers. Batches run on a
+// StageRunner, split into `micro_batches` so that one part's mixers compute while another's
+// experts are computed by the expert workers; a stage without the head sends its activations
+// on to the next stage of the request's route and relays that stage's answer.
 #ifndef JAMBA_LAYER_WORKER_LAYER_SERVICE_H_
 #define JAMBA_LAYER_WORKER_LAYER_SERVICE_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +18,7 @@
 #include "engine/runtime/stage.h"
 #include "jamba/v1/layer_worker.grpc.pb.h"
 #include "layer-worker/remote_experts.h"
+#include "layer-worker/stage_runner.h"
 
 namespace jamba {
 
@@ -29,6 +34,11 @@ struct LayerWorkerConfig {
   std::vector<std::string> expert_workers;
   RemoteExpertsOptions remote;
   StageOptions stage;  // pool sizes and context limit (`experts` is set by Create)
+  // Parts each batch of at least two sequences is split into (contiguous, near-equal token
+  // counts), when MoE tokens go to expert workers; 1: none.
+  int32_t micro_batches = 2;
+  // Deadline of a call to the next stage when the request carries none.
+  absl::Duration next_stage_timeout = absl::Seconds(120);
 };
 
 class LayerService final : public v1::LayerWorker::Service {
@@ -52,14 +62,17 @@ class LayerService final : public v1::LayerWorker::Service {
   // The service logic with errors as values; the overrides convert at the gRPC boundary.
   absl::Status DoCreate(const v1::CreateSequencesRequest& request);
   void DoRelease(const v1::ReleaseSequencesRequest& request);
-  absl::Status DoForward(const v1::ForwardRequest& request, v1::ForwardResponse* response);
+  // `context` (may be null) carries the caller's deadline and cancellation to the next stage.
+  absl::Status DoForward(const v1::ForwardRequest& request, v1::ForwardResponse* response,
+                         grpc::ServerContext* context = nullptr);
   void DoShardInfo(v1::ShardInfoResponse* response);
 
   // For metrics.
   struct Stats {
     StageStats stage;
     int64_t forward_calls = 0;
-    double forward_seconds = 0;
+    double forward_seconds = 0;  // wall time of forward calls (this stage's part, overlapping)
+    double busy_seconds = 0;     // time the stage's compute thread was busy
     int64_t forward_tokens = 0;
     int64_t expert_wait_micros = 0;
     std::vector<ExpertWorkerStats> expert_workers;
@@ -70,14 +83,27 @@ class LayerService final : public v1::LayerWorker::Service {
  private:
   LayerService() = default;
 
+  // Runs the batch here, in micro-batches.
+  absl::StatusOr<StageOutput> Compute(std::vector<StageItem> items, const StageInput& input);
+  // Sends this stage's activations on along the route and puts the answer in `response`.
+  absl::Status ForwardToNext(const v1::ForwardRequest& request, std::vector<float> hidden,
+                             v1::ForwardResponse* response, grpc::ServerContext* context);
+  v1::LayerWorker::Stub* NextStage(const std::string& address);
+
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<RemoteExperts> remote_;  // null when every expert is local
-  absl::Mutex mu_;                         // one backend stream: the stage runs one call at a time
-  std::unique_ptr<Stage> stage_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Stage> stage_;           // driven by runner_ only
+  std::unique_ptr<StageRunner> runner_;
   std::string fingerprint_;
+  int32_t micro_batches_ = 1;
+  absl::Duration next_stage_timeout_;
+  absl::Mutex mu_;
   int64_t forward_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t forward_tokens_ ABSL_GUARDED_BY(mu_) = 0;
   double forward_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Mutex stubs_mu_;
+  std::map<std::string, std::unique_ptr<v1::LayerWorker::Stub>> next_stages_
+      ABSL_GUARDED_BY(stubs_mu_);
 };
 
 }  // namespace jamba

@@ -69,6 +69,11 @@ int Run(int argc, char** argv) {
             "state");
   flags.Int("max-context", &config.stage.max_context, "longest sequence; 0: the model's limit",
             "state");
+  flags.Int32("micro-batches", &config.micro_batches,
+              "parts each batch is split into, so that one part's layers compute while "
+              "another's experts are computed by the expert workers (with --expert-workers); "
+              "1: no split",
+              "cluster");
   flags.Int("connect-timeout-s", &connect_timeout_s,
             "how long to wait for the expert workers at start", "cluster");
   flags.Int("expert-timeout-ms", &expert_timeout_ms, "deadline of one expert worker call",
@@ -99,10 +104,11 @@ int Run(int argc, char** argv) {
   absl::Status range =
       ParseLayerRange(layers, /*allow_all=*/true, &config.layer_begin, &config.layer_end);
   if (config.model_dir.empty() || (weights != "f32" && weights != "bf16") || threads < 0 ||
-      !range.ok() || connect_timeout_s < 1 || expert_timeout_ms < 1 || grace_s < 0) {
+      !range.ok() || connect_timeout_s < 1 || expert_timeout_ms < 1 || grace_s < 0 ||
+      config.micro_batches < 1) {
     std::cerr << "jamba-layer-worker: "
               << (range.ok() ? "--model is required, --weights is f32 or bf16, --threads >= 0, "
-                               "timeouts >= 1 (see --help)"
+                               "timeouts >= 1, --micro-batches >= 1 (see --help)"
                              : std::string("--") + std::string(range.message()))
               << "\n";
     return 2;
@@ -173,8 +179,13 @@ int Run(int argc, char** argv) {
                       one(s.forward_calls)),
         CounterFamily("jamba_forward_tokens_total", "Token rows forwarded by this stage",
                       one(s.forward_tokens)),
-        CounterFamily("jamba_forward_seconds_total", "Time spent in forward calls",
+        CounterFamily("jamba_forward_seconds_total",
+                      "Time spent in forward calls (calls in flight at once overlap)",
                       one(s.forward_seconds)),
+        CounterFamily("jamba_stage_busy_seconds_total",
+                      "Time the stage's compute thread spent running batches; its rate is the "
+                      "stage's busy fraction",
+                      one(s.busy_seconds)),
         CounterFamily("jamba_layer_forward_seconds_total",
                       "Time spent in each kind of block (mixers with their norm and residual; "
                       "MoE includes the wait on expert workers)",

@@ -98,57 +98,94 @@ void Model::ExpertForward(const ForwardContext& ctx, int64_t layer, int64_t expe
 
 absl::Status Model::ForwardLayers(const ForwardContext& ctx, const StatePools& pools,
                                   const Tensor& hidden) const {
-  JAMBA_CHECK_MSG(!experts_only_, "an experts-only shard has no layers to run");
-  const ModelConfig& c = config();
-  Backend& be = *ctx.backend;
-  const int64_t n = hidden.dim(0), h = c.hidden_size;
-  Tensor normed = ctx.ws->Take(DType::kF32, {n, h});
-  Tensor branch = ctx.ws->Take(DType::kF32, {n, h});
+  LayerPass pass(this, ctx, pools, hidden);
+  while (true) {
+    JAMBA_ASSIGN_OR_RETURN(bool done, pass.Advance());
+    if (done) return absl::OkStatus();
+    JAMBA_RETURN_IF_ERROR(ctx.experts->Compute(pass.expert_layer(), pass.expert_work()));
+  }
+}
+
+namespace {
+
+double SteadySeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+LayerPass::LayerPass(const Model* model, const ForwardContext& ctx, const StatePools& pools,
+                     const Tensor& hidden)
+    : model_(model), ctx_(ctx), pools_(pools), hidden_(hidden) {
+  JAMBA_CHECK_MSG(!model->experts_only_, "an experts-only shard has no layers to run");
+  const int64_t n = hidden.dim(0), h = model->config().hidden_size;
+  normed_ = ctx.ws->Take(DType::kF32, {n, h});
+  branch_ = ctx.ws->Take(DType::kF32, {n, h});
+}
+
+absl::StatusOr<bool> LayerPass::Advance() {
+  const ModelConfig& c = model_->config();
+  Backend& be = *ctx_.backend;
   // Wall time of one block, when the caller collects it.
-  using Clock = std::chrono::steady_clock;
   auto mark = [&]() {
-    if (ctx.times != nullptr) JAMBA_CHECK(be.Synchronize().ok());
-    return ctx.times != nullptr ? Clock::now() : Clock::time_point();
+    if (ctx_.times != nullptr) JAMBA_CHECK(be.Synchronize().ok());
+    return ctx_.times != nullptr ? SteadySeconds() : 0.0;
   };
-  auto add = [&](double* slot, Clock::time_point start) {
-    if (ctx.times == nullptr) return;
+  auto add = [&](double* slot, double start) {
+    if (ctx_.times == nullptr) return;
     JAMBA_CHECK(be.Synchronize().ok());
-    *slot += std::chrono::duration<double>(Clock::now() - start).count();
+    *slot += SteadySeconds() - start;
   };
-  for (size_t li = 0; li < weights_.layers.size(); ++li) {
-    const LayerWeights& lw = weights_.layers[li];
-    const int64_t pool_layer = pool_index_[li];
+  const std::vector<LayerWeights>& layers = model_->weights_.layers;
+  if (waiting_) {
+    // The MoE block of layer next_ - 1 resumes with its experts' answers (its time includes
+    // the wait on expert workers).
+    waiting_ = false;
+    JAMBA_RETURN_IF_ERROR(MoeFinish(ctx_, &pending_));
+    be.Add(branch_, hidden_);
+    if (ctx_.times != nullptr) add(&ctx_.times->moe, moe_start_);
+  }
+  for (; next_ < layers.size();) {
+    const LayerWeights& lw = layers[next_];
+    const int64_t pool_layer = model_->pool_index_[next_];
+    ++next_;
     // h = h + Mixer(RMSNorm(h))
-    Clock::time_point t = mark();
-    be.RmsNorm(hidden, &lw.input_norm, c.rms_norm_eps, normed);
+    double t = mark();
+    be.RmsNorm(hidden_, &lw.input_norm, c.rms_norm_eps, normed_);
     if (lw.spec.mixer == MixerKind::kMamba) {
-      JAMBA_CHECK(pools.mamba != nullptr);
-      MambaMixerForward(ctx, lw.mamba, pools.mamba->conv(pool_layer), pools.mamba->ssm(pool_layer),
-                        normed, branch);
+      JAMBA_CHECK(pools_.mamba != nullptr);
+      MambaMixerForward(ctx_, lw.mamba, pools_.mamba->conv(pool_layer),
+                        pools_.mamba->ssm(pool_layer), normed_, branch_);
     } else {
-      JAMBA_CHECK(pools.kv != nullptr);
-      AttentionForward(ctx, lw.attention, pools.kv->k(pool_layer), pools.kv->v(pool_layer), normed,
-                       branch);
+      JAMBA_CHECK(pools_.kv != nullptr);
+      AttentionForward(ctx_, lw.attention, pools_.kv->k(pool_layer), pools_.kv->v(pool_layer),
+                       normed_, branch_);
     }
-    be.Add(branch, hidden);
-    if (ctx.times != nullptr) {
-      add(lw.spec.mixer == MixerKind::kMamba ? &ctx.times->mamba : &ctx.times->attention, t);
+    be.Add(branch_, hidden_);
+    if (ctx_.times != nullptr) {
+      add(lw.spec.mixer == MixerKind::kMamba ? &ctx_.times->mamba : &ctx_.times->attention, t);
     }
     // h = h + FFN(RMSNorm(h))
     if (lw.spec.ffn == FfnKind::kNone) continue;
     t = mark();
-    be.RmsNorm(hidden, &lw.ffn_norm, c.rms_norm_eps, normed);
+    be.RmsNorm(hidden_, &lw.ffn_norm, c.rms_norm_eps, normed_);
     if (lw.spec.ffn == FfnKind::kMoe) {
-      JAMBA_RETURN_IF_ERROR(MoeForward(ctx, lw.layer_index, lw.moe, normed, branch));
+      JAMBA_RETURN_IF_ERROR(MoeBegin(ctx_, lw.layer_index, lw.moe, normed_, branch_, &pending_));
+      if (!pending_.finished) {
+        waiting_ = true;
+        moe_start_ = t;
+        return false;
+      }
     } else {
-      MlpForward(ctx, lw.mlp, normed, branch);
+      MlpForward(ctx_, lw.mlp, normed_, branch_);
     }
-    be.Add(branch, hidden);
-    if (ctx.times != nullptr) {
-      add(lw.spec.ffn == FfnKind::kMoe ? &ctx.times->moe : &ctx.times->mlp, t);
+    be.Add(branch_, hidden_);
+    if (ctx_.times != nullptr) {
+      add(lw.spec.ffn == FfnKind::kMoe ? &ctx_.times->moe : &ctx_.times->mlp, t);
     }
   }
-  return absl::OkStatus();
+  return true;
 }
 
 void Model::Logits(const ForwardContext& ctx, const Tensor& hidden, const Tensor& rows,

@@ -15,6 +15,7 @@
 #include "absl/types/optional.h"
 #include "engine/checkpoint/checkpoint.h"
 #include "engine/model/blocks/forward_context.h"
+#include "engine/model/blocks/moe.h"
 #include "engine/model/model_weights.h"
 #include "engine/state/kv_cache_pool.h"
 #include "engine/state/mamba_state_pool.h"
@@ -47,6 +48,40 @@ struct LoadOptions {
 struct StatePools {
   MambaStatePool* mamba = nullptr;
   KvCachePool* kv = nullptr;
+};
+
+class Model;
+
+// One run of a shard's layers over a batch that can stop where an MoE layer waits for expert
+// workers, so the caller can run another batch's layers meanwhile (a layer worker's
+// micro-batches; MegaScale-Infer's ping-pong). Model::ForwardLayers is a LayerPass run to the
+// end with ctx.experts computing each wait. The context, pools and hidden tensor are borrowed
+// for the pass's life; between Advance calls nothing else may touch the batch's sequences or
+// its workspace.
+class LayerPass {
+ public:
+  LayerPass(const Model* model, const ForwardContext& ctx, const StatePools& pools,
+            const Tensor& hidden);
+
+  // Runs layers until the pass is done (true) or an MoE layer needs experts this shard does
+  // not hold (false): then every item of expert_work() must have its `y` computed (rows of
+  // MoE layer expert_layer()) before the next Advance. An error leaves the batch's state
+  // partly updated (see ForwardLayers).
+  absl::StatusOr<bool> Advance();
+  int64_t expert_layer() const { return pending_.layer; }
+  absl::Span<const ExpertWork> expert_work() const { return pending_.work; }
+
+ private:
+  const Model* model_;
+  ForwardContext ctx_;
+  StatePools pools_;
+  Tensor hidden_;        // [n, H] f32, updated in place
+  Tensor normed_;        // [n, H] f32 scratch
+  Tensor branch_;        // [n, H] f32 scratch
+  size_t next_ = 0;      // the next layer (index into the shard's layers) to run
+  bool waiting_ = false;  // layer next_ - 1's MoE waits for pending_
+  MoePending pending_;
+  double moe_start_ = 0;  // steady-clock seconds when the waiting MoE block began (timing)
 };
 
 class Model {
@@ -95,6 +130,7 @@ class Model {
               const Tensor& logits) const;
 
  private:
+  friend class LayerPass;
   Model() = default;
 
   std::unique_ptr<Checkpoint> checkpoint_;  // owns the mappings weights may point into

@@ -54,7 +54,6 @@ absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(std::unique_ptr<Model> mode
         KvCachePool::Create(backend, s->model_->num_attention_layers(), c.num_kv_heads, c.head_dim,
                             options.kv_block_size, static_cast<int32_t>(blocks)));
   }
-  s->workspace_ = std::make_unique<Workspace>(backend);
   return s;
 }
 
@@ -89,13 +88,22 @@ int Stage::RemoveSequences(absl::Span<const SequenceId> ids) {
   int removed = 0;
   for (SequenceId id : ids) {
     auto it = sequences_.find(id);
-    if (it == sequences_.end()) continue;
-    if (mamba_pool_ != nullptr) mamba_pool_->Free(it->second.mamba_slot);
-    if (kv_pool_ != nullptr) kv_pool_->Release(&it->second.blocks);
-    sequences_.erase(it);
+    if (it == sequences_.end() || it->second.released) continue;
     ++removed;
+    if (it->second.busy) {
+      // Its pass still computes on its state; the pass's end frees it.
+      it->second.released = true;
+      continue;
+    }
+    Free(it);
   }
   return removed;
+}
+
+void Stage::Free(std::unordered_map<SequenceId, Sequence>::iterator it) {
+  if (mamba_pool_ != nullptr) mamba_pool_->Free(it->second.mamba_slot);
+  if (kv_pool_ != nullptr) kv_pool_->Release(&it->second.blocks);
+  sequences_.erase(it);
 }
 
 absl::StatusOr<int64_t> Stage::SequenceLength(SequenceId id) const {
@@ -104,8 +112,25 @@ absl::StatusOr<int64_t> Stage::SequenceLength(SequenceId id) const {
   return it->second.length;
 }
 
+StagePass::~StagePass() { JAMBA_CHECK_MSG(ended_, "a StagePass must be finished or aborted"); }
+
 absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
                                            const StageInput& input) {
+  JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<StagePass> pass, Begin(items, input));
+  while (true) {
+    JAMBA_ASSIGN_OR_RETURN(bool done, Advance(*pass));
+    if (done) break;
+    absl::Status computed = experts_->Compute(pass->expert_layer(), pass->expert_work());
+    if (!computed.ok()) {
+      Abort(*pass);
+      return computed;
+    }
+  }
+  return Finish(*pass);
+}
+
+absl::StatusOr<std::unique_ptr<StagePass>> Stage::Begin(absl::Span<const StageItem> items,
+                                                        const StageInput& input) {
   if (items.empty()) return absl::InvalidArgumentError("empty batch");
   const ModelConfig& c = config();
   const int64_t vocab = c.vocab_size, h = c.hidden_size;
@@ -118,7 +143,7 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
   for (size_t i = 0; i < items.size(); ++i) {
     const StageItem& item = items[i];
     auto it = sequences_.find(item.sequence);
-    if (it == sequences_.end()) {
+    if (it == sequences_.end() || it->second.released) {
       return absl::NotFoundError(absl::StrCat("no sequence ", item.sequence));
     }
     if (!seen.insert(item.sequence).second) {
@@ -137,6 +162,10 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
           " >= 0, top_p ", p.top_p, " in (0, 1], min_p ", p.min_p, " in [0, 1))"));
     }
     Sequence& s = it->second;
+    if (s.busy) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sequence ", item.sequence, " is in another batch still in flight"));
+    }
     if (s.lost) {
       return absl::FailedPreconditionError(
           absl::StrCat("sequence ", item.sequence,
@@ -193,17 +222,18 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
   }
 
   // ---- Lay out the ragged batch and reserve KV blocks (cannot fail now). -----------------
-  BatchLayout layout;
+  std::unique_ptr<StagePass> pass(new StagePass());
+  BatchLayout& layout = pass->layout_;
   layout.id = NextBatchLayoutId();
   layout.n_tokens = static_cast<int32_t>(n_tokens);
   layout.kv_block_size = kv_pool_ != nullptr ? kv_pool_->block_size() : 0;
-  std::vector<int32_t> rows;                // batch rows whose logits are wanted
-  std::vector<int32_t> token_rows;          // batch rows whose sampled token is wanted
-  std::vector<size_t> token_items;          // the item of each of token_rows
-  std::vector<RowSampling> token_sampling;  // how each of token_rows is sampled
+  std::vector<int32_t>& rows = pass->rows_;  // batch rows whose logits are wanted
+  std::vector<int32_t>& token_rows = pass->token_rows_;  // rows whose sampled token is wanted
+  std::vector<size_t>& token_items = pass->token_items_;  // the item of each of token_rows
+  std::vector<RowSampling>& token_sampling = pass->token_sampling_;  // how each is sampled
   rows.reserve(n_logit_rows);
-  StageOutput out;
-  out.logits.vocab = vocab;
+  StepOutput& logits_out = pass->logits_;
+  logits_out.vocab = vocab;
   int32_t token_begin = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const StageItem& item = items[i];
@@ -221,8 +251,8 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
     layout.seqs.push_back(slice);
     token_begin += item.n_tokens;
     if (!head) continue;
-    out.logits.row_begin.push_back(static_cast<int64_t>(rows.size()));
-    out.logits.token.push_back(-1);
+    logits_out.row_begin.push_back(static_cast<int64_t>(rows.size()));
+    logits_out.token.push_back(-1);
     if (item.logits == LogitsRows::kAll) {
       for (int32_t r = 0; r < slice.n_tokens; ++r) rows.push_back(slice.token_begin + r);
     } else if (item.logits == LogitsRows::kLast) {
@@ -232,60 +262,135 @@ absl::StatusOr<StageOutput> Stage::Forward(absl::Span<const StageItem> items,
       token_items.push_back(i);
       token_sampling.push_back(item.sampling);
     }
-    out.logits.row_count.push_back(static_cast<int64_t>(rows.size()) - out.logits.row_begin.back());
+    logits_out.row_count.push_back(static_cast<int64_t>(rows.size()) - logits_out.row_begin.back());
   }
 
-  // ---- Forward. ------------------------------------------------------------------------
-  workspace_->Reset();
-  ForwardContext ctx{backend_, &layout,  workspace_.get(),
-                     &c,       experts_, time_blocks_ ? &block_seconds_ : nullptr};
-  Tensor hidden = workspace_->Take(DType::kF32, {n_tokens, h});  // [n, H] f32
-  if (model_->has_embedding()) {
-    Tensor ids_dev = workspace_->Take(DType::kI32, {n_tokens});  // [n] i32
-    JAMBA_RETURN_IF_ERROR(backend_->Upload(input.token_ids.data(),
-                                           input.token_ids.size() * sizeof(int32_t), ids_dev));
-    model_->Embed(ctx, ids_dev, hidden);
+  pass->items_.assign(items.begin(), items.end());
+  for (size_t i = 0; i < items.size(); ++i) {
+    seqs[i]->busy = true;
+    pass->ids_.push_back(items[i].sequence);
+  }
+  if (!free_workspaces_.empty()) {
+    pass->workspace_ = std::move(free_workspaces_.back());
+    free_workspaces_.pop_back();
   } else {
-    JAMBA_RETURN_IF_ERROR(
-        backend_->Upload(input.hidden.data(), input.hidden.size() * sizeof(float), hidden));
+    pass->workspace_ = std::make_unique<Workspace>(backend_);
   }
-  absl::Status forward =
-      model_->ForwardLayers(ctx, StatePools{mamba_pool_.get(), kv_pool_.get()}, hidden);
-  if (!forward.ok()) {
-    for (Sequence* s : seqs) s->lost = true;
-    return forward;
+
+  // ---- The input, and the layers' pass. --------------------------------------------------
+  Workspace* ws = pass->workspace_.get();
+  ws->Reset();
+  ForwardContext ctx{backend_, &pass->layout_, ws,
+                     &c,       experts_,       time_blocks_ ? &pass->times_ : nullptr};
+  pass->hidden_ = ws->Take(DType::kF32, {n_tokens, h});  // [n, H] f32
+  absl::Status uploaded;
+  if (model_->has_embedding()) {
+    Tensor ids_dev = ws->Take(DType::kI32, {n_tokens});  // [n] i32
+    uploaded = backend_->Upload(input.token_ids.data(), input.token_ids.size() * sizeof(int32_t),
+                                ids_dev);
+    if (uploaded.ok()) model_->Embed(ctx, ids_dev, pass->hidden_);
+  } else {
+    uploaded = backend_->Upload(input.hidden.data(), input.hidden.size() * sizeof(float),
+                                pass->hidden_);
   }
-  if (head) {
-    // One head product for the logit rows and the token rows (after them); only the former's
-    // logits and the latter's sampled ids come back to the host.
-    const int64_t m = static_cast<int64_t>(rows.size());
-    const int64_t mt = static_cast<int64_t>(token_rows.size());
-    if (m + mt > 0) {
-      std::vector<int32_t> all = rows;
-      all.insert(all.end(), token_rows.begin(), token_rows.end());
-      Tensor rows_dev = workspace_->Take(DType::kI32, {m + mt});  // [m + mt] i32
-      JAMBA_RETURN_IF_ERROR(backend_->Upload(all.data(), all.size() * sizeof(int32_t), rows_dev));
-      Tensor logits = workspace_->Take(DType::kF32, {m + mt, vocab});  // [m + mt, V] f32
-      model_->Logits(ctx, hidden, rows_dev, logits);
-      if (mt > 0) {
-        Tensor tokens_dev = workspace_->Take(DType::kI32, {mt});  // [mt] i32
-        backend_->SampleRows(logits.Rows(m, mt), token_sampling, tokens_dev);
-        std::vector<int32_t> tokens(mt);
-        JAMBA_RETURN_IF_ERROR(backend_->Download(tokens_dev, tokens.data()));
-        for (int64_t j = 0; j < mt; ++j) out.logits.token[token_items[j]] = tokens[j];
-      }
-      if (m > 0) {
-        out.logits.logits.resize(static_cast<size_t>(m * vocab));
-        JAMBA_RETURN_IF_ERROR(backend_->Download(logits.Rows(0, m), out.logits.logits.data()));
+  if (uploaded.ok()) {
+    // The input is borrowed only until Begin returns.
+    uploaded = backend_->Synchronize();
+  }
+  if (!uploaded.ok()) {
+    End(*pass, /*ok=*/false);
+    return uploaded;
+  }
+  pass->layers_ = std::make_unique<LayerPass>(
+      model_.get(), ctx, StatePools{mamba_pool_.get(), kv_pool_.get()}, pass->hidden_);
+  return pass;
+}
+
+absl::StatusOr<bool> Stage::Advance(StagePass& pass) {
+  JAMBA_CHECK(!pass.ended_);
+  absl::StatusOr<bool> done = pass.layers_->Advance();
+  if (!done.ok()) End(pass, /*ok=*/false);
+  return done;
+}
+
+void Stage::Abort(StagePass& pass) {
+  if (!pass.ended_) End(pass, /*ok=*/false);
+}
+
+void Stage::End(StagePass& pass, bool ok) {
+  JAMBA_CHECK(!pass.ended_);
+  pass.ended_ = true;
+  for (size_t i = 0; i < pass.ids_.size(); ++i) {
+    auto it = sequences_.find(pass.ids_[i]);
+    JAMBA_CHECK(it != sequences_.end());  // RemoveSequences defers busy sequences to here
+    it->second.busy = false;
+    if (it->second.released) {
+      Free(it);
+    } else if (ok) {
+      it->second.length += pass.items_[i].n_tokens;
+    } else {
+      it->second.lost = true;
+    }
+  }
+  if (time_blocks_) {
+    block_seconds_.attention += pass.times_.attention;
+    block_seconds_.mamba += pass.times_.mamba;
+    block_seconds_.mlp += pass.times_.mlp;
+    block_seconds_.moe += pass.times_.moe;
+  }
+  pass.layers_.reset();
+  free_workspaces_.push_back(std::move(pass.workspace_));
+}
+
+absl::StatusOr<StageOutput> Stage::Finish(StagePass& pass) {
+  JAMBA_CHECK(!pass.ended_);
+  const ModelConfig& c = config();
+  const int64_t vocab = c.vocab_size, h = c.hidden_size;
+  const int64_t n_tokens = pass.layout_.n_tokens;
+  Workspace* ws = pass.workspace_.get();
+  ForwardContext ctx{backend_, &pass.layout_, ws, &c, experts_, nullptr};
+  const Tensor& hidden = pass.hidden_;
+  StageOutput out;
+  auto run = [&]() -> absl::Status {
+    if (model_->has_head()) {
+      out.logits = std::move(pass.logits_);
+      const std::vector<int32_t>& rows = pass.rows_;
+      const std::vector<int32_t>& token_rows = pass.token_rows_;
+      // One head product for the logit rows and the token rows (after them); only the
+      // former's logits and the latter's sampled ids come back to the host.
+      const int64_t m = static_cast<int64_t>(rows.size());
+      const int64_t mt = static_cast<int64_t>(token_rows.size());
+      if (m + mt > 0) {
+        std::vector<int32_t> all = rows;
+        all.insert(all.end(), token_rows.begin(), token_rows.end());
+        Tensor rows_dev = ws->Take(DType::kI32, {m + mt});  // [m + mt] i32
+        JAMBA_RETURN_IF_ERROR(
+            backend_->Upload(all.data(), all.size() * sizeof(int32_t), rows_dev));
+        Tensor logits = ws->Take(DType::kF32, {m + mt, vocab});  // [m + mt, V] f32
+        model_->Logits(ctx, hidden, rows_dev, logits);
+        if (mt > 0) {
+          Tensor tokens_dev = ws->Take(DType::kI32, {mt});  // [mt] i32
+          backend_->SampleRows(logits.Rows(m, mt), pass.token_sampling_, tokens_dev);
+          std::vector<int32_t> tokens(mt);
+          JAMBA_RETURN_IF_ERROR(backend_->Download(tokens_dev, tokens.data()));
+          for (int64_t j = 0; j < mt; ++j) out.logits.token[pass.token_items_[j]] = tokens[j];
+        }
+        if (m > 0) {
+          out.logits.logits.resize(static_cast<size_t>(m * vocab));
+          JAMBA_RETURN_IF_ERROR(backend_->Download(logits.Rows(0, m), out.logits.logits.data()));
+        }
+      } else {
+        JAMBA_RETURN_IF_ERROR(backend_->Synchronize());
       }
     } else {
-      JAMBA_RETURN_IF_ERROR(backend_->Synchronize());
+      out.hidden.resize(static_cast<size_t>(n_tokens * h));
+      JAMBA_RETURN_IF_ERROR(backend_->Download(hidden, out.hidden.data()));
     }
-  } else {
-    out.hidden.resize(static_cast<size_t>(n_tokens * h));
-    JAMBA_RETURN_IF_ERROR(backend_->Download(hidden, out.hidden.data()));
-  }
-  for (size_t i = 0; i < items.size(); ++i) seqs[i]->length += items[i].n_tokens;
+    return absl::OkStatus();
+  };
+  absl::Status s = run();
+  End(pass, s.ok());
+  if (!s.ok()) return s;
   return out;
 }
 

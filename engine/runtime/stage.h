@@ -12,7 +12,11 @@
 // sequences are marked lost: their state is partly updated, and further steps on them fail
 // with FailedPrecondition until the caller releases them (and rebuilds from its token log).
 //
-// Not thread-safe: one thread drives a Stage (the backend is one stream).
+// A forward can also be run in steps (Begin, Advance, Finish), so that several batches of
+// disjoint sequences are in progress at once and one computes while another's MoE layer waits
+// for expert workers (layer-worker/stage_runner.h). A sequence is in at most one open pass.
+//
+// Not thread-safe: one thread at a time drives a Stage (the backend is one stream).
 #ifndef JAMBA_ENGINE_RUNTIME_STAGE_H_
 #define JAMBA_ENGINE_RUNTIME_STAGE_H_
 
@@ -107,6 +111,36 @@ struct StageStats {
   BlockTimes block_seconds;  // if StageOptions::time_blocks
 };
 
+// A batch whose forward is in progress (Stage::Begin .. Finish or Abort); owned by the caller,
+// which must end it (Finish or Abort) before the Stage is destroyed.
+class StagePass {
+ public:
+  ~StagePass();
+  // Whether the pass waits for experts (after Stage::Advance returned false): compute every
+  // item's `y`, on any thread, then call Advance again.
+  int64_t expert_layer() const { return layers_->expert_layer(); }
+  absl::Span<const ExpertWork> expert_work() const { return layers_->expert_work(); }
+  int64_t n_tokens() const { return layout_.n_tokens; }
+
+ private:
+  friend class Stage;
+  StagePass() = default;
+
+  std::vector<StageItem> items_;
+  std::vector<SequenceId> ids_;   // items' sequences, marked busy in the Stage
+  BatchLayout layout_;
+  std::unique_ptr<Workspace> workspace_;  // the pass's own scratch, back to the Stage at the end
+  Tensor hidden_;                         // [n_tokens, H] f32 in workspace_
+  std::unique_ptr<LayerPass> layers_;
+  BlockTimes times_;
+  bool ended_ = false;
+  // Head rows: logit rows, then sampled-token rows (with their items and parameters).
+  std::vector<int32_t> rows_, token_rows_;
+  std::vector<size_t> token_items_;
+  std::vector<RowSampling> token_sampling_;
+  StepOutput logits_;  // row_begin / row_count / token filled at Begin
+};
+
 class Stage {
  public:
   static absl::StatusOr<std::unique_ptr<Stage>> Create(std::unique_ptr<Model> model,
@@ -134,6 +168,18 @@ class Stage {
   // dispatcher's error when an MoE layer fails.
   absl::StatusOr<StageOutput> Forward(absl::Span<const StageItem> items, const StageInput& input);
 
+  // Forward in steps. Begin validates (the errors of Forward, plus FailedPrecondition for a
+  // sequence in another open pass), reserves KV blocks and takes the input (the input may be
+  // freed once it returns). Advance runs layers until done (true) or until the pass waits for
+  // experts (false; see StagePass). Finish computes the head and ends the pass; Abort ends a
+  // pass whose experts failed (its sequences are marked lost, as a failed Forward does).
+  // After an error from Advance or Finish, the pass is already ended.
+  absl::StatusOr<std::unique_ptr<StagePass>> Begin(absl::Span<const StageItem> items,
+                                                   const StageInput& input);
+  absl::StatusOr<bool> Advance(StagePass& pass);
+  absl::StatusOr<StageOutput> Finish(StagePass& pass);
+  void Abort(StagePass& pass);
+
   StageStats Stats() const;
 
  private:
@@ -142,7 +188,15 @@ class Stage {
     int32_t mamba_slot = -1;
     std::vector<int32_t> blocks;  // KV block table
     bool lost = false;            // a forward failed midway; state is garbage
+    bool busy = false;            // in an open StagePass
+    bool released = false;        // removed while busy: freed when its pass ends
   };
+
+  void Free(std::unordered_map<SequenceId, Sequence>::iterator it);
+
+  // Ends a pass: its sequences leave it (lengths advanced if `ok`, else marked lost), its
+  // workspace returns to the free list.
+  void End(StagePass& pass, bool ok);
 
   Stage() = default;
 
@@ -153,7 +207,7 @@ class Stage {
   BlockTimes block_seconds_;
   std::unique_ptr<MambaStatePool> mamba_pool_;  // null without Mamba layers
   std::unique_ptr<KvCachePool> kv_pool_;        // null without attention layers
-  std::unique_ptr<Workspace> workspace_;
+  std::vector<std::unique_ptr<Workspace>> free_workspaces_;  // one per open pass, reused
   int64_t max_context_ = 0;
   int32_t max_sequences_ = 0;
   std::unordered_map<SequenceId, Sequence> sequences_;

@@ -89,10 +89,21 @@ absl::Status LoadExperts(WeightLoader& loader, const ModelConfig& c, const MoeNa
 
 absl::Status MoeForward(const ForwardContext& ctx, int64_t layer, const MoeWeights& w,
                         const Tensor& x, const Tensor& out) {
+  MoePending pending;
+  JAMBA_RETURN_IF_ERROR(MoeBegin(ctx, layer, w, x, out, &pending));
+  if (!pending.work.empty()) JAMBA_RETURN_IF_ERROR(ctx.experts->Compute(layer, pending.work));
+  return MoeFinish(ctx, &pending);
+}
+
+absl::Status MoeBegin(const ForwardContext& ctx, int64_t layer, const MoeWeights& w,
+                      const Tensor& x, const Tensor& out, MoePending* p) {
   const ModelConfig& c = *ctx.config;
   Backend& be = *ctx.backend;
   const int64_t n = x.dim(0), e_count = c.num_experts, k = c.num_experts_per_tok;
   const int64_t h = x.dim(1);
+  *p = MoePending();
+  p->layer = layer;
+  p->out = out;
 
   Tensor logits = ctx.ws->Take(DType::kF32, {n, e_count});
   be.MatMul(x, w.router, nullptr, logits);
@@ -101,32 +112,29 @@ absl::Status MoeForward(const ForwardContext& ctx, int64_t layer, const MoeWeigh
   be.MoeRoute(logits, static_cast<int>(k), c.moe_renormalize, ids, weights);
 
   // Group the n * k (token, expert) slots by expert on the device.
-  Tensor token = ctx.ws->Take(DType::kI32, {n * k});
-  Tensor scale = ctx.ws->Take(DType::kF32, {n * k});
+  p->token = ctx.ws->Take(DType::kI32, {n * k});
+  p->scale = ctx.ws->Take(DType::kF32, {n * k});
   Tensor counts = ctx.ws->Take(DType::kI32, {e_count});
-  be.MoeGroup(ids, weights, token, scale, counts);
+  be.MoeGroup(ids, weights, p->token, p->scale, counts);
   // Every slot's row of x, grouped: expert e's rows follow those of experts 0 .. e-1.
   Tensor xg = ctx.ws->Take(DType::kF32, {n * k, h});
-  Tensor yg = ctx.ws->Take(DType::kF32, {n * k, h});
-  be.GatherRows(x, token, xg);
+  p->yg = ctx.ws->Take(DType::kF32, {n * k, h});
+  be.GatherRows(x, p->token, xg);
 
   if (n * k <= kGroupedMaxSlots && w.holds_every_expert) {
-    GroupedExpertsForward(ctx, w, xg, counts, yg);
-    be.Zero(out);
-    be.ScatterAddScaled(yg, token, scale, out);
-    return absl::OkStatus();
+    GroupedExpertsForward(ctx, w, xg, counts, p->yg);
+    return MoeFinish(ctx, p);
   }
 
   // Otherwise the per-expert counts come to the host, to size each expert's product and the
   // requests to expert workers.
   std::vector<int32_t> count(e_count);
   JAMBA_RETURN_IF_ERROR(be.Download(counts, count.data()));
-  std::vector<int64_t> offset(e_count + 1, 0);
-  for (int64_t e = 0; e < e_count; ++e) offset[e + 1] = offset[e] + count[e];
+  p->offset.assign(e_count + 1, 0);
+  for (int64_t e = 0; e < e_count; ++e) p->offset[e + 1] = p->offset[e] + count[e];
 
   // Experts computed elsewhere: their rows go to the host and back ([rows, H] f32 each, back
   // to back in remote_x / remote_y).
-  std::vector<ExpertWork> remote;
   std::vector<int64_t> remote_offset(e_count, -1);
   int64_t remote_rows = 0;
   for (int64_t e = 0; e < e_count; ++e) {
@@ -139,33 +147,37 @@ absl::Status MoeForward(const ForwardContext& ctx, int64_t layer, const MoeWeigh
     remote_offset[e] = remote_rows;
     remote_rows += count[e];
   }
-  std::vector<float> remote_x(remote_rows * h), remote_y(remote_rows * h);
-  if (remote_rows > 0) {
-    for (int64_t e = 0; e < e_count; ++e) {
-      if (remote_offset[e] < 0) continue;
-      float* xr = remote_x.data() + remote_offset[e] * h;
-      JAMBA_RETURN_IF_ERROR(be.Download(xg.Rows(offset[e], count[e]), xr));
-      remote.push_back(ExpertWork{static_cast<int32_t>(e), count[e], xr,
-                                  remote_y.data() + remote_offset[e] * h});
-    }
-    JAMBA_RETURN_IF_ERROR(ctx.experts->Compute(layer, remote));
-  }
-
+  p->remote_x.resize(remote_rows * h);
+  p->remote_y.resize(remote_rows * h);
   for (int64_t e = 0; e < e_count; ++e) {
-    const int64_t m = count[e];
-    if (m == 0) continue;
-    const Tensor ye = yg.Rows(offset[e], m);
-    if (remote_offset[e] >= 0) {
-      JAMBA_RETURN_IF_ERROR(
-          be.Upload(remote_y.data() + remote_offset[e] * h, m * h * sizeof(float), ye));
-    } else {
-      MlpForward(ctx, w.experts[e], xg.Rows(offset[e], m), ye);
-    }
+    if (remote_offset[e] < 0) continue;
+    float* xr = p->remote_x.data() + remote_offset[e] * h;
+    JAMBA_RETURN_IF_ERROR(be.Download(xg.Rows(p->offset[e], count[e]), xr));
+    p->work.push_back(ExpertWork{static_cast<int32_t>(e), count[e], xr,
+                                 p->remote_y.data() + remote_offset[e] * h});
+  }
+  // The held experts run now, while the others are computed elsewhere.
+  for (int64_t e = 0; e < e_count; ++e) {
+    if (count[e] == 0 || remote_offset[e] >= 0) continue;
+    MlpForward(ctx, w.experts[e], xg.Rows(p->offset[e], count[e]), p->yg.Rows(p->offset[e], count[e]));
+  }
+  if (p->work.empty()) return MoeFinish(ctx, p);
+  return absl::OkStatus();
+}
+
+absl::Status MoeFinish(const ForwardContext& ctx, MoePending* p) {
+  if (p->finished) return absl::OkStatus();
+  Backend& be = *ctx.backend;
+  const int64_t h = p->out.dim(1);
+  for (const ExpertWork& item : p->work) {
+    const Tensor ye = p->yg.Rows(p->offset[item.expert], item.rows);
+    JAMBA_RETURN_IF_ERROR(be.Upload(item.y, item.rows * h * sizeof(float), ye));
   }
   // One combine in slot order: every token gets its experts' contributions in ascending
   // expert id, whichever worker computed them.
-  be.Zero(out);
-  be.ScatterAddScaled(yg, token, scale, out);
+  be.Zero(p->out);
+  be.ScatterAddScaled(p->yg, p->token, p->scale, p->out);
+  p->finished = true;
   return absl::OkStatus();
 }
 

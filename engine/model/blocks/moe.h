@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "engine/model/blocks/forward_context.h"
@@ -38,6 +39,27 @@ absl::Status LoadExperts(WeightLoader& loader, const ModelConfig& config, const 
 // expert that is neither held nor reachable.
 absl::Status MoeForward(const ForwardContext& ctx, int64_t layer, const MoeWeights& w,
                         const Tensor& x, const Tensor& out);
+
+// An MoE layer split where it waits for expert workers, so that a caller can run other work
+// (another micro-batch's layers) meanwhile: MoeBegin routes, groups and computes the held
+// experts, and leaves the rows of the others in `work` (host buffers owned by the
+// MoePending); the caller has them computed (ExpertDispatcher::Compute, on any thread) and
+// calls MoeFinish, which combines. MoeForward is the three in a row. Between the two calls
+// the device tensors in MoePending must stay valid (the workspace is not reset) and nothing
+// else may write them.
+struct MoePending {
+  int64_t layer = 0;
+  std::vector<ExpertWork> work;  // remote experts, ascending expert id; empty: nothing to wait
+  std::vector<float> remote_x;   // [remote rows, H] f32, the work items' x, back to back
+  std::vector<float> remote_y;   // [remote rows, H] f32, the work items' y
+  std::vector<int64_t> offset;   // per expert: its first row in yg
+  Tensor yg, token, scale, out;  // device: grouped outputs [n*k, H], slots, scales, result
+  bool finished = false;         // MoeBegin already combined (no remote experts)
+};
+
+absl::Status MoeBegin(const ForwardContext& ctx, int64_t layer, const MoeWeights& w,
+                      const Tensor& x, const Tensor& out, MoePending* pending);
+absl::Status MoeFinish(const ForwardContext& ctx, MoePending* pending);
 
 }  // namespace jamba
 
