@@ -145,6 +145,7 @@ SchedulerStats Scheduler::Stats() const {
   {
     absl::MutexLock lock(&mu_);
     s.in_flight = in_flight_count_;
+    s.max_in_flight = max_in_flight_;
   }
   s.pipeline_depth = depth_;
   s.step_tokens = step_tokens_.load();
@@ -335,7 +336,7 @@ void Scheduler::Launch() {
     in_flight_.emplace(id, std::move(batch));
     {
       absl::MutexLock lock(&mu_);
-      ++in_flight_count_;
+      max_in_flight_ = std::max(max_in_flight_, ++in_flight_count_);
     }
     executor_->ForwardAsync(std::move(items), std::move(tokens),
                             [this, id](absl::StatusOr<StepOutput> out) {

@@ -55,6 +55,7 @@ struct SchedulerStats {
   int64_t steps = 0;        // batches forwarded
   int64_t step_tokens = 0;  // rows forwarded, all batches
   int64_t in_flight = 0;    // batches in flight now
+  int64_t max_in_flight = 0;  // the most at once so far
   int32_t pipeline_depth = 0;
   int64_t generated_tokens = 0;
   int64_t finished = 0;  // requests ended (any reason, incl. errors and cancels)
@@ -137,6 +138,7 @@ class Scheduler {
   // Batches that came back from the executor, for the scheduler thread to take.
   std::deque<std::pair<int64_t, absl::StatusOr<StepOutput>>> returned_ ABSL_GUARDED_BY(mu_);
   int64_t in_flight_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t max_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Scheduler thread only.
   std::vector<std::unique_ptr<Sequence>> running_;

@@ -321,6 +321,7 @@ LayerService::Stats LayerService::GetStats() {
   Stats s;
   s.stage = runner_->WithStage([](Stage& stage) { return stage.Stats(); });
   s.busy_seconds = runner_->busy_seconds();
+  s.max_open_batches = runner_->max_open();
   {
     absl::MutexLock lock(&mu_);
     s.forward_calls = forward_calls_;

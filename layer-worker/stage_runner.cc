@@ -54,6 +54,11 @@ absl::StatusOr<StageOutput> StageRunner::Forward(std::vector<StageItem> items, S
   return result;
 }
 
+int64_t StageRunner::max_open() const {
+  absl::MutexLock lock(&mu_);
+  return max_open_;
+}
+
 double StageRunner::busy_seconds() const {
   absl::MutexLock lock(&mu_);
   return busy_seconds_;
@@ -100,21 +105,25 @@ void StageRunner::ComputeLoop() {
       runnable_.pop_front();
     }
     const Clock::time_point start = Clock::now();
+    const bool begins = job->pass == nullptr;
     std::optional<absl::StatusOr<StageOutput>> result;
     {
       absl::MutexLock lock(&stage_mu_);
       result = Step(*job);
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const bool began = begins && job->pass != nullptr;
     if (result.has_value()) {
       job->done(*std::move(result));
       absl::MutexLock lock(&mu_);
       busy_seconds_ += seconds;
+      if (!begins) --open_;
       --jobs_;
       continue;
     }
     absl::MutexLock lock(&mu_);
     busy_seconds_ += seconds;
+    if (began) max_open_ = std::max(max_open_, ++open_);
     waiting_.push_back(std::move(job));
     const int free_waiters = static_cast<int>(waiters_.size()) - busy_waiters_;
     if (free_waiters < static_cast<int>(waiting_.size())) {
@@ -148,6 +157,7 @@ void StageRunner::WaiterLoop() {
       job->done(computed);
       absl::MutexLock lock(&mu_);
       --busy_waiters_;
+      --open_;
       --jobs_;
       continue;
     }

@@ -49,6 +49,8 @@ class StageRunner {
 
   // Time the compute thread spent running batches (seconds, since start).
   double busy_seconds() const;
+  // The most batches begun and not yet ended at once (> 1: batches interleaved).
+  int64_t max_open() const;
 
  private:
   struct Job {
@@ -79,6 +81,7 @@ class StageRunner {
   int64_t jobs_ ABSL_GUARDED_BY(mu_) = 0;  // submitted and not yet done
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   double busy_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t open_ ABSL_GUARDED_BY(mu_) = 0, max_open_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> waiters_ ABSL_GUARDED_BY(mu_);
   std::thread compute_;
 };

@@ -1,14 +1,18 @@
-// The cluster (gateway + 2 layer workers + 4 expert workers, all real gRPC servers on loopback)
-// against the single process: the kernels are batch-invariant, so a sequence's logits do not
-// depend on what else is in its batch, how its prompt was chunked, or which stage / expert
-// replica computed it - the cluster must reproduce jamba::Generate's tokens exactly.
+// The cluster (gateway + 1-3 layer workers + 4 expert workers, all real gRPC servers on
+// loopback) against the single process: the kernels are batch-invariant, so a sequence's
+// logits do not depend on what else is in its batch, how its prompt was chunked, how many
+// batches were in flight, how a layer worker split its batch into micro-batches, or which
+// stage / expert replica computed it - the cluster must reproduce jamba::Generate's tokens
+// exactly, in every layout.
 #include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "engine/runtime/engine.h"
 #include "gtest/gtest.h"
@@ -29,18 +33,35 @@ constexpr double kLogitsTolerance = 1e-5;
 const int64_t kPromptLengths[] = {1, 2, 3, 4, 5, 7, 9, 12, 15, 18, 22, 26, 30, 34, 37, 40};
 constexpr int32_t kNewTokens = 12;
 
-class ClusterEquivalenceTest : public ::testing::TestWithParam<std::string> {
+// How the cluster is laid out and driven.
+struct Layout {
+  int layer_workers;
+  int32_t pipeline_depth;  // batches in flight
+  int32_t micro_batches;   // per layer worker batch
+};
+
+std::string LayoutName(const Layout& l) {
+  return absl::StrCat(l.layer_workers, "stages_depth", l.pipeline_depth, "_micro",
+                      l.micro_batches);
+}
+
+class ClusterEquivalenceTest
+    : public ::testing::TestWithParam<std::tuple<std::string, Layout>> {
  protected:
   void SetUp() override {
+    const std::string& fixture = std::get<0>(GetParam());
+    const Layout& layout = std::get<1>(GetParam());
     backend_ = CreateCpuBackend();
-    auto engine = Engine::Create(ModelFixtureDir(GetParam()), EngineOptions{}, backend_.get());
+    auto engine = Engine::Create(ModelFixtureDir(fixture), EngineOptions{}, backend_.get());
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
     const ModelConfig& config = engine_->config();
 
     ClusterOptions options;
-    options.model_dir = ModelFixtureDir(GetParam());
-    options.layer_workers = 2;
+    options.model_dir = ModelFixtureDir(fixture);
+    options.layer_workers = std::min<int>(layout.layer_workers, config.num_layers);
+    options.micro_batches = layout.micro_batches;
+    options.scheduler.pipeline_depth = layout.pipeline_depth;
     options.expert_specs = DefaultExpertSpecs(config, 4);
     // Small prefill chunks and step budget, so prompts are split over steps and share them
     // with other sequences' decodes.
@@ -101,6 +122,18 @@ TEST_P(ClusterEquivalenceTest, ConcurrentGreedyStreamsMatchSingleProcess) {
   EXPECT_EQ(stats.finished, static_cast<int64_t>(std::size(kPromptLengths)));
   EXPECT_EQ(stats.running, 0);
   EXPECT_EQ(stats.kv_blocks_reserved, 0);
+  // The layout was really exercised: as many batches in flight as the depth allows, and
+  // micro-batches (or batches) interleaved on a layer worker while experts computed.
+  const Layout& layout = std::get<1>(GetParam());
+  EXPECT_EQ(stats.pipeline_depth, layout.pipeline_depth);
+  EXPECT_EQ(stats.max_in_flight, layout.pipeline_depth);
+  if (moe_ && (layout.micro_batches > 1 || layout.pipeline_depth > 1)) {
+    int64_t interleaved = 0;
+    for (LayerServer* l : cluster_->layer_servers()) {
+      interleaved = std::max(interleaved, l->service->GetStats().max_open_batches);
+    }
+    EXPECT_GE(interleaved, 2);
+  }
 }
 
 TEST_P(ClusterEquivalenceTest, SeededSamplingMatchesSingleProcess) {
@@ -249,9 +282,17 @@ TEST(ClusterFailoverTest, LosingAReplicatedExpertWorkerChangesNoToken) {
   EXPECT_TRUE(c.WaitForEmptyPools(absl::Seconds(10)).ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, ClusterEquivalenceTest,
-                         ::testing::Values("jamba_moe_gqa", "jamba_auto_dtrank", "mixtral",
-                                           "jamba_dense", "mamba", "falcon_mamba"));
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, ClusterEquivalenceTest,
+    ::testing::Combine(::testing::Values("jamba_moe_gqa", "jamba_auto_dtrank", "mixtral",
+                                         "jamba_dense", "mamba", "falcon_mamba"),
+                       // One batch at a time through 2 stages; as many batches as stages
+                       // with micro-batches; more batches than stages.
+                       ::testing::Values(Layout{2, 1, 1}, Layout{2, 2, 2}, Layout{3, 3, 3},
+                                         Layout{2, 3, 2})),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, Layout>>& info) {
+      return absl::StrCat(std::get<0>(info.param), "_", LayoutName(std::get<1>(info.param)));
+    });
 
 }  // namespace
 }  // namespace jamba

@@ -112,6 +112,7 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
     lw.expert_workers = expert_addresses;
     lw.remote = options.remote;
     lw.stage = options.stage;
+    lw.micro_batches = options.micro_batches;
     JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<LayerServer> l, StartLayerServer(lw));
     gateway.layer_workers.push_back(l->address);
     c->layer_stubs_.push_back(v1::LayerWorker::NewStub(MakeInternalChannel(l->address)));

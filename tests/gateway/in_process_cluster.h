@@ -56,7 +56,8 @@ struct ClusterOptions {
   std::vector<std::string> expert_specs;
   StageOptions stage;  // every layer worker's pools and context limit
   RemoteExpertsOptions remote;
-  SchedulerOptions scheduler;  // the gateway's
+  int32_t micro_batches = 2;   // every layer worker's
+  SchedulerOptions scheduler;  // the gateway's (pipeline_depth among them)
 };
 
 class InProcessCluster {
@@ -73,6 +74,12 @@ class InProcessCluster {
   const ModelConfig& config() const { return config_; }
 
   Gateway* gateway() { return gateway_.get(); }
+  // The layer workers, in stage order (their services' statistics).
+  std::vector<LayerServer*> layer_servers() const {
+    std::vector<LayerServer*> out;
+    for (const auto& l : layers_) out.push_back(l.get());
+    return out;
+  }
   // A stub on a fresh channel to the gateway (thread-safe; share or make one per thread).
   std::unique_ptr<v1::Jamba::Stub> NewStub() const;
   v1::Jamba::Stub* stub() { return stub_.get(); }
