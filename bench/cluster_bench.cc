@@ -1,7 +1,10 @@
-// jamba-cluster-bench: decode throughput and per-step latency of a local cluster (real
+// jamba-cluster-bench: decode throughput and per-step latency of local clusters (real
 // processes on loopback: expert workers, layer workers, gateway, driven through the public
 // gRPC API by concurrent streams) against the single-process engine on the same checkpoint
-// and batch sizes, measured in one run, with the ratio.
+// and batch sizes, with the ratio. One cluster per combination of --pipeline-depth and
+// --micro-batches runs for the whole benchmark; every round measures the single process and
+// each cluster in turn at each batch size (interleaved, so the machine's drift hits all
+// alike), and the figures are the medians over the rounds.
 #include <omp.h>
 
 #include <algorithm>
@@ -15,6 +18,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -46,11 +51,40 @@ struct Options {
   std::string batches = "1,4,16";
   int32_t prompt_len = 16, decode_steps = 32, threads = 0;
   int32_t layer_workers = 2, expert_workers = 2, replicas = 1;
+  std::string depths = "1,2", micro_batches = "1,2";
+  int32_t rounds = 3;
 };
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 struct Result {
   double tok_s = 0, step_ms = 0;
+  std::vector<double> busy;  // per process (start order): CPU seconds / wall seconds of the run
+  std::vector<double> sys;   // the system (kernel) part of it
 };
+
+// CPU time a process has used so far, from /proc (user + system, or system alone); 0 if
+// unreadable.
+double CpuSeconds(pid_t pid, bool system_only = false) {
+  std::ifstream f(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(f, line)) return 0;
+  // Fields after the command name (which may hold spaces) start behind the last ')'.
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::vector<std::string> fields = absl::StrSplit(line.substr(close + 2), ' ');
+  int64_t utime = 0, stime = 0;  // fields 14 and 15 of stat, 12 and 13 here
+  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &utime) ||
+      !absl::SimpleAtoi(fields[12], &stime)) {
+    return 0;
+  }
+  return static_cast<double>(system_only ? stime : utime + stime) /
+         static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 // Writes the synthetic checkpoint of `config_text` (random bf16 weights, engine/checkpoint/
 // synthetic_weights.h) to `dir` as config.json + model.safetensors, so separate processes can
@@ -77,8 +111,8 @@ absl::Status MaterializeSynthetic(const std::string& config_text, const std::str
 // `batch` concurrent greedy streams through the gateway. The decode window runs from the
 // moment every stream has its third token (prefill and warm-up done) to the moment the first
 // stream ends; tokens arriving inside it count.
-absl::StatusOr<Result> Cluster(const std::string& gateway, int batch, int64_t vocab,
-                               const Options& o, std::mt19937* rng) {
+absl::StatusOr<Result> Cluster(const std::string& gateway, const std::vector<pid_t>& pids,
+                               int batch, int64_t vocab, const Options& o, std::mt19937* rng) {
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(vocab) - 1);
   std::vector<std::vector<Clock::time_point>> arrivals(batch);
   std::vector<absl::Status> errors(batch);
@@ -91,6 +125,12 @@ absl::StatusOr<Result> Cluster(const std::string& gateway, int batch, int64_t vo
     s->set_max_new_tokens(o.decode_steps + 3);
   }
   JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<client::Client> c, client::Client::Connect(gateway));
+  std::vector<double> cpu_before, sys_before;
+  for (pid_t p : pids) {
+    cpu_before.push_back(CpuSeconds(p));
+    sys_before.push_back(CpuSeconds(p, true));
+  }
+  const Clock::time_point run_start = Clock::now();
   std::vector<std::thread> threads;
   for (int b = 0; b < batch; ++b) {
     threads.emplace_back([&, b] {
@@ -108,6 +148,12 @@ absl::StatusOr<Result> Cluster(const std::string& gateway, int batch, int64_t vo
     });
   }
   for (std::thread& t : threads) t.join();
+  const double run_seconds = Seconds(run_start, Clock::now());
+  std::vector<double> busy, sys;
+  for (size_t i = 0; i < pids.size(); ++i) {
+    busy.push_back((CpuSeconds(pids[i]) - cpu_before[i]) / run_seconds);
+    sys.push_back((CpuSeconds(pids[i], true) - sys_before[i]) / run_seconds);
+  }
   Clock::time_point start = Clock::time_point::min(), end = Clock::time_point::max();
   for (int b = 0; b < batch; ++b) {
     JAMBA_RETURN_IF_ERROR(errors[b]);
@@ -124,7 +170,8 @@ absl::StatusOr<Result> Cluster(const std::string& gateway, int batch, int64_t vo
   }
   const double secs = Seconds(start, end);
   if (tokens == 0 || secs <= 0) return absl::InternalError("empty decode window");
-  return Result{tokens / secs, 1e3 * secs / (static_cast<double>(tokens) / batch)};
+  return Result{tokens / secs, 1e3 * secs / (static_cast<double>(tokens) / batch),
+                std::move(busy), std::move(sys)};
 }
 
 int Fail(const absl::Status& s) {
@@ -149,6 +196,13 @@ int Run(int argc, char** argv) {
   flags.Int32("layer-workers", &o.layer_workers, "pipeline stages", "Cluster");
   flags.Int32("expert-workers", &o.expert_workers, "expert worker processes", "Cluster");
   flags.Int32("replicas", &o.replicas, "expert workers holding each expert", "Cluster");
+  flags.String("pipeline-depth", &o.depths,
+               "the gateway's batches in flight; one cluster per value (and per micro-batches "
+               "value)",
+               "Cluster", "N,N,...");
+  flags.String("micro-batches", &o.micro_batches, "the layer workers' micro-batches per batch",
+               "Cluster", "N,N,...");
+  flags.Int32("rounds", &o.rounds, "measurements per figure (the median is printed)", "Run");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-cluster-bench")) {
     return *exit;
   }
@@ -160,8 +214,16 @@ int Run(int argc, char** argv) {
     return 2;
   }
   absl::StatusOr<std::vector<int>> parsed = ParseBatchSizes(o.batches, 256);
-  if (!parsed.ok()) {
-    std::cerr << "jamba-cluster-bench: " << parsed.status().message() << "\n";
+  absl::StatusOr<std::vector<int>> depths = ParseBatchSizes(o.depths, 64);
+  absl::StatusOr<std::vector<int>> micro = ParseBatchSizes(o.micro_batches, 64);
+  for (const absl::Status& s : {parsed.status(), depths.status(), micro.status()}) {
+    if (!s.ok()) {
+      std::cerr << "jamba-cluster-bench: " << s.message() << "\n";
+      return 2;
+    }
+  }
+  if (o.rounds < 1) {
+    std::cerr << "jamba-cluster-bench: --rounds must be >= 1\n";
     return 2;
   }
   const std::vector<int>& batches = *parsed;
@@ -179,57 +241,109 @@ int Run(int argc, char** argv) {
   if (!config.ok()) return Fail(config.status());
   std::mt19937 rng(7);
 
-  // ---- Single process. ------------------------------------------------------------------
-  std::vector<Result> single;
-  {
-    std::unique_ptr<Backend> backend = CreateCpuBackend();
-    EngineOptions eo;
-    eo.weight_dtype = o.source.weights == "bf16" ? DType::kBF16 : DType::kF32;
-    eo.max_sequences = max_batch;
-    eo.kv_cache_tokens = int64_t{max_batch} * (o.prompt_len + o.decode_steps + 8 + 16);
-    auto engine = Engine::Create(dir, eo, backend.get());
-    if (!engine.ok()) return Fail(engine.status());
-    for (int b : batches) {
-      auto r = TimeEngineBatch(engine->get(), b, o.prompt_len, o.decode_steps, &rng);
-      if (!r.ok()) return Fail(r.status());
-      single.push_back(Result{r->decode_tok_s, r->decode_step_ms});
+  // ---- The clusters: one per (depth, micro-batches), all up for the whole run. ----------
+  auto plan = PlanCluster(*config, o.layer_workers, o.expert_workers, o.replicas);
+  if (!plan.ok()) return Fail(plan.status());
+  struct Layout {
+    int depth, micro;
+    std::unique_ptr<LocalCluster> cluster;
+    std::vector<double> busy, sys;  // last round, largest batch
+  };
+  std::vector<Layout> layouts;
+  for (int d : *depths) {
+    for (int m : *micro) {
+      LocalClusterOptions lo;
+      lo.model = dir;
+      lo.plan = *plan;
+      lo.weights = o.source.weights;
+      lo.threads = o.threads;
+      lo.max_running = max_batch;
+      lo.max_sequences = max_batch;
+      lo.pipeline_depth = d;
+      lo.micro_batches = m;
+      std::cerr << "starting a cluster with pipeline depth " << d << ", " << m
+                << " micro-batches\n";
+      auto cluster = LocalCluster::Start(lo);
+      if (!cluster.ok()) return Fail(cluster.status());
+      layouts.push_back(Layout{d, m, *std::move(cluster), {}, {}});
     }
   }
 
-  // ---- Cluster. -------------------------------------------------------------------------
-  auto plan = PlanCluster(*config, o.layer_workers, o.expert_workers, o.replicas);
-  if (!plan.ok()) return Fail(plan.status());
-  LocalClusterOptions lo;
-  lo.model = dir;
-  lo.plan = *plan;
-  lo.weights = o.source.weights;
-  lo.threads = o.threads;
-  lo.max_running = max_batch;
-  lo.max_sequences = max_batch;
-  auto cluster = LocalCluster::Start(lo);
-  if (!cluster.ok()) return Fail(cluster.status());
-  std::vector<Result> clustered;
-  for (int b : batches) {
-    auto r = Cluster((*cluster)->gateway(), b, config->vocab_size, o, &rng);
-    if (!r.ok()) return Fail(r.status());
-    clustered.push_back(*r);
+  // ---- Rounds: the single process, then each cluster, at each batch size. ----------------
+  std::unique_ptr<Backend> backend = CreateCpuBackend();
+  EngineOptions eo;
+  eo.weight_dtype = o.source.weights == "bf16" ? DType::kBF16 : DType::kF32;
+  eo.max_sequences = max_batch;
+  eo.kv_cache_tokens = int64_t{max_batch} * (o.prompt_len + o.decode_steps + 8 + 16);
+  auto engine = Engine::Create(dir, eo, backend.get());
+  if (!engine.ok()) return Fail(engine.status());
+  // [batch][0: single, 1 + l: layout l] -> tok/s and step ms per round
+  const size_t columns = 1 + layouts.size();
+  std::vector<std::vector<std::vector<double>>> tok_s(
+      batches.size(), std::vector<std::vector<double>>(columns));
+  std::vector<std::vector<std::vector<double>>> step_ms = tok_s;
+  for (int round = 0; round < o.rounds; ++round) {
+    for (size_t b = 0; b < batches.size(); ++b) {
+      auto r = TimeEngineBatch(engine->get(), batches[b], o.prompt_len, o.decode_steps, &rng);
+      if (!r.ok()) return Fail(r.status());
+      tok_s[b][0].push_back(r->decode_tok_s);
+      step_ms[b][0].push_back(r->decode_step_ms);
+      for (size_t l = 0; l < layouts.size(); ++l) {
+        auto c = Cluster(layouts[l].cluster->gateway(), layouts[l].cluster->pids(), batches[b],
+                         config->vocab_size, o, &rng);
+        if (!c.ok()) return Fail(c.status());
+        if (round + 1 == o.rounds && b + 1 == batches.size()) {
+          layouts[l].busy = c->busy;
+          layouts[l].sys = c->sys;
+        }
+        tok_s[b][1 + l].push_back(c->tok_s);
+        step_ms[b][1 + l].push_back(c->step_ms);
+      }
+    }
+    std::cerr << "round " << round + 1 << " of " << o.rounds << " done\n";
   }
-  (*cluster)->Stop(absl::Seconds(10));
+  for (Layout& l : layouts) l.cluster->Stop(absl::Seconds(10));
 
   std::printf(
       "\nmodel %s: %lld layers, hidden %lld, %lld experts; %s weights; %d threads/process\n",
       dir.c_str(), static_cast<long long>(config->num_layers),
       static_cast<long long>(config->hidden_size), static_cast<long long>(config->num_experts),
       o.source.weights.c_str(), o.threads);
-  std::printf("cluster: %d layer workers, %d expert workers (replicas %d), gateway; loopback\n",
-              o.layer_workers, o.expert_workers, o.replicas);
-  std::printf("decode, %d prompt tokens, %d timed steps\n", o.prompt_len, o.decode_steps);
-  std::printf("  %5s %14s %12s %14s %12s %8s\n", "batch", "single tok/s", "single ms",
-              "cluster tok/s", "cluster ms", "ratio");
-  for (size_t i = 0; i < batches.size(); ++i) {
-    std::printf("  %5d %14.1f %12.2f %14.1f %12.2f %7.0f%%\n", batches[i], single[i].tok_s,
-                single[i].step_ms, clustered[i].tok_s, clustered[i].step_ms,
-                100.0 * clustered[i].tok_s / single[i].tok_s);
+  std::printf("cluster: %d layer workers (layers", o.layer_workers);
+  for (const auto& [begin, end] : plan->layer_ranges) {
+    std::printf(" [%lld, %lld)", static_cast<long long>(begin), static_cast<long long>(end));
+  }
+  std::printf("), %d expert workers (replicas %d), gateway; loopback\n", o.expert_workers,
+              o.replicas);
+  std::printf("decode, %d prompt tokens, %d timed steps; medians of %d interleaved rounds\n",
+              o.prompt_len, o.decode_steps, o.rounds);
+  std::printf("  %5s %22s", "batch", "single tok/s (ms/step)");
+  for (const Layout& l : layouts) {
+    std::printf(" %26s", absl::StrCat("depth ", l.depth, " micro ", l.micro, " tok/s (x)").c_str());
+  }
+  std::printf("\n");
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const double single = Median(tok_s[b][0]);
+    std::printf("  %5d %13.1f (%6.1f)", batches[b], single, Median(step_ms[b][0]));
+    for (size_t l = 0; l < layouts.size(); ++l) {
+      const double t = Median(tok_s[b][1 + l]);
+      std::printf(" %17.1f (%5.2fx)", t, t / single);
+    }
+    std::printf("\n");
+  }
+  std::printf(
+      "CPU busy fraction per process, (kernel part) (batch %d, last round; 1.0 = one core):\n",
+      batches.back());
+  for (const Layout& l : layouts) {
+    std::printf("  depth %d micro %d:", l.depth, l.micro);
+    size_t i = 0;
+    for (int e = 0; e < o.expert_workers; ++e, ++i) {
+      std::printf(" expert-%d %.2f (%.2f)", e, l.busy[i], l.sys[i]);
+    }
+    for (int w = 0; w < o.layer_workers; ++w, ++i) {
+      std::printf(" layer-%d %.2f (%.2f)", w, l.busy[i], l.sys[i]);
+    }
+    std::printf(" gateway %.2f (%.2f)\n", l.busy[i], l.sys[i]);
   }
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "cli/cluster_plan.h"
 
+#include <algorithm>
+#include <limits>
 #include <map>
 
 #include "absl/status/status.h"
@@ -8,6 +10,70 @@
 #include "common/check.h"
 
 namespace jamba {
+
+// The CPU backend's selective scan per state element and token, in multiply-adds of its dot
+// kernel: measured on the 282M benchmark model of the README (jamba-bench --threads 1, decode
+// at batch 16, perf: the scan, its exp and softplus take a third of the matrix products' time),
+// and checked by jamba-cluster-bench, where this weight gives its two stages equal busy time.
+constexpr double kScanCost = 300;
+
+double LayerWorkerCost(const ModelConfig& c, int64_t layer, bool experts_local) {
+  const double h = static_cast<double>(c.hidden_size);
+  const LayerSpec& spec = c.layers[layer];
+  double cost = 0;
+  if (spec.mixer == MixerKind::kAttention) {
+    const double q = static_cast<double>(c.num_heads * c.head_dim);
+    const double kv = static_cast<double>(c.num_kv_heads * c.head_dim);
+    cost += h * q + 2 * h * kv + q * h;
+  } else {
+    const double di = static_cast<double>(c.mamba_d_inner), n = static_cast<double>(c.mamba_d_state);
+    const double r = static_cast<double>(c.mamba_dt_rank);
+    // in_proj, conv, x_proj, dt_proj, out_proj, and the selective scan with its exp per state
+    // element and softplus, weighed as kScanCost multiply-adds per state element.
+    cost += h * 2 * di + di * static_cast<double>(c.mamba_d_conv) + di * (r + 2 * n) + r * di +
+            di * h + kScanCost * di * n;
+  }
+  const double mlp = 3 * h * static_cast<double>(c.intermediate_size);
+  if (spec.ffn == FfnKind::kDense) cost += mlp;
+  if (spec.ffn == FfnKind::kMoe) {
+    cost += h * static_cast<double>(c.num_experts);
+    if (experts_local) cost += static_cast<double>(c.num_experts_per_tok) * mlp;
+  }
+  if (layer + 1 == c.num_layers) cost += h * static_cast<double>(c.vocab_size);
+  return cost;
+}
+
+std::vector<std::pair<int64_t, int64_t>> BalancedRanges(const std::vector<double>& costs,
+                                                        int64_t parts) {
+  const int64_t n = static_cast<int64_t>(costs.size());
+  JAMBA_CHECK(parts >= 1 && parts <= n);
+  std::vector<double> prefix(n + 1, 0);
+  for (int64_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + costs[i];
+  // best[p][i]: the smallest largest range over the first i layers in p ranges; cut[p][i]:
+  // where the last of those ranges begins. Ties go to the later cut, which leaves the earlier
+  // stages the larger share.
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<std::vector<double>> best(parts + 1, std::vector<double>(n + 1, inf));
+  std::vector<std::vector<int64_t>> cut(parts + 1, std::vector<int64_t>(n + 1, 0));
+  best[0][0] = 0;
+  for (int64_t p = 1; p <= parts; ++p) {
+    for (int64_t i = p; i <= n; ++i) {
+      for (int64_t j = p - 1; j < i; ++j) {
+        const double v = std::max(best[p - 1][j], prefix[i] - prefix[j]);
+        if (v <= best[p][i]) {
+          best[p][i] = v;
+          cut[p][i] = j;
+        }
+      }
+    }
+  }
+  std::vector<std::pair<int64_t, int64_t>> ranges(parts);
+  for (int64_t p = parts, i = n; p >= 1; --p) {
+    ranges[p - 1] = {cut[p][i], i};
+    i = cut[p][i];
+  }
+  return ranges;
+}
 
 absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& c, int32_t layer_workers,
                                         int32_t expert_workers, int32_t replicas) {
@@ -20,10 +86,11 @@ absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& c, int32_t layer_work
         absl::StrCat("expert-workers must be >= 0, got ", expert_workers));
   }
   ClusterPlan plan;
-  for (int64_t w = 0; w < layer_workers; ++w) {
-    plan.layer_ranges.emplace_back(w * c.num_layers / layer_workers,
-                                   (w + 1) * c.num_layers / layer_workers);
+  std::vector<double> costs;
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    costs.push_back(LayerWorkerCost(c, layer, /*experts_local=*/expert_workers == 0));
   }
+  plan.layer_ranges = BalancedRanges(costs, layer_workers);
   plan.layer_devices.assign(plan.layer_ranges.size(), "cpu");
   if (expert_workers == 0) return plan;
   const int64_t pairs = c.NumMoeLayers() * c.num_experts;

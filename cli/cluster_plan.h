@@ -1,7 +1,9 @@
-// How `jambactl cluster up` lays a model out over processes: contiguous, near-equal layer
-// ranges for the layer workers, and every (MoE layer, expert) pair on `replicas` expert
-// workers, dealt round-robin so each worker holds a near-equal share and replicas of one
-// expert sit on distinct workers. Kept apart from the process handling so it can be tested.
+// How `jambactl cluster up` lays a model out over processes: contiguous layer ranges for the
+// layer workers, balanced by the work each does per token (so that no stage of the pipeline
+// holds the others back: the head, for one, weighs as much as several layers of a small
+// model), and every (MoE layer, expert) pair on `replicas` expert workers, dealt round-robin
+// so each worker holds a near-equal share and replicas of one expert sit on distinct workers.
+// Kept apart from the process handling so it can be tested.
 #ifndef JAMBA_CLI_CLUSTER_PLAN_H_
 #define JAMBA_CLI_CLUSTER_PLAN_H_
 
@@ -26,6 +28,17 @@ struct ClusterPlan {
   std::vector<std::string> expert_devices;
   std::vector<std::string> layer_devices;
 };
+
+// Multiply-adds per token a layer worker spends on layer `layer` of `config`: its mixer's
+// projections (and the Mamba scan), its dense MLP or MoE router, the top-k experts only when
+// `experts_local` (otherwise expert workers compute them), and the final norm + LM head when
+// it is the last layer.
+double LayerWorkerCost(const ModelConfig& config, int64_t layer, bool experts_local);
+
+// Contiguous ranges of [0, costs.size()) for `parts` stages, each non-empty, minimising the
+// largest sum of costs in a range.
+std::vector<std::pair<int64_t, int64_t>> BalancedRanges(const std::vector<double>& costs,
+                                                        int64_t parts);
 
 // InvalidArgument when the counts do not fit the model (more layer workers than layers,
 // replicas outside [1, expert_workers], more expert workers than expert replicas to hold, or

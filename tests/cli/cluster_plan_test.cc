@@ -49,11 +49,58 @@ class ClusterPlanTest : public ::testing::Test {
   ModelConfig config_;
 };
 
-TEST_F(ClusterPlanTest, SplitsLayersIntoContiguousNearEqualRanges) {
-  auto plan = PlanCluster(config_, 3, 0, 1);
+TEST(BalancedRangesTest, MinimisesTheLargestRange) {
+  EXPECT_THAT(BalancedRanges({1, 1, 1, 1, 4}, 2), ElementsAre(Pair(0, 4), Pair(4, 5)));
+  EXPECT_THAT(BalancedRanges({3, 1, 1, 1}, 2), ElementsAre(Pair(0, 1), Pair(1, 4)));
+  // Largest range 9 = 4 + 5; every other split has a larger one.
+  EXPECT_THAT(BalancedRanges({1, 2, 3, 4, 5, 6}, 3),
+              ElementsAre(Pair(0, 3), Pair(3, 5), Pair(5, 6)));
+  EXPECT_THAT(BalancedRanges({5, 5, 5}, 3), ElementsAre(Pair(0, 1), Pair(1, 2), Pair(2, 3)));
+  EXPECT_THAT(BalancedRanges({2}, 1), ElementsAre(Pair(0, 1)));
+}
+
+// The demo model (H 256, I 288, vocab 4096, Mamba Di 512 N 16 R 16 K 4, attention 8/2 heads
+// of 32 on layers 2 and 6, MoE with 4 experts top-2 on the odd layers), per token, by hand:
+// Mamba mixer 262144 + 2048 + 24576 + 8192 + 131072 projections and conv + 300 * 8192 scan =
+// 2885632 multiply-adds, attention 163840, dense MLP 221184, router 1024, head 1048576.
+TEST_F(ClusterPlanTest, CostsEachLayersWork) {
+  EXPECT_EQ(LayerWorkerCost(config_, 0, false), 2885632 + 221184);
+  EXPECT_EQ(LayerWorkerCost(config_, 1, false), 2885632 + 1024);
+  EXPECT_EQ(LayerWorkerCost(config_, 1, true), 2885632 + 1024 + 2 * 221184);
+  EXPECT_EQ(LayerWorkerCost(config_, 2, false), 163840 + 221184);
+  EXPECT_EQ(LayerWorkerCost(config_, 7, false), 2885632 + 1024 + 1048576);
+  // [0, 4) = 9265152 and [4, 8) = 10313728: the least largest stage.
+  auto plan = PlanCluster(config_, 2, 2, 1);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_THAT(plan->layer_ranges, ElementsAre(Pair(0, 2), Pair(2, 5), Pair(5, 8)));
+  EXPECT_THAT(plan->layer_ranges, ElementsAre(Pair(0, 4), Pair(4, 8)));
+  // As many stages as layers: one each.
+  plan = PlanCluster(config_, 8, 0, 1);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  for (int64_t i = 0; i < 8; ++i) EXPECT_EQ(plan->layer_ranges[i], std::make_pair(i, i + 1));
   EXPECT_TRUE(plan->expert_specs.empty());
+}
+
+// The README's 282M benchmark Jamba (Jamba-v0.1's schedule with H 1024, I 768, vocab 32768,
+// 32/8 heads, Di 2048, N 16, R 64): Mamba layers 16457728 multiply-adds, + MLP 2359296 or
+// + router 16384, attention 2621440, head 33554432 on layer 7. Even halves would give the
+// second stage, with the head, 90.3M against 70.6M; the balanced cut after layer 5 gives
+// 75.6M and 85.3M.
+TEST(ClusterPlanBalanceTest, TheHeadPullsTheCutForward) {
+  auto config = ParseModelConfig(R"({
+    "model_type": "jamba", "hidden_size": 1024, "intermediate_size": 768,
+    "num_hidden_layers": 8, "vocab_size": 32768, "num_attention_heads": 32,
+    "num_key_value_heads": 8, "attn_layer_period": 8, "attn_layer_offset": 4,
+    "expert_layer_period": 2, "expert_layer_offset": 1, "num_experts": 16,
+    "num_experts_per_tok": 2, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2,
+    "mamba_dt_rank": 64, "max_position_embeddings": 262144})",
+                                 "config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(LayerWorkerCost(*config, 0, false), 16457728 + 2359296);
+  EXPECT_EQ(LayerWorkerCost(*config, 4, false), 2621440 + 2359296);
+  EXPECT_EQ(LayerWorkerCost(*config, 7, false), 16457728 + 16384 + 33554432);
+  auto plan = PlanCluster(*config, 2, 2, 1);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(plan->layer_ranges, ElementsAre(Pair(0, 5), Pair(5, 8)));
 }
 
 TEST_F(ClusterPlanTest, EveryExpertOnceWithoutReplicas) {
