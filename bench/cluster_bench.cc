@@ -170,8 +170,8 @@ absl::StatusOr<Result> Cluster(const std::string& gateway, const std::vector<pid
   }
   const double secs = Seconds(start, end);
   if (tokens == 0 || secs <= 0) return absl::InternalError("empty decode window");
-  return Result{tokens / secs, 1e3 * secs / (static_cast<double>(tokens) / batch),
-                std::move(busy), std::move(sys)};
+  return Result{tokens / secs, 1e3 * secs / (static_cast<double>(tokens) / batch), std::move(busy),
+                std::move(sys)};
 }
 
 int Fail(const absl::Status& s) {
@@ -279,8 +279,8 @@ int Run(int argc, char** argv) {
   if (!engine.ok()) return Fail(engine.status());
   // [batch][0: single, 1 + l: layout l] -> tok/s and step ms per round
   const size_t columns = 1 + layouts.size();
-  std::vector<std::vector<std::vector<double>>> tok_s(
-      batches.size(), std::vector<std::vector<double>>(columns));
+  std::vector<std::vector<std::vector<double>>> tok_s(batches.size(),
+                                                      std::vector<std::vector<double>>(columns));
   std::vector<std::vector<std::vector<double>>> step_ms = tok_s;
   for (int round = 0; round < o.rounds; ++round) {
     for (size_t b = 0; b < batches.size(); ++b) {

@@ -26,7 +26,8 @@ double LayerWorkerCost(const ModelConfig& c, int64_t layer, bool experts_local) 
     const double kv = static_cast<double>(c.num_kv_heads * c.head_dim);
     cost += h * q + 2 * h * kv + q * h;
   } else {
-    const double di = static_cast<double>(c.mamba_d_inner), n = static_cast<double>(c.mamba_d_state);
+    const double di = static_cast<double>(c.mamba_d_inner),
+                 n = static_cast<double>(c.mamba_d_state);
     const double r = static_cast<double>(c.mamba_dt_rank);
     // in_proj, conv, x_proj, dt_proj, out_proj, and the selective scan with its exp per state
     // element and softplus, weighed as kScanCost multiply-adds per state element.

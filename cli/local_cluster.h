@@ -22,7 +22,7 @@ struct LocalClusterOptions {
   int32_t port = 0;  // gateway; 0: a free one
   std::string weights = "f32";
   std::string matmul_precision = "f32";  // the workers' --matmul-precision
-  int32_t threads = 0;  // per process; 0: all cores
+  int32_t threads = 0;                   // per process; 0: all cores
   int32_t max_running = 16;
   int32_t max_sequences = 16;
   int32_t pipeline_depth = 0;  // the gateway's --pipeline-depth (0: its default)

@@ -70,7 +70,9 @@ int Run(int argc, char** argv) {
   flags.String("matmul-precision", &matmul_precision,
                std::string("local mode: ") + kMatMulPrecisionFlagHelp, "local", "f32|bf16");
   flags.Bool("int8-experts", &config.int8_experts,
-             std::string("local mode: ") + "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)", "local");
+             std::string("local mode: ") +
+                 "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)",
+             "local");
   flags.String("weights", &weights, "local mode: weight matrices in f32 or bf16", "local",
                "f32|bf16");
   flags.Int32("threads", &threads, "local mode: CPU threads; 0 = all cores", "local");

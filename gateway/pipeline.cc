@@ -193,8 +193,7 @@ absl::StatusOr<StepOutput> Pipeline::FinishCall(Call& call, const grpc::Status& 
   StepOutput& out = call.out;
   const std::string& last = addresses_.back();
   if (!response.has_logits()) {
-    return absl::InternalError(
-        absl::StrCat("layer worker ", last, ": Forward returned no logits"));
+    return absl::InternalError(absl::StrCat("layer worker ", last, ": Forward returned no logits"));
   }
   JAMBA_ASSIGN_OR_RETURN(WireF32View view, ViewF32(response.logits(), 2, "logits"));
   if (view.shape[0] != call.rows) {

@@ -359,7 +359,10 @@ void Scheduler::Complete(Batch& batch, absl::StatusOr<StepOutput> out) {
     s.in_flight = false;
     Completion& c = *s.completion;
     absl::Status status = out.status();
-    if (status.ok()) {
+    if (s.stream->cancelled()) {
+      // Cancelled while in flight: what the batch brought back is dropped.
+      status = absl::CancelledError("cancelled by the client");
+    } else if (status.ok()) {
       const int64_t prompt = c.prompt_tokens();
       const bool prefill = s.fed < prompt;
       if (prefill && batch.items[i].logits == LogitsRows::kAll) {

@@ -52,9 +52,9 @@ struct SchedulerStats {
   int64_t queued = 0;
   int64_t running = 0;
   int64_t kv_blocks_reserved = 0;
-  int64_t steps = 0;        // batches forwarded
-  int64_t step_tokens = 0;  // rows forwarded, all batches
-  int64_t in_flight = 0;    // batches in flight now
+  int64_t steps = 0;          // batches forwarded
+  int64_t step_tokens = 0;    // rows forwarded, all batches
+  int64_t in_flight = 0;      // batches in flight now
   int64_t max_in_flight = 0;  // the most at once so far
   int32_t pipeline_depth = 0;
   int64_t generated_tokens = 0;
@@ -83,11 +83,11 @@ class Scheduler {
     SequenceId id = 0;
     std::unique_ptr<Completion> completion;
     std::shared_ptr<RequestStream> stream;
-    int64_t fed = 0;        // tokens the executor has absorbed
-    int64_t kv_blocks = 0;  // reserved for the sequence's life
-    absl::Time submitted;   // for latency metrics
-    absl::Time last_token;  // InfinitePast until the first token
-    bool in_flight = false;  // in a batch that has not come back
+    int64_t fed = 0;          // tokens the executor has absorbed
+    int64_t kv_blocks = 0;    // reserved for the sequence's life
+    absl::Time submitted;     // for latency metrics
+    absl::Time last_token;    // InfinitePast until the first token
+    bool in_flight = false;   // in a batch that has not come back
     int64_t last_batch = -1;  // the last batch it was in (the longest-waiting go first)
   };
 

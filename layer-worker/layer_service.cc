@@ -106,8 +106,7 @@ absl::StatusOr<std::unique_ptr<LayerService>> LayerService::Create(
   so.experts = service->remote_.get();
   JAMBA_ASSIGN_OR_RETURN(service->stage_, Stage::Create(std::move(model), so, backend.get()));
   service->backend_ = std::move(backend);
-  service->runner_ =
-      std::make_unique<StageRunner>(service->stage_.get(), service->remote_.get());
+  service->runner_ = std::make_unique<StageRunner>(service->stage_.get(), service->remote_.get());
   return service;
 }
 
@@ -123,8 +122,7 @@ void LayerService::DoRelease(const v1::ReleaseSequencesRequest& request) {
 }
 
 absl::Status LayerService::DoForward(const v1::ForwardRequest& request,
-                                     v1::ForwardResponse* response,
-                                     grpc::ServerContext* context) {
+                                     v1::ForwardResponse* response, grpc::ServerContext* context) {
   std::vector<StageItem> items;
   items.reserve(request.sequences_size());
   for (const v1::SequenceSlice& s : request.sequences()) {
@@ -204,7 +202,8 @@ absl::StatusOr<StageOutput> LayerService::Compute(std::vector<StageItem> items,
   }
   const int64_t h = stage_->config().hidden_size;
   // A batch whose input does not match its items is not split: the stage reports it whole.
-  valid = valid && (input.token_ids.empty() || static_cast<int64_t>(input.token_ids.size()) == total) &&
+  valid = valid &&
+          (input.token_ids.empty() || static_cast<int64_t>(input.token_ids.size()) == total) &&
           (input.hidden.empty() || static_cast<int64_t>(input.hidden.size()) == total * h);
   if (micro_batches_ <= 1 || items.size() < 2 || !valid) {
     return runner_->Forward(std::move(items), input);
@@ -252,8 +251,7 @@ v1::LayerWorker::Stub* LayerService::NextStage(const std::string& address) {
 }
 
 absl::Status LayerService::ForwardToNext(const v1::ForwardRequest& request,
-                                         std::vector<float> hidden,
-                                         v1::ForwardResponse* response,
+                                         std::vector<float> hidden, v1::ForwardResponse* response,
                                          grpc::ServerContext* context) {
   const std::string& next = request.route(0);
   v1::ForwardRequest forward;
@@ -261,8 +259,7 @@ absl::Status LayerService::ForwardToNext(const v1::ForwardRequest& request,
   forward.mutable_route()->CopyFrom(request.route());
   forward.mutable_route()->erase(forward.mutable_route()->begin());
   const int64_t h = stage_->config().hidden_size;
-  EncodeF32(hidden.data(), {static_cast<int64_t>(hidden.size()) / h, h},
-            forward.mutable_hidden());
+  EncodeF32(hidden.data(), {static_cast<int64_t>(hidden.size()) / h, h}, forward.mutable_hidden());
   std::unique_ptr<grpc::ClientContext> ctx;
   if (context != nullptr) {
     ctx = grpc::ClientContext::FromServerContext(*context);
@@ -348,8 +345,7 @@ grpc::Status LayerService::ReleaseSequences(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status LayerService::Forward(grpc::ServerContext* context,
-                                   const v1::ForwardRequest* request,
+grpc::Status LayerService::Forward(grpc::ServerContext* context, const v1::ForwardRequest* request,
                                    v1::ForwardResponse* response) {
   return ToGrpcStatusWithStage(DoForward(*request, response, context), context);
 }

@@ -71,8 +71,8 @@ class LayerService final : public v1::LayerWorker::Service {
   struct Stats {
     StageStats stage;
     int64_t forward_calls = 0;
-    double forward_seconds = 0;  // wall time of forward calls (this stage's part, overlapping)
-    double busy_seconds = 0;     // time the stage's compute thread was busy
+    double forward_seconds = 0;    // wall time of forward calls (this stage's part, overlapping)
+    double busy_seconds = 0;       // time the stage's compute thread was busy
     int64_t max_open_batches = 0;  // batches (or micro-batches) interleaved at once, at most
     int64_t forward_tokens = 0;
     int64_t expert_wait_micros = 0;

@@ -58,7 +58,8 @@ int Run(int argc, char** argv) {
   flags.String("device", &device, kDeviceFlagHelp, "", "cpu|cuda[:N]");
   flags.String("matmul-precision", &matmul_precision, kMatMulPrecisionFlagHelp, "", "f32|bf16");
   flags.Bool("int8-experts", &config.int8_experts,
-             "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)" " when this worker holds experts");
+             "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)"
+             " when this worker holds experts");
   flags.Int32("max-sequences", &config.stage.max_sequences,
               "live sequences at once (Mamba state slots)", "state");
   flags.Int32("kv-block-size", &config.stage.kv_block_size, "token positions per KV block",

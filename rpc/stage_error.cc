@@ -31,10 +31,10 @@ absl::Status ForwardCallStatus(const grpc::ClientContext& ctx, const grpc::Statu
     // A stage further down failed; its message already names it.
     return WithStage(FromGrpcStatus(status), std::string(it->second.data(), it->second.size()));
   }
-  return WithStage(absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                                absl::StrCat("layer worker ", address,
-                                             ": Forward: ", status.error_message())),
-                   address);
+  return WithStage(
+      absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                   absl::StrCat("layer worker ", address, ": Forward: ", status.error_message())),
+      address);
 }
 
 grpc::Status ToGrpcStatusWithStage(const absl::Status& s, grpc::ServerContext* ctx) {

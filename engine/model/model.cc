@@ -109,8 +109,7 @@ absl::Status Model::ForwardLayers(const ForwardContext& ctx, const StatePools& p
 namespace {
 
 double SteadySeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace

@@ -75,10 +75,10 @@ class LayerPass {
   const Model* model_;
   ForwardContext ctx_;
   StatePools pools_;
-  Tensor hidden_;        // [n, H] f32, updated in place
-  Tensor normed_;        // [n, H] f32 scratch
-  Tensor branch_;        // [n, H] f32 scratch
-  size_t next_ = 0;      // the next layer (index into the shard's layers) to run
+  Tensor hidden_;         // [n, H] f32, updated in place
+  Tensor normed_;         // [n, H] f32 scratch
+  Tensor branch_;         // [n, H] f32 scratch
+  size_t next_ = 0;       // the next layer (index into the shard's layers) to run
   bool waiting_ = false;  // layer next_ - 1's MoE waits for pending_
   MoePending pending_;
   double moe_start_ = 0;  // steady-clock seconds when the waiting MoE block began (timing)
@@ -88,13 +88,11 @@ class Model {
  public:
   // Opens the checkpoint folder and loads the shard. Errors name the file and tensor.
   static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
-                                                     const LoadOptions& options,
-                                                     Backend* backend);
+                                                     const LoadOptions& options, Backend* backend);
 
   // Loads the shard from an opened checkpoint (e.g. Checkpoint::Synthetic for benchmarks).
   static absl::StatusOr<std::unique_ptr<Model>> Load(std::unique_ptr<Checkpoint> checkpoint,
-                                                     const LoadOptions& options,
-                                                     Backend* backend);
+                                                     const LoadOptions& options, Backend* backend);
 
   const ModelConfig& config() const { return checkpoint_->config(); }
   // The checkpoint the weights were read from (tools re-export a synthetic one to a folder).
@@ -106,7 +104,7 @@ class Model {
   // with tied embeddings also holds the embedding matrix, as its lm_head, yet takes activations.
   bool has_embedding() const { return embeds_; }
   bool has_head() const { return Present(weights_.lm_head); }
-  int64_t num_mamba_layers() const { return num_mamba_; }      // held by this shard
+  int64_t num_mamba_layers() const { return num_mamba_; }          // held by this shard
   int64_t num_attention_layers() const { return num_attention_; }  // held by this shard
   int64_t weight_bytes() const { return weight_bytes_; }
   int64_t num_parameters() const { return num_parameters_; }  // held by this shard

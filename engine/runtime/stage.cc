@@ -108,7 +108,9 @@ void Stage::Free(std::unordered_map<SequenceId, Sequence>::iterator it) {
 
 absl::StatusOr<int64_t> Stage::SequenceLength(SequenceId id) const {
   auto it = sequences_.find(id);
-  if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no sequence ", id));
+  if (it == sequences_.end() || it->second.released) {
+    return absl::NotFoundError(absl::StrCat("no sequence ", id));
+  }
   return it->second.length;
 }
 
@@ -227,8 +229,8 @@ absl::StatusOr<std::unique_ptr<StagePass>> Stage::Begin(absl::Span<const StageIt
   layout.id = NextBatchLayoutId();
   layout.n_tokens = static_cast<int32_t>(n_tokens);
   layout.kv_block_size = kv_pool_ != nullptr ? kv_pool_->block_size() : 0;
-  std::vector<int32_t>& rows = pass->rows_;  // batch rows whose logits are wanted
-  std::vector<int32_t>& token_rows = pass->token_rows_;  // rows whose sampled token is wanted
+  std::vector<int32_t>& rows = pass->rows_;               // batch rows whose logits are wanted
+  std::vector<int32_t>& token_rows = pass->token_rows_;   // rows whose sampled token is wanted
   std::vector<size_t>& token_items = pass->token_items_;  // the item of each of token_rows
   std::vector<RowSampling>& token_sampling = pass->token_sampling_;  // how each is sampled
   rows.reserve(n_logit_rows);
@@ -286,12 +288,12 @@ absl::StatusOr<std::unique_ptr<StagePass>> Stage::Begin(absl::Span<const StageIt
   absl::Status uploaded;
   if (model_->has_embedding()) {
     Tensor ids_dev = ws->Take(DType::kI32, {n_tokens});  // [n] i32
-    uploaded = backend_->Upload(input.token_ids.data(), input.token_ids.size() * sizeof(int32_t),
-                                ids_dev);
+    uploaded =
+        backend_->Upload(input.token_ids.data(), input.token_ids.size() * sizeof(int32_t), ids_dev);
     if (uploaded.ok()) model_->Embed(ctx, ids_dev, pass->hidden_);
   } else {
-    uploaded = backend_->Upload(input.hidden.data(), input.hidden.size() * sizeof(float),
-                                pass->hidden_);
+    uploaded =
+        backend_->Upload(input.hidden.data(), input.hidden.size() * sizeof(float), pass->hidden_);
   }
   if (uploaded.ok()) {
     // The input is borrowed only until Begin returns.
@@ -364,8 +366,7 @@ absl::StatusOr<StageOutput> Stage::Finish(StagePass& pass) {
         std::vector<int32_t> all = rows;
         all.insert(all.end(), token_rows.begin(), token_rows.end());
         Tensor rows_dev = ws->Take(DType::kI32, {m + mt});  // [m + mt] i32
-        JAMBA_RETURN_IF_ERROR(
-            backend_->Upload(all.data(), all.size() * sizeof(int32_t), rows_dev));
+        JAMBA_RETURN_IF_ERROR(backend_->Upload(all.data(), all.size() * sizeof(int32_t), rows_dev));
         Tensor logits = ws->Take(DType::kF32, {m + mt, vocab});  // [m + mt, V] f32
         model_->Logits(ctx, hidden, rows_dev, logits);
         if (mt > 0) {

@@ -127,7 +127,7 @@ class StagePass {
   StagePass() = default;
 
   std::vector<StageItem> items_;
-  std::vector<SequenceId> ids_;   // items' sequences, marked busy in the Stage
+  std::vector<SequenceId> ids_;  // items' sequences, marked busy in the Stage
   BatchLayout layout_;
   std::unique_ptr<Workspace> workspace_;  // the pass's own scratch, back to the Stage at the end
   Tensor hidden_;                         // [n_tokens, H] f32 in workspace_
@@ -205,8 +205,8 @@ class Stage {
   ExpertDispatcher* experts_ = nullptr;
   bool time_blocks_ = false;
   BlockTimes block_seconds_;
-  std::unique_ptr<MambaStatePool> mamba_pool_;  // null without Mamba layers
-  std::unique_ptr<KvCachePool> kv_pool_;        // null without attention layers
+  std::unique_ptr<MambaStatePool> mamba_pool_;               // null without Mamba layers
+  std::unique_ptr<KvCachePool> kv_pool_;                     // null without attention layers
   std::vector<std::unique_ptr<Workspace>> free_workspaces_;  // one per open pass, reused
   int64_t max_context_ = 0;
   int32_t max_sequences_ = 0;

@@ -15,9 +15,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "engine/runtime/engine.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/row_sampler.h"
+#include "rpc/stage_error.h"
 #include "tests/engine/runtime/reference_fixture.h"
 #include "tests/gateway/cluster_test_util.h"
 #include "tests/gateway/in_process_cluster.h"
@@ -41,12 +43,10 @@ struct Layout {
 };
 
 std::string LayoutName(const Layout& l) {
-  return absl::StrCat(l.layer_workers, "stages_depth", l.pipeline_depth, "_micro",
-                      l.micro_batches);
+  return absl::StrCat(l.layer_workers, "stages_depth", l.pipeline_depth, "_micro", l.micro_batches);
 }
 
-class ClusterEquivalenceTest
-    : public ::testing::TestWithParam<std::tuple<std::string, Layout>> {
+class ClusterEquivalenceTest : public ::testing::TestWithParam<std::tuple<std::string, Layout>> {
  protected:
   void SetUp() override {
     const std::string& fixture = std::get<0>(GetParam());
@@ -280,6 +280,36 @@ TEST(ClusterFailoverTest, LosingAReplicatedExpertWorkerChangesNoToken) {
   // Every step from now on first tries (or skips) the stopped worker.
   run_batch(300, /*stop_mid_way=*/false);
   EXPECT_TRUE(c.WaitForEmptyPools(absl::Seconds(10)).ok());
+}
+
+// Activations go stage to stage, so a failure of the last stage reaches the gateway through
+// stage 0: the error still names the stage that failed (message and FailedStage), keeps its
+// code, and ends the requests whose batches it touched.
+TEST(ClusterStageFailureTest, AFailedStageIsNamedThroughTheChain) {
+  ClusterOptions options;
+  options.model_dir = ModelFixtureDir("jamba_moe_gqa");
+  options.layer_workers = 3;
+  auto cluster = InProcessCluster::Start(options);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  InProcessCluster& c = **cluster;
+  const std::vector<std::string> stages = c.layer_addresses();
+  SequenceExecutor* executor = c.gateway()->executor();
+  const std::vector<int32_t> prompt = TestPrompt(7, c.config().vocab_size, 5);
+  const std::vector<SequenceId> ids = {31};
+  ASSERT_TRUE(executor->Create(ids).ok());
+  const StageItem item{31, 7, 0, LogitsRows::kLast};
+  c.StopLayerWorker(2);
+  auto out = executor->Forward(absl::MakeConstSpan(&item, 1), prompt);
+  ASSERT_FALSE(out.ok());
+  EXPECT_TRUE(absl::IsUnavailable(out.status())) << out.status();
+  EXPECT_THAT(std::string(out.status().message()),
+              ::testing::StartsWith("layer worker " + stages[2] + ": Forward: "));
+  EXPECT_EQ(FailedStage(out.status()), stages[2]);
+
+  // And through the public API: the request fails with the stage named.
+  const StreamResult r = RunGenerate(c.stub(), IdsRequest(prompt, TestSampling(4)));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(r.status.error_message(), ::testing::HasSubstr("layer worker " + stages[2]));
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -211,4 +211,12 @@ void InProcessCluster::StopExpertWorker(size_t index) {
   e.server.reset();  // closes the listening port
 }
 
+void InProcessCluster::StopLayerWorker(size_t index) {
+  LayerServer& l = *layers_.at(index);
+  if (l.server == nullptr) return;
+  ShutdownNow(l.server.get());
+  l.server->Wait();
+  l.server.reset();
+}
+
 }  // namespace jamba

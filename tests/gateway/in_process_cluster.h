@@ -92,6 +92,8 @@ class InProcessCluster {
 
   // Shuts expert worker `index` down (its port closes; calls to it fail with UNAVAILABLE).
   void StopExpertWorker(size_t index);
+  // The same for layer worker `index` (its state stays in memory, unreachable).
+  void StopLayerWorker(size_t index);
 
  private:
   InProcessCluster() = default;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <limits>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +84,80 @@ class GatedExecutor final : public SequenceExecutor {
   mutable absl::Mutex mu_;
   int64_t allowed_ ABSL_GUARDED_BY(mu_) = std::numeric_limits<int64_t>::max();
   std::vector<std::vector<StageItem>> log_ ABSL_GUARDED_BY(mu_);  // items of each forward
+};
+
+// Forwards asynchronously: every ForwardAsync is held (the scheduler sees it in flight) until
+// the test releases it, in any order; a released batch runs on `inner` and its result goes
+// back to the scheduler from the releasing thread.
+class HeldAsyncExecutor final : public SequenceExecutor {
+ public:
+  explicit HeldAsyncExecutor(SequenceExecutor* inner) : inner_(inner) {}
+
+  ExecutorLimits limits() const override { return inner_->limits(); }
+  absl::Status Create(absl::Span<const SequenceId> ids) override { return inner_->Create(ids); }
+  absl::Status Release(absl::Span<const SequenceId> ids) override { return inner_->Release(ids); }
+  absl::StatusOr<StepOutput> Forward(absl::Span<const StageItem> items,
+                                     absl::Span<const int32_t> token_ids) override {
+    return inner_->Forward(items, token_ids);
+  }
+  void ForwardAsync(std::vector<StageItem> items, std::vector<int32_t> token_ids,
+                    ForwardDone done) override {
+    absl::MutexLock lock(&mu_);
+    log_.push_back(items);
+    held_.push_back(Held{std::move(items), std::move(token_ids), std::move(done)});
+  }
+
+  // Waits (bounded) until `n` forwards are held.
+  bool WaitHeld(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return held_.size() >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), kWait);
+  }
+  size_t held() const {
+    absl::MutexLock lock(&mu_);
+    return held_.size();
+  }
+  std::vector<StageItem> held_items(size_t i) const {
+    absl::MutexLock lock(&mu_);
+    return held_.at(i).items;
+  }
+  // Runs held forward `i` and reports it to the scheduler.
+  void Run(size_t i) {
+    Held h;
+    {
+      absl::MutexLock lock(&mu_);
+      h = std::move(held_.at(i));
+      held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    h.done(inner_->Forward(h.items, h.token_ids));
+  }
+  // Runs held forwards as they come, from this thread, until `stop` returns true (bounded).
+  template <typename Stop>
+  void RunUntil(Stop stop) {
+    const absl::Time deadline = absl::Now() + kWait;
+    while (!stop() && absl::Now() < deadline) {
+      if (held() > 0) {
+        Run(0);
+      } else {
+        absl::SleepFor(absl::Microseconds(200));
+      }
+    }
+  }
+  std::vector<std::vector<StageItem>> log() const {
+    absl::MutexLock lock(&mu_);
+    return log_;
+  }
+
+ private:
+  struct Held {
+    std::vector<StageItem> items;
+    std::vector<int32_t> token_ids;
+    ForwardDone done;
+  };
+  SequenceExecutor* const inner_;
+  mutable absl::Mutex mu_;
+  std::vector<Held> held_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<StageItem>> log_ ABSL_GUARDED_BY(mu_);
 };
 
 // Takes updates until at least `want` events were collected or the stream is done (bounded).
@@ -195,6 +270,127 @@ int Find(const std::vector<StageItem>& items, SequenceId id) {
     if (items[i].sequence == id) return static_cast<int>(i);
   }
   return -1;
+}
+
+// Pipeline depth 3: three batches in flight on disjoint sequences, none launched beyond the
+// depth, decoders spread over the batches, results taken in any order of return, and every
+// stream still the single process's.
+TEST_F(LocalSchedulerTest, DepthKeepsBatchesInFlightOnDisjointSequences) {
+  HeldAsyncExecutor async(local_.get());
+  SchedulerOptions options;
+  options.pipeline_depth = 3;
+  options.prefill_chunk = 4;
+  options.max_running = 6;
+  options.max_tokens_per_step = 8;  // two 4-token chunks per batch: prompts spread over batches
+  scheduler_ = std::make_unique<Scheduler>(&async, options);
+  EXPECT_EQ(scheduler_->Stats().pipeline_depth, 3);
+  const int n = 6;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  const SamplingParams params = TestSampling(10);
+  for (int i = 0; i < n; ++i) {
+    prompts.push_back(TestPrompt(4 + i, config_.vocab_size, 40 + i));
+    auto s = scheduler_->Submit(MakeCompletion(prompts.back(), params));
+    ASSERT_TRUE(s.ok()) << s.status();
+    streams.push_back(*s);
+  }
+  ASSERT_TRUE(async.WaitHeld(3));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(async.held(), 3u) << "more batches in flight than the depth";
+  EXPECT_EQ(scheduler_->Stats().in_flight, 3);
+  std::set<SequenceId> seen;
+  for (size_t b = 0; b < 3; ++b) {
+    for (const StageItem& item : async.held_items(b)) {
+      EXPECT_TRUE(seen.insert(item.sequence).second) << "sequence in two batches in flight";
+    }
+  }
+  // The last-launched batch returns first; the scheduler launches the next one at once.
+  async.Run(2);
+  ASSERT_TRUE(async.WaitHeld(3));
+  // Then everything runs as it comes, in arrival order, from this thread.
+  async.RunUntil([&] { return scheduler_->Stats().finished == n; });
+  for (int i = 0; i < n; ++i) {
+    Collected got;
+    TakeAll(streams[i].get(), &got);
+    ASSERT_TRUE(got.done && got.status.ok()) << i << ": " << got.status;
+    EXPECT_EQ(got.tokens, Solo(prompts[i], params)) << "prompt " << i;
+  }
+  // Over the whole run no batch held a sequence twice, none held a sequence in flight
+  // elsewhere (checked above for the first three), and once all six decoded, a batch took at
+  // most ceil(6 / 3) = 2 decoders.
+  int64_t max_decodes = 0;
+  for (const std::vector<StageItem>& batch : async.log()) {
+    std::set<SequenceId> ids;
+    int64_t decodes = 0;
+    for (const StageItem& item : batch) {
+      EXPECT_TRUE(ids.insert(item.sequence).second);
+      decodes += item.n_tokens == 1 && item.n_past >= 4 + 5;  // past every prompt
+    }
+    max_decodes = std::max(max_decodes, decodes);
+  }
+  EXPECT_LE(max_decodes, 2);
+  EXPECT_EQ(scheduler_->Stats().max_in_flight, 3);
+  EXPECT_TRUE(WaitFor([&] { return local_->Stats().live_sequences == 0; }));
+}
+
+// A stream cancelled while its sequence is in a batch in flight ends Cancelled when the batch
+// returns (its token is dropped), its state is freed, and the others finish exactly.
+TEST_F(LocalSchedulerTest, CancelWhileInFlightEndsAtTheBatchsReturn) {
+  HeldAsyncExecutor async(local_.get());
+  SchedulerOptions options;
+  options.pipeline_depth = 2;
+  scheduler_ = std::make_unique<Scheduler>(&async, options);
+  const SamplingParams params = TestSampling(8);
+  const std::vector<int32_t> pa = TestPrompt(5, config_.vocab_size, 61);
+  const std::vector<int32_t> pb = TestPrompt(6, config_.vocab_size, 62);
+  auto a = scheduler_->Submit(MakeCompletion(pa, params));
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(async.WaitHeld(1));
+  auto b = scheduler_->Submit(MakeCompletion(pb, params));
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(async.WaitHeld(2));  // A's prefill and B's, in two batches
+  (*a)->Cancel();
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_EQ(scheduler_->Stats().finished, 0) << "cancelled while still in flight";
+  async.RunUntil([&] { return scheduler_->Stats().finished == 2; });
+  Collected got_a, got_b;
+  TakeAll(a->get(), &got_a);
+  TakeAll(b->get(), &got_b);
+  ASSERT_TRUE(got_a.done);
+  EXPECT_TRUE(absl::IsCancelled(got_a.status)) << got_a.status;
+  EXPECT_TRUE(got_a.tokens.empty());
+  ASSERT_TRUE(got_b.status.ok()) << got_b.status;
+  EXPECT_EQ(got_b.tokens, Solo(pb, params));
+  EXPECT_TRUE(WaitFor([&] { return local_->Stats().live_sequences == 0; }));
+  EXPECT_EQ(scheduler_->Stats().kv_blocks_reserved, 0);
+}
+
+// Shutting down (SIGTERM's last step) with batches in flight: the scheduler launches nothing
+// more, waits for them to return, then ends every stream with UNAVAILABLE and frees the state.
+TEST_F(LocalSchedulerTest, ShutdownWaitsForBatchesInFlight) {
+  HeldAsyncExecutor async(local_.get());
+  SchedulerOptions options;
+  options.pipeline_depth = 2;
+  scheduler_ = std::make_unique<Scheduler>(&async, options);
+  auto a =
+      scheduler_->Submit(MakeCompletion(TestPrompt(5, config_.vocab_size, 71), TestSampling(50)));
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(async.WaitHeld(1));
+  std::atomic<bool> destroyed{false};
+  std::thread stopper([&] {
+    scheduler_.reset();
+    destroyed = true;
+  });
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(destroyed) << "the scheduler went away with a batch in flight";
+  async.Run(0);
+  stopper.join();
+  EXPECT_EQ(async.held(), 0u) << "a batch was launched while stopping";
+  Collected got;
+  TakeAll(a->get(), &got);
+  ASSERT_TRUE(got.done);
+  EXPECT_TRUE(absl::IsUnavailable(got.status)) << got.status;
+  EXPECT_EQ(local_->Stats().live_sequences, 0);
 }
 
 TEST_F(LocalSchedulerTest, RequestArrivingMidStreamJoinsTheRunningBatch) {

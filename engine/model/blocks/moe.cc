@@ -159,7 +159,8 @@ absl::Status MoeBegin(const ForwardContext& ctx, int64_t layer, const MoeWeights
   // The held experts run now, while the others are computed elsewhere.
   for (int64_t e = 0; e < e_count; ++e) {
     if (count[e] == 0 || remote_offset[e] >= 0) continue;
-    MlpForward(ctx, w.experts[e], xg.Rows(p->offset[e], count[e]), p->yg.Rows(p->offset[e], count[e]));
+    MlpForward(ctx, w.experts[e], xg.Rows(p->offset[e], count[e]),
+               p->yg.Rows(p->offset[e], count[e]));
   }
   if (p->work.empty()) return MoeFinish(ctx, p);
   return absl::OkStatus();
