@@ -66,11 +66,19 @@ TEST(SizeWorkersTest, WithoutExpertWorkersLayerWorkersHoldTheirExperts) {
   const std::vector<WorkerSize> ws = SizeWorkers(s.config, s.plan, *layout, 1, 100);
   ASSERT_EQ(ws.size(), 3u);
   EXPECT_EQ(SumWeights(ws), s.plan.weight_bytes);
-  // [0, 10) holds MoE layers 1, 3, 5, 7, 9.
-  EXPECT_EQ(ws[0].layer_end, 10);
-  EXPECT_EQ(ws[0].experts, 5 * 16);
-  EXPECT_EQ(ws[0].weight_bytes, s.plan.LayerBytes(0, 10, true) + s.plan.embedding_bytes);
-  EXPECT_EQ(ws[2].weight_bytes, s.plan.LayerBytes(21, 32, true) + s.plan.head_bytes);
+  // Each worker holds its range's layers with their experts (MoE on the odd layers), the
+  // first also the embedding, the last the head.
+  const auto& r = layout->layer_ranges;
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(ws[i].layer_begin, r[i].first);
+    EXPECT_EQ(ws[i].layer_end, r[i].second);
+    // Odd layers in [begin, end).
+    EXPECT_EQ(ws[i].experts, (r[i].second / 2 - r[i].first / 2) * 16);
+  }
+  EXPECT_EQ(ws[0].weight_bytes,
+            s.plan.LayerBytes(0, r[0].second, true) + s.plan.embedding_bytes);
+  EXPECT_EQ(ws[2].weight_bytes,
+            s.plan.LayerBytes(r[2].first, 32, true) + s.plan.head_bytes);
 }
 
 TEST(SizeWorkersTest, TiedEmbeddingIsHeldByBothEnds) {
