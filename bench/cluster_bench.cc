@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -35,6 +36,7 @@
 #include "engine/checkpoint/safetensors.h"
 #include "engine/config/model_config.h"
 #include "engine/runtime/engine.h"
+#include "kernels/cpu_threads.h"
 
 namespace jamba {
 namespace {
@@ -63,8 +65,9 @@ double Median(std::vector<double> v) {
 
 struct Result {
   double tok_s = 0, step_ms = 0;
-  std::vector<double> busy;  // per process (start order): CPU seconds / wall seconds of the run
-  std::vector<double> sys;   // the system (kernel) part of it
+  // Per process (start order): CPU seconds / wall seconds over the decode window.
+  std::vector<double> busy;
+  std::vector<double> sys;  // the system (kernel) part of it
 };
 
 // CPU time a process has used so far, from /proc (user + system, or system alone); 0 if
@@ -125,12 +128,28 @@ absl::StatusOr<Result> Cluster(const std::string& gateway, const std::vector<pid
     s->set_max_new_tokens(o.decode_steps + 3);
   }
   JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<client::Client> c, client::Client::Connect(gateway));
-  std::vector<double> cpu_before, sys_before;
-  for (pid_t p : pids) {
-    cpu_before.push_back(CpuSeconds(p));
-    sys_before.push_back(CpuSeconds(p, true));
-  }
-  const Clock::time_point run_start = Clock::now();
+  // The processes' CPU time, sampled while the streams run, so the busy fractions cover the
+  // decode window alone (prefill and the last streams' tail excluded).
+  struct CpuSample {
+    Clock::time_point at;
+    std::vector<double> cpu, sys;
+  };
+  std::vector<CpuSample> samples;
+  std::atomic<bool> sampling{true};
+  auto sample = [&pids] {
+    CpuSample x{Clock::now(), {}, {}};
+    for (pid_t p : pids) {
+      x.cpu.push_back(CpuSeconds(p));
+      x.sys.push_back(CpuSeconds(p, true));
+    }
+    return x;
+  };
+  std::thread sampler([&] {
+    while (sampling.load()) {
+      samples.push_back(sample());
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
   std::vector<std::thread> threads;
   for (int b = 0; b < batch; ++b) {
     threads.emplace_back([&, b] {
@@ -148,12 +167,8 @@ absl::StatusOr<Result> Cluster(const std::string& gateway, const std::vector<pid
     });
   }
   for (std::thread& t : threads) t.join();
-  const double run_seconds = Seconds(run_start, Clock::now());
-  std::vector<double> busy, sys;
-  for (size_t i = 0; i < pids.size(); ++i) {
-    busy.push_back((CpuSeconds(pids[i]) - cpu_before[i]) / run_seconds);
-    sys.push_back((CpuSeconds(pids[i], true) - sys_before[i]) / run_seconds);
-  }
+  sampling = false;
+  sampler.join();
   Clock::time_point start = Clock::time_point::min(), end = Clock::time_point::max();
   for (int b = 0; b < batch; ++b) {
     JAMBA_RETURN_IF_ERROR(errors[b]);
@@ -170,6 +185,20 @@ absl::StatusOr<Result> Cluster(const std::string& gateway, const std::vector<pid
   }
   const double secs = Seconds(start, end);
   if (tokens == 0 || secs <= 0) return absl::InternalError("empty decode window");
+  // The samples bracketing the window: the last at or before its start, the first after its end.
+  size_t first = 0, last = samples.size() - 1;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (samples[i].at <= start) first = i;
+  }
+  for (size_t i = samples.size(); i-- > 0;) {
+    if (samples[i].at >= end) last = i;
+  }
+  std::vector<double> busy, sys;
+  const double span = Seconds(samples[first].at, samples[last].at);
+  for (size_t i = 0; i < pids.size(); ++i) {
+    busy.push_back(span > 0 ? (samples[last].cpu[i] - samples[first].cpu[i]) / span : 0);
+    sys.push_back(span > 0 ? (samples[last].sys[i] - samples[first].sys[i]) / span : 0);
+  }
   return Result{tokens / secs, 1e3 * secs / (static_cast<double>(tokens) / batch), std::move(busy),
                 std::move(sys)};
 }
@@ -228,7 +257,7 @@ int Run(int argc, char** argv) {
   }
   const std::vector<int>& batches = *parsed;
   const int max_batch = *std::max_element(batches.begin(), batches.end());
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  SetCpuThreads(o.threads);
   std::string dir = o.source.model;
   if (dir.empty()) {
     auto text = ConfigWithOverrides(o.source.config, o.source.overrides);
@@ -332,7 +361,8 @@ int Run(int argc, char** argv) {
     std::printf("\n");
   }
   std::printf(
-      "CPU busy fraction per process, (kernel part) (batch %d, last round; 1.0 = one core):\n",
+      "CPU busy fraction per process over the decode window, (kernel part) (batch %d, last "
+      "round; 1.0 = one core):\n",
       batches.back());
   for (const Layout& l : layouts) {
     std::printf("  depth %d micro %d:", l.depth, l.micro);

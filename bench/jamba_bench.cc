@@ -28,6 +28,7 @@
 #include "engine/runtime/engine.h"
 #include "kernels/backend_factory.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu_threads.h"
 #ifdef JAMBA_HAS_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -340,7 +341,7 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-bench: --prompt-len, --decode-steps must be >= 1, --bandwidth-mib >= 16\n";
     return 2;
   }
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  SetCpuThreads(o.threads);
   const DType dtype = o.source.weights == "bf16" ? DType::kBF16 : DType::kF32;
   const int max_batch = *std::max_element(batches.begin(), batches.end());
 

@@ -32,7 +32,7 @@ int RunUp(int argc, char** argv) {
   std::string matmul_precision = "f32";
   int32_t layer_workers = 2, expert_workers = 2, replicas = 1, port = 50051, threads = 0;
   int32_t max_running = 16, max_sequences = 16, grace_s = 30, pipeline_depth = 0;
-  int32_t micro_batches = 2;
+  int32_t micro_batches = 1;
   int64_t start_timeout_s = 300;
   FlagParser flags(
       "jambactl cluster up --model DIR [--layer-workers N] [--expert-workers M] "

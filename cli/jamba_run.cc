@@ -18,6 +18,7 @@
 #include "engine/runtime/generator.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "kernels/backend_factory.h"
+#include "kernels/cpu_threads.h"
 #include "nlohmann/json.hpp"
 
 namespace jamba {
@@ -57,7 +58,8 @@ int Run(int argc, char** argv) {
   FlagParser flags(
       "jamba-run --model DIR (--prompt TEXT | --token-ids ID,ID,...) [options]",
       "Runs a Jamba, Mamba, Falcon-Mamba or Mixtral checkpoint (a Hugging Face folder:\n"
-      "config.json, *.safetensors, tokenizer.json) on the CPU or a GPU and prints the completion as it\n"
+      "config.json, *.safetensors, tokenizer.json) on the CPU or a GPU and prints the completion "
+      "as it\n"
       "is generated. The prompt is tokenized with the folder's tokenizer.json, adding BOS as its\n"
       "tokenizer_config.json says; --token-ids feeds ids as they are and needs no tokenizer.");
   const std::string in = "Input";
@@ -66,23 +68,28 @@ int Run(int argc, char** argv) {
   flags.Custom(
       "token-ids", [&o](absl::string_view v) { return ParseIdList(v, "token-ids", &o.token_ids); },
       "ID,ID,...", "prompt as token ids instead of text", in);
-  flags.Bool("no-special-tokens", &o.no_special_tokens,
-             "tokenize --prompt without adding BOS/EOS", in);
+  flags.Bool("no-special-tokens", &o.no_special_tokens, "tokenize --prompt without adding BOS/EOS",
+             in);
   AddSamplingFlags(&flags, &o.sampling);
   const std::string out = "Output";
   flags.Bool("json", &o.json,
              "print one JSON object {token_ids, text, finish_reason, usage, ...} instead of "
-             "streaming text", out);
+             "streaming text",
+             out);
   flags.String("dump-logits", &o.dump_logits,
                "write the logits of every prompt position to this .npy file "
-               "(float32, shape [prompt_tokens, vocab])", out, "FILE.npy");
+               "(float32, shape [prompt_tokens, vocab])",
+               out, "FILE.npy");
   flags.Bool("quiet", &o.quiet, "no statistics on stderr", out);
   const std::string eng = "Engine";
-  flags.String("weights", &o.weights, "dtype of the weight matrices in memory: f32 or bf16 "
-               "(accumulation is f32 either way)", eng, "f32|bf16");
+  flags.String("weights", &o.weights,
+               "dtype of the weight matrices in memory: f32 or bf16 "
+               "(accumulation is f32 either way)",
+               eng, "f32|bf16");
   flags.String("device", &o.device, kDeviceFlagHelp, eng, "cpu|cuda[:N]");
   flags.String("matmul-precision", &o.matmul_precision, kMatMulPrecisionFlagHelp, eng, "f32|bf16");
-  flags.Bool("int8-experts", &o.int8_experts, "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)", eng);
+  flags.Bool("int8-experts", &o.int8_experts,
+             "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)", eng);
   flags.Int32("threads", &o.threads, "CPU threads; 0 = all cores", eng);
   flags.Int32("prefill-chunk", &o.prefill_chunk, "prompt tokens per forward step", eng);
   flags.Int("max-context", &o.max_context,
@@ -114,7 +121,7 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-run: --matmul-precision: " << precision.status().message() << "\n";
     return 2;
   }
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  SetCpuThreads(o.threads);
 
   std::unique_ptr<Tokenizer> tokenizer;
   {
@@ -181,8 +188,7 @@ int Run(int argc, char** argv) {
     j["token_ids"] = result->token_ids;
     j["text"] = result->text;
     j["finish_reason"] = FinishReasonName(result->finish_reason);
-    j["usage"] = {{"prompt_tokens", result->prompt_tokens},
-                  {"completion_tokens", generated}};
+    j["usage"] = {{"prompt_tokens", result->prompt_tokens}, {"completion_tokens", generated}};
     if (o.sampling.logprobs >= 0) {
       j["logprobs"] = nlohmann::json::array();
       for (const auto& lp : result->logprobs) j["logprobs"].push_back(LogprobJson(lp));

@@ -26,7 +26,7 @@ struct LocalClusterOptions {
   int32_t max_running = 16;
   int32_t max_sequences = 16;
   int32_t pipeline_depth = 0;  // the gateway's --pipeline-depth (0: its default)
-  int32_t micro_batches = 2;   // the layer workers' --micro-batches
+  int32_t micro_batches = 1;   // the layer workers' --micro-batches
   int32_t grace_s = 30;
   absl::Duration start_timeout = absl::Seconds(300);
   // Folder with the server binaries; empty: next to this executable or in its build tree.

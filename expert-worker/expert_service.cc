@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/cpu_threads.h"
 #include "proto/wire/tensor_codec.h"
 #include "rpc/grpc_status.h"
 
@@ -28,13 +29,13 @@ absl::Status ExpertService::ComputeBatches(const v1::ExpertRequest& request,
     JAMBA_ASSIGN_OR_RETURN(WireF32View view,
                            ViewF32(b.tokens(), 2, absl::StrCat("batches[", i, "].tokens")));
     if (view.shape[1] != c.hidden_size) {
-      return absl::InvalidArgumentError(absl::StrCat("batches[", i, "].tokens: expected ",
-                                                     c.hidden_size, " columns, got ",
-                                                     view.shape[1]));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "batches[", i, "].tokens: expected ", c.hidden_size, " columns, got ", view.shape[1]));
     }
     inputs.push_back(std::move(view));
   }
   std::lock_guard<std::mutex> lock(mu_);
+  AdoptCpuThreads();  // gRPC's handler threads start from OpenMP's default
   const auto start = std::chrono::steady_clock::now();
   ++stats_.requests;
   for (int i = 0; i < request.batches_size(); ++i) {

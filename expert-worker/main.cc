@@ -1,6 +1,6 @@
 // jamba-expert-worker: serves the ExpertWorker API for a set of (MoE layer, expert) pairs of a
 // checkpoint, reading only those experts' weights. Stateless; run as many replicas as wanted.
-#include <omp.h>
+#include "kernels/cpu_threads.h"
 
 #include <csignal>
 #include <iostream>
@@ -40,7 +40,8 @@ int Run(int argc, char** argv) {
   flags.Int32("threads", &threads, "CPU threads; 0 = all cores");
   flags.String("device", &device, kDeviceFlagHelp, "", "cpu|cuda[:N]");
   flags.String("matmul-precision", &matmul_precision, kMatMulPrecisionFlagHelp, "", "f32|bf16");
-  flags.Bool("int8-experts", &int8_experts, "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)");
+  flags.Bool("int8-experts", &int8_experts,
+             "quantise MoE expert matrices to int8 at load (per-row scales, as ExpertsInt8)");
   flags.Int32("grace-s", &grace_s, "on SIGTERM, seconds in-flight calls get to finish");
   flags.String("metrics-listen", &metrics_listen,
                "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "", "HOST:PORT");
@@ -82,7 +83,7 @@ int Run(int argc, char** argv) {
     std::cout << "configuration ok\n";
     return 0;
   }
-  if (threads > 0) omp_set_num_threads(threads);
+  SetCpuThreads(threads);
   absl::StatusOr<std::unique_ptr<Backend>> created =
       CreateBackend(device, BackendOptions{.matmul_precision = *precision});
   if (!created.ok()) {

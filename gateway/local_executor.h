@@ -7,6 +7,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "gateway/executor.h"
+#include "kernels/cpu_threads.h"
 
 namespace jamba {
 
@@ -38,6 +39,7 @@ class LocalExecutor final : public SequenceExecutor {
   absl::StatusOr<StepOutput> Forward(absl::Span<const StageItem> items,
                                      absl::Span<const int32_t> token_ids) override {
     absl::MutexLock lock(&mu_);
+    AdoptCpuThreads();  // the scheduler's thread starts from OpenMP's default
     StageInput input;
     input.token_ids = token_ids;
     absl::StatusOr<StageOutput> out = stage_->Forward(items, input);

@@ -2,7 +2,7 @@
 // generation, tokenization, model info), schedules every request with continuous batching
 // over the layer workers (or over the whole model in this process when none are given),
 // samples, and streams tokens back. Also grpc.health.v1 and reflection.
-#include <omp.h>
+#include "kernels/cpu_threads.h"
 
 #include <iostream>
 #include <string>
@@ -123,7 +123,7 @@ int Run(int argc, char** argv) {
   }
   config.weight_dtype = weights == "bf16" ? DType::kBF16 : DType::kF32;
   config.pipeline.connect_timeout = absl::Seconds(connect_timeout_s);
-  if (threads > 0) omp_set_num_threads(threads);
+  SetCpuThreads(threads);
   // Metrics exist before the gateway, whose scheduler reports to them from its first step.
   Telemetry telemetry(
       BuildInfo{"gateway", config.layer_workers.empty() ? config.device : "remote", ""});

@@ -36,7 +36,7 @@ struct LayerWorkerConfig {
   StageOptions stage;  // pool sizes and context limit (`experts` is set by Create)
   // Parts each batch of at least two sequences is split into (contiguous, near-equal token
   // counts), when MoE tokens go to expert workers; 1: none.
-  int32_t micro_batches = 2;
+  int32_t micro_batches = 1;
   // Deadline of a call to the next stage when the request carries none.
   absl::Duration next_stage_timeout = absl::Seconds(120);
 };

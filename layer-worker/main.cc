@@ -2,7 +2,7 @@
 // a checkpoint (mixers, norms, dense MLPs, MoE routers; the embedding on the first stage, the
 // head on the last) and the KV cache / Mamba state of every running sequence for them; sends
 // MoE tokens to expert workers. Serves jamba.v1.LayerWorker, grpc.health.v1 and reflection.
-#include <omp.h>
+#include "kernels/cpu_threads.h"
 
 #include <iostream>
 #include <memory>
@@ -130,7 +130,7 @@ int Run(int argc, char** argv) {
   config.weight_dtype = weights == "bf16" ? DType::kBF16 : DType::kF32;
   config.remote.connect_timeout = absl::Seconds(connect_timeout_s);
   config.remote.call_timeout = absl::Milliseconds(expert_timeout_ms);
-  if (threads > 0) omp_set_num_threads(threads);
+  SetCpuThreads(threads);
 
   absl::StatusOr<std::unique_ptr<Backend>> backend =
       CreateBackend(device, BackendOptions{.matmul_precision = *precision});

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "common/check.h"
+#include "kernels/cpu_threads.h"
 
 namespace jamba {
 
@@ -91,6 +92,7 @@ std::optional<absl::StatusOr<StageOutput>> StageRunner::Step(Job& job) {
 }
 
 void StageRunner::ComputeLoop() {
+  AdoptCpuThreads();
   using Clock = std::chrono::steady_clock;
   while (true) {
     std::unique_ptr<Job> job;
