@@ -53,7 +53,7 @@ struct Options {
   std::string batches = "1,4,16";
   int32_t prompt_len = 16, decode_steps = 32, threads = 0;
   int32_t layer_workers = 2, expert_workers = 2, replicas = 1;
-  std::string depths = "1,2", micro_batches = "1,2";
+  std::string depths = "1,2", micro_batches = "1", pipelines = "1";
   int32_t rounds = 3;
 };
 
@@ -231,6 +231,9 @@ int Run(int argc, char** argv) {
                "Cluster", "N,N,...");
   flags.String("micro-batches", &o.micro_batches, "the layer workers' micro-batches per batch",
                "Cluster", "N,N,...");
+  flags.String("pipelines", &o.pipelines,
+               "sets of --layer-workers stages sharing the expert workers (data parallel)",
+               "Cluster", "N,N,...");
   flags.Int32("rounds", &o.rounds, "measurements per figure (the median is printed)", "Run");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-cluster-bench")) {
     return *exit;
@@ -245,7 +248,9 @@ int Run(int argc, char** argv) {
   absl::StatusOr<std::vector<int>> parsed = ParseBatchSizes(o.batches, 256);
   absl::StatusOr<std::vector<int>> depths = ParseBatchSizes(o.depths, 64);
   absl::StatusOr<std::vector<int>> micro = ParseBatchSizes(o.micro_batches, 64);
-  for (const absl::Status& s : {parsed.status(), depths.status(), micro.status()}) {
+  absl::StatusOr<std::vector<int>> pipelines = ParseBatchSizes(o.pipelines, 64);
+  for (const absl::Status& s :
+       {parsed.status(), depths.status(), micro.status(), pipelines.status()}) {
     if (!s.ok()) {
       std::cerr << "jamba-cluster-bench: " << s.message() << "\n";
       return 2;
@@ -270,31 +275,34 @@ int Run(int argc, char** argv) {
   if (!config.ok()) return Fail(config.status());
   std::mt19937 rng(7);
 
-  // ---- The clusters: one per (depth, micro-batches), all up for the whole run. ----------
-  auto plan = PlanCluster(*config, o.layer_workers, o.expert_workers, o.replicas);
-  if (!plan.ok()) return Fail(plan.status());
+  // ---- The clusters: one per (pipelines, depth, micro-batches), all up for the whole run. --
   struct Layout {
-    int depth, micro;
+    int pipelines, depth, micro;
+    ClusterPlan plan;
     std::unique_ptr<LocalCluster> cluster;
     std::vector<double> busy, sys;  // last round, largest batch
   };
   std::vector<Layout> layouts;
-  for (int d : *depths) {
-    for (int m : *micro) {
-      LocalClusterOptions lo;
-      lo.model = dir;
-      lo.plan = *plan;
-      lo.weights = o.source.weights;
-      lo.threads = o.threads;
-      lo.max_running = max_batch;
-      lo.max_sequences = max_batch;
-      lo.pipeline_depth = d;
-      lo.micro_batches = m;
-      std::cerr << "starting a cluster with pipeline depth " << d << ", " << m
-                << " micro-batches\n";
-      auto cluster = LocalCluster::Start(lo);
-      if (!cluster.ok()) return Fail(cluster.status());
-      layouts.push_back(Layout{d, m, *std::move(cluster), {}, {}});
+  for (int p : *pipelines) {
+    auto plan = PlanCluster(*config, o.layer_workers, o.expert_workers, o.replicas, p);
+    if (!plan.ok()) return Fail(plan.status());
+    for (int d : *depths) {
+      for (int m : *micro) {
+        LocalClusterOptions lo;
+        lo.model = dir;
+        lo.plan = *plan;
+        lo.weights = o.source.weights;
+        lo.threads = o.threads;
+        lo.max_running = max_batch;
+        lo.max_sequences = max_batch;
+        lo.pipeline_depth = d;
+        lo.micro_batches = m;
+        std::cerr << "starting a cluster with " << p << " pipeline(s), depth " << d << ", " << m
+                  << " micro-batch(es)\n";
+        auto cluster = LocalCluster::Start(lo);
+        if (!cluster.ok()) return Fail(cluster.status());
+        layouts.push_back(Layout{p, d, m, *plan, *std::move(cluster), {}, {}});
+      }
     }
   }
 
@@ -338,8 +346,8 @@ int Run(int argc, char** argv) {
       dir.c_str(), static_cast<long long>(config->num_layers),
       static_cast<long long>(config->hidden_size), static_cast<long long>(config->num_experts),
       o.source.weights.c_str(), o.threads);
-  std::printf("cluster: %d layer workers (layers", o.layer_workers);
-  for (const auto& [begin, end] : plan->layer_ranges) {
+  std::printf("cluster: %d layer workers per pipeline (layers", o.layer_workers);
+  for (const auto& [begin, end] : layouts.front().plan.layer_ranges) {
     std::printf(" [%lld, %lld)", static_cast<long long>(begin), static_cast<long long>(end));
   }
   std::printf("), %d expert workers (replicas %d), gateway; loopback\n", o.expert_workers,
@@ -348,7 +356,9 @@ int Run(int argc, char** argv) {
               o.prompt_len, o.decode_steps, o.rounds);
   std::printf("  %5s %22s", "batch", "single tok/s (ms/step)");
   for (const Layout& l : layouts) {
-    std::printf(" %26s", absl::StrCat("depth ", l.depth, " micro ", l.micro, " tok/s (x)").c_str());
+    std::printf(" %26s",
+                absl::StrCat("P", l.pipelines, " depth ", l.depth, " micro ", l.micro, " tok/s (x)")
+                    .c_str());
   }
   std::printf("\n");
   for (size_t b = 0; b < batches.size(); ++b) {
@@ -365,13 +375,15 @@ int Run(int argc, char** argv) {
       "round; 1.0 = one core):\n",
       batches.back());
   for (const Layout& l : layouts) {
-    std::printf("  depth %d micro %d:", l.depth, l.micro);
+    std::printf("  P%d depth %d micro %d:", l.pipelines, l.depth, l.micro);
     size_t i = 0;
     for (int e = 0; e < o.expert_workers; ++e, ++i) {
       std::printf(" expert-%d %.2f (%.2f)", e, l.busy[i], l.sys[i]);
     }
-    for (int w = 0; w < o.layer_workers; ++w, ++i) {
-      std::printf(" layer-%d %.2f (%.2f)", w, l.busy[i], l.sys[i]);
+    for (int p = 0; p < l.pipelines; ++p) {
+      for (int w = 0; w < o.layer_workers; ++w, ++i) {
+        std::printf(" layer-%d.%d %.2f (%.2f)", p, w, l.busy[i], l.sys[i]);
+      }
     }
     std::printf(" gateway %.2f (%.2f)\n", l.busy[i], l.sys[i]);
   }

@@ -32,13 +32,14 @@ int RunUp(int argc, char** argv) {
   std::string matmul_precision = "f32";
   int32_t layer_workers = 2, expert_workers = 2, replicas = 1, port = 50051, threads = 0;
   int32_t max_running = 16, max_sequences = 16, grace_s = 30, pipeline_depth = 0;
-  int32_t micro_batches = 1;
+  int32_t micro_batches = 1, pipelines = 1;
   int64_t start_timeout_s = 300;
   FlagParser flags(
       "jambactl cluster up --model DIR [--layer-workers N] [--expert-workers M] "
       "[--replicas R] [--port P]",
       "Starts a whole cluster on this machine: M expert workers (every expert of every MoE\n"
-      "layer held by R of them), N layer workers (contiguous layer ranges, pipeline order) and\n"
+      "layer held by R of them), N layer workers (contiguous layer ranges balanced by their\n"
+      "work, pipeline order; --pipelines P such sets, sharing the expert workers) and\n"
       "the gateway on HOST:P. Waits until every process is healthy, prints the endpoints and\n"
       "'cluster ready: gateway HOST:P', forwards the processes' logs to stderr, and stops them\n"
       "all cleanly on Ctrl-C or SIGTERM (exit 0). If a process dies, stops the rest (exit 1).");
@@ -59,6 +60,8 @@ int RunUp(int argc, char** argv) {
   flags.Int32("threads", &threads, "CPU threads per process; 0 = all cores");
   flags.Int32("max-running", &max_running, "gateway: sequences in the running batch");
   flags.Int32("max-sequences", &max_sequences, "layer workers: live sequences (state slots)");
+  flags.Int32("pipelines", &pipelines,
+              "full sets of layer workers (data parallel), sharing the expert workers");
   flags.Int32("pipeline-depth", &pipeline_depth,
               "gateway: batches in flight at once; 0: one per layer worker");
   flags.Int32("micro-batches", &micro_batches,
@@ -97,11 +100,12 @@ int RunUp(int argc, char** argv) {
     std::cerr << "jambactl cluster up: " << config.status().message() << "\n";
     return 1;
   }
-  absl::StatusOr<ClusterPlan> plan = PlanCluster(*config, layer_workers, expert_workers, replicas);
+  absl::StatusOr<ClusterPlan> plan =
+      PlanCluster(*config, layer_workers, expert_workers, replicas, pipelines);
   if (!plan.ok()) return usage(std::string("--") + std::string(plan.status().message()));
   LocalClusterOptions lo;
   lo.model = model;
-  const size_t workers = plan->expert_specs.size() + plan->layer_ranges.size();
+  const size_t workers = plan->expert_specs.size() + plan->layer_devices.size();
   if (devices.size() > workers) {
     return usage(absl::StrCat("--device lists ", devices.size(), " devices for ", workers,
                               " workers; some would go unused"));
@@ -131,10 +135,14 @@ int RunUp(int argc, char** argv) {
     std::cout << "expert worker " << i << "  " << experts[i] << "  " << lo.plan.expert_devices[i]
               << "  experts " << lo.plan.expert_specs[i] << "\n";
   }
+  const size_t stages = lo.plan.layer_ranges.size();
   for (size_t i = 0; i < layers.size(); ++i) {
+    const size_t stage = i % stages;
     std::cout << "layer worker " << i << "   " << layers[i] << "  " << lo.plan.layer_devices[i]
-              << "  layers [" << lo.plan.layer_ranges[i].first << ", "
-              << lo.plan.layer_ranges[i].second << ")\n";
+              << "  layers [" << lo.plan.layer_ranges[stage].first << ", "
+              << lo.plan.layer_ranges[stage].second << ")";
+    if (lo.plan.pipelines > 1) std::cout << "  pipeline " << i / stages;
+    std::cout << "\n";
   }
   std::cout << "cluster ready: gateway " << (*cluster)->gateway() << std::endl;
 

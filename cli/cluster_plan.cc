@@ -77,7 +77,12 @@ std::vector<std::pair<int64_t, int64_t>> BalancedRanges(const std::vector<double
 }
 
 absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& c, int32_t layer_workers,
-                                        int32_t expert_workers, int32_t replicas) {
+                                        int32_t expert_workers, int32_t replicas,
+                                        int32_t pipelines) {
+  if (pipelines < 1 || pipelines > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pipelines must be in [1, 64], got ", pipelines));
+  }
   if (layer_workers < 1 || layer_workers > c.num_layers) {
     return absl::InvalidArgumentError(absl::StrCat("layer-workers must be in [1, ", c.num_layers,
                                                    "] (the model's layers), got ", layer_workers));
@@ -92,7 +97,8 @@ absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& c, int32_t layer_work
     costs.push_back(LayerWorkerCost(c, layer, /*experts_local=*/expert_workers == 0));
   }
   plan.layer_ranges = BalancedRanges(costs, layer_workers);
-  plan.layer_devices.assign(plan.layer_ranges.size(), "cpu");
+  plan.pipelines = pipelines;
+  plan.layer_devices.assign(plan.layer_ranges.size() * pipelines, "cpu");
   if (expert_workers == 0) return plan;
   const int64_t pairs = c.NumMoeLayers() * c.num_experts;
   if (pairs == 0) {

@@ -19,14 +19,15 @@
 namespace jamba {
 
 struct ClusterPlan {
-  std::vector<std::pair<int64_t, int64_t>> layer_ranges;  // [begin, end) per layer worker
+  std::vector<std::pair<int64_t, int64_t>> layer_ranges;  // [begin, end) per stage
+  int32_t pipelines = 1;  // full sets of those stages, sharing the expert workers
   // Per expert worker: the experts it holds, MoE layer -> expert ids (ascending).
   std::vector<std::map<int64_t, std::vector<int64_t>>> expert_layers;
   // The same as each worker's --experts spec ("LAYER:E,E;LAYER:E").
   std::vector<std::string> expert_specs;
   // Each worker's --device ("cpu" from PlanCluster; AssignDevices sets them).
   std::vector<std::string> expert_devices;
-  std::vector<std::string> layer_devices;
+  std::vector<std::string> layer_devices;  // pipeline-major: pipeline p's stage i at p * stages + i
 };
 
 // Multiply-adds per token a layer worker spends on layer `layer` of `config`: its mixer's
@@ -40,11 +41,13 @@ double LayerWorkerCost(const ModelConfig& config, int64_t layer, bool experts_lo
 std::vector<std::pair<int64_t, int64_t>> BalancedRanges(const std::vector<double>& costs,
                                                         int64_t parts);
 
-// InvalidArgument when the counts do not fit the model (more layer workers than layers,
+// `layer_workers` stages per pipeline. InvalidArgument when the counts do not fit the model
+// (more layer workers than layers, pipelines < 1,
 // replicas outside [1, expert_workers], more expert workers than expert replicas to hold, or
 // expert workers for a model without experts).
 absl::StatusOr<ClusterPlan> PlanCluster(const ModelConfig& config, int32_t layer_workers,
-                                        int32_t expert_workers, int32_t replicas);
+                                        int32_t expert_workers, int32_t replicas,
+                                        int32_t pipelines = 1);
 
 // Deals `devices` (names as --device takes them; at least one) to the workers round-robin in
 // start order: expert worker i gets devices[i % n], layer worker j devices[(E + j) % n] with E

@@ -83,29 +83,45 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClu
                                      o.start_timeout));
     c->experts_.push_back(a);
   }
-  for (size_t i = 0; i < o.plan.layer_ranges.size(); ++i) {
-    std::vector<std::string> argv =
-        with_common({layer_bin, "--layers",
-                     absl::StrCat(o.plan.layer_ranges[i].first, ":", o.plan.layer_ranges[i].second),
-                     "--listen", listen_any, "--max-sequences", std::to_string(o.max_sequences),
-                     "--micro-batches", std::to_string(o.micro_batches)},
-                    o.plan.layer_devices[i]);
-    if (!c->experts_.empty()) {
-      argv.push_back("--expert-workers");
-      argv.push_back(absl::StrJoin(c->experts_, ","));
+  const size_t stages = o.plan.layer_ranges.size();
+  for (int32_t p = 0; p < o.plan.pipelines; ++p) {
+    c->pipelines_.emplace_back();
+    for (size_t i = 0; i < stages; ++i) {
+      std::vector<std::string> argv = with_common(
+          {layer_bin, "--layers",
+           absl::StrCat(o.plan.layer_ranges[i].first, ":", o.plan.layer_ranges[i].second),
+           "--listen", listen_any, "--max-sequences", std::to_string(o.max_sequences),
+           "--micro-batches", std::to_string(o.micro_batches)},
+          o.plan.layer_devices[p * stages + i]);
+      if (!c->experts_.empty()) {
+        argv.push_back("--expert-workers");
+        argv.push_back(absl::StrJoin(c->experts_, ","));
+      }
+      const std::string name =
+          o.plan.pipelines == 1 ? absl::StrCat("layer-", i) : absl::StrCat("layer-", p, ".", i);
+      JAMBA_ASSIGN_OR_RETURN(std::string a, c->Launch(name, argv, o.start_timeout));
+      c->layers_.push_back(a);
+      c->pipelines_.back().push_back(a);
     }
-    JAMBA_ASSIGN_OR_RETURN(std::string a,
-                           c->Launch(absl::StrCat("layer-", i), argv, o.start_timeout));
-    c->layers_.push_back(a);
   }
-  JAMBA_ASSIGN_OR_RETURN(
-      c->gateway_,
-      c->Launch("gateway",
-                {gateway_bin, "--model", o.model, "--layer-workers", absl::StrJoin(c->layers_, ","),
-                 "--listen", absl::StrCat(o.host, ":", o.port), "--max-running",
-                 std::to_string(o.max_running), "--pipeline-depth",
-                 std::to_string(o.pipeline_depth), "--grace-s", std::to_string(o.grace_s)},
-                o.start_timeout));
+  std::vector<std::string> gateway_argv = {gateway_bin,
+                                           "--model",
+                                           o.model,
+                                           "--layer-workers",
+                                           absl::StrJoin(c->pipelines_[0], ","),
+                                           "--listen",
+                                           absl::StrCat(o.host, ":", o.port),
+                                           "--max-running",
+                                           std::to_string(o.max_running),
+                                           "--pipeline-depth",
+                                           std::to_string(o.pipeline_depth),
+                                           "--grace-s",
+                                           std::to_string(o.grace_s)};
+  for (size_t p = 1; p < c->pipelines_.size(); ++p) {
+    gateway_argv.push_back("--pipeline");
+    gateway_argv.push_back(absl::StrJoin(c->pipelines_[p], ","));
+  }
+  JAMBA_ASSIGN_OR_RETURN(c->gateway_, c->Launch("gateway", gateway_argv, o.start_timeout));
   return c;
 }
 

@@ -40,7 +40,8 @@ class LocalCluster {
   ~LocalCluster();  // Stop() if not stopped yet
 
   const std::string& gateway() const { return gateway_; }
-  const std::vector<std::string>& layer_workers() const { return layers_; }
+  const std::vector<std::string>& layer_workers() const { return layers_; }  // all pipelines
+  const std::vector<std::vector<std::string>>& pipelines() const { return pipelines_; }
   const std::vector<std::string>& expert_workers() const { return experts_; }
   std::vector<pid_t> pids() const;
 
@@ -58,6 +59,7 @@ class LocalCluster {
   std::vector<std::unique_ptr<ChildProcess>> children_;  // in start order
   std::string gateway_;
   std::vector<std::string> layers_, experts_;
+  std::vector<std::vector<std::string>> pipelines_;  // layers_, by pipeline
 };
 
 }  // namespace jamba

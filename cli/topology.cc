@@ -107,6 +107,15 @@ std::vector<std::string> Topology::LayerWorkerAddresses() const {
   return out;
 }
 
+std::vector<std::vector<std::string>> Topology::Pipelines() const {
+  std::vector<std::vector<std::string>> out;
+  for (const TopologyLayerWorker& w : layer_workers) {
+    if (w.layer_begin == 0 || out.empty()) out.emplace_back();
+    out.back().push_back(w.address);
+  }
+  return out;
+}
+
 std::vector<std::string> Topology::ExpertWorkerAddresses() const {
   std::vector<std::string> out;
   for (const TopologyExpertWorker& w : expert_workers) out.push_back(w.address);
@@ -163,11 +172,13 @@ absl::StatusOr<Topology> ParseTopology(absl::string_view json_text) {
     absl::Status range =
         ParseLayerRange(w.layers, /*allow_all=*/false, &w.layer_begin, &w.layer_end);
     if (!range.ok()) return Bad(where, range.message());
-    if (w.layer_begin != next) {
+    // Layer 0 after the first entry starts another pipeline (data parallel).
+    if (w.layer_begin != next && !(i > 0 && w.layer_begin == 0)) {
       return Bad(absl::StrCat(where, ".layers"),
                  absl::StrCat("'", w.layers, "' does not start at layer ", next,
                               i == 0 ? " (the first stage starts at layer 0)"
-                                     : " (where the previous stage ends)"));
+                                     : " (where the previous stage ends) or at layer 0 (the "
+                                       "first stage of another pipeline)"));
     }
     next = w.layer_end;
     topology.layer_workers.push_back(std::move(w));

@@ -18,8 +18,10 @@
 //   }
 // - Entry i of a list is the pod with ordinal i of that role's StatefulSet.
 // - "layers" is BEGIN:END (END exclusive); the ranges must be contiguous from 0 in list order.
-//   Whether the last END is the model's layer count is checked by the gateway when it connects
-//   (this file is read without the model).
+//   An entry starting at layer 0 again begins another pipeline (a full set of stages; the
+//   gateway spreads sequences over the pipelines, which share the expert workers). Whether
+//   each pipeline's last END is the model's layer count is checked by the gateway when it
+//   connects (this file is read without the model).
 // - "experts" uses jamba-expert-worker's --experts syntax ("all" or LAYER:E,E;LAYER:E,...).
 //   Every layer worker sends MoE tokens to every expert worker listed; which worker holds which
 //   expert is learnt from the workers themselves at connect time.
@@ -58,6 +60,8 @@ struct Topology {
   std::vector<TopologyExpertWorker> expert_workers;  // index = ordinal
 
   std::vector<std::string> LayerWorkerAddresses() const;
+  // The layer workers grouped into pipelines, each in stage order.
+  std::vector<std::vector<std::string>> Pipelines() const;
   std::vector<std::string> ExpertWorkerAddresses() const;
   // The entry of the pod with this ordinal; InvalidArgument naming the list's size if there is
   // none (the StatefulSet has more replicas than the topology has entries).

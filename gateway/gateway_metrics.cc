@@ -64,11 +64,22 @@ void GatewayMetrics::ObserveScheduler(Telemetry& telemetry, Scheduler* scheduler
   telemetry.AddScrapeTimeMetrics([scheduler] {
     const SchedulerStats s = scheduler->Stats();
     auto one = [](double v) { return std::vector<std::pair<MetricLabels, double>>{{{}, v}}; };
+    std::vector<std::pair<MetricLabels, double>> running, in_flight;
+    for (size_t p = 0; p < s.pipelines.size(); ++p) {
+      const MetricLabels label = {{"pipeline", std::to_string(p)}};
+      running.push_back({label, static_cast<double>(s.pipelines[p].running)});
+      in_flight.push_back({label, static_cast<double>(s.pipelines[p].in_flight)});
+    }
     return std::vector<prometheus::MetricFamily>{
         GaugeFamily("jamba_requests_waiting", "Requests queued for admission", one(s.queued)),
         GaugeFamily("jamba_requests_running", "Sequences in the running batch", one(s.running)),
         GaugeFamily("jamba_kv_blocks_reserved", "KV blocks reserved by admitted sequences",
                     one(s.kv_blocks_reserved)),
+        GaugeFamily("jamba_pipeline_running", "Sequences running on each pipeline", running),
+        GaugeFamily("jamba_pipeline_batches_in_flight",
+                    "Batches in flight on each pipeline (at most the pipeline depth)", in_flight),
+        GaugeFamily("jamba_pipeline_depth", "Batches each pipeline may have in flight",
+                    one(s.pipeline_depth)),
     };
   });
 }

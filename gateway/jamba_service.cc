@@ -90,12 +90,12 @@ void AppendUpdate(const StreamUpdate& u, Message* m) {
 
 JambaService::JambaService(const ModelConfig* config, std::string fingerprint,
                            const Tokenizer* tokenizer, Scheduler* scheduler,
-                           const Pipeline* pipeline, int64_t max_context)
+                           std::vector<const Pipeline*> pipelines, int64_t max_context)
     : config_(config),
       fingerprint_(std::move(fingerprint)),
       tokenizer_(tokenizer),
       scheduler_(scheduler),
-      pipeline_(pipeline),
+      pipelines_(std::move(pipelines)),
       max_context_(max_context) {}
 
 absl::StatusOr<std::unique_ptr<Completion>> JambaService::Prepare(
@@ -236,24 +236,27 @@ absl::Status JambaService::DescribeModel(v1::ModelInfoResponse* r) const {
   r->set_context_limit(max_context_);
   r->set_vocab_size(static_cast<int32_t>(config_->vocab_size));
   r->set_fingerprint(fingerprint_);
-  if (pipeline_ == nullptr) return absl::OkStatus();
-  JAMBA_ASSIGN_OR_RETURN(std::vector<v1::ShardInfoResponse> shards, pipeline_->ShardInfos());
   std::vector<std::string> experts_seen;
-  for (size_t i = 0; i < shards.size(); ++i) {
-    v1::WorkerInfo* w = r->add_workers();
-    w->set_address(pipeline_->addresses()[i]);
-    w->set_role("layer");
-    w->set_layer_begin(shards[i].layer_begin());
-    w->set_layer_end(shards[i].layer_end());
-    *w->mutable_experts() = shards[i].local_experts();
-  }
-  for (const v1::ShardInfoResponse& s : shards) {
-    for (const v1::WorkerInfo& e : s.expert_workers()) {
-      bool seen = false;
-      for (const std::string& a : experts_seen) seen = seen || a == e.address();
-      if (seen) continue;
-      experts_seen.push_back(e.address());
-      *r->add_workers() = e;
+  for (size_t p = 0; p < pipelines_.size(); ++p) {
+    JAMBA_ASSIGN_OR_RETURN(std::vector<v1::ShardInfoResponse> shards, pipelines_[p]->ShardInfos());
+    for (size_t i = 0; i < shards.size(); ++i) {
+      v1::WorkerInfo* w = r->add_workers();
+      w->set_address(pipelines_[p]->addresses()[i]);
+      w->set_role("layer");
+      w->set_layer_begin(shards[i].layer_begin());
+      w->set_layer_end(shards[i].layer_end());
+      w->set_pipeline(static_cast<int32_t>(p));
+      *w->mutable_experts() = shards[i].local_experts();
+    }
+    // Expert workers, once each however many pipelines share them.
+    for (const v1::ShardInfoResponse& s : shards) {
+      for (const v1::WorkerInfo& e : s.expert_workers()) {
+        bool seen = false;
+        for (const std::string& a : experts_seen) seen = seen || a == e.address();
+        if (seen) continue;
+        experts_seen.push_back(e.address());
+        *r->add_workers() = e;
+      }
     }
   }
   return absl::OkStatus();

@@ -26,7 +26,7 @@ class JambaService final : public v1::Jamba::Service {
   // `tokenizer` may be null (token-id prompts only); `pipeline` is null when the model runs in
   // the gateway's process. All must outlive the service.
   JambaService(const ModelConfig* config, std::string fingerprint, const Tokenizer* tokenizer,
-               Scheduler* scheduler, const Pipeline* pipeline, int64_t max_context);
+               Scheduler* scheduler, std::vector<const Pipeline*> pipelines, int64_t max_context);
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateChunk>* writer) override;
@@ -54,7 +54,7 @@ class JambaService final : public v1::Jamba::Service {
   const std::string fingerprint_;
   const Tokenizer* tokenizer_;
   Scheduler* scheduler_;
-  const Pipeline* pipeline_;
+  const std::vector<const Pipeline*> pipelines_;  // empty in local mode
   const int64_t max_context_;
 };
 

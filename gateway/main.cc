@@ -45,6 +45,21 @@ int Run(int argc, char** argv) {
         return absl::OkStatus();
       },
       "ADDR,...", "layer workers in stage order (comma-separated or repeated)");
+  flags.Custom(
+      "pipeline",
+      [&](absl::string_view v) {
+        std::vector<std::string> stages;
+        for (absl::string_view a : absl::StrSplit(v, ',', absl::SkipWhitespace())) {
+          stages.emplace_back(a);
+        }
+        if (stages.empty()) return absl::InvalidArgumentError("a pipeline needs layer workers");
+        config.pipelines.push_back(std::move(stages));
+        return absl::OkStatus();
+      },
+      "ADDR,...",
+      "one more pipeline: its layer workers in stage order (repeat for each; with "
+      "--layer-workers as the first). Pipelines share the expert workers; each sequence runs "
+      "on one, chosen by free KV blocks and running count");
   flags.String("listen", &listen, "address to serve on; port 0 picks a free one", "", "HOST:PORT");
   flags.Int32("max-running", &config.scheduler.max_running,
               "sequences in the running batch at once", "scheduling");
@@ -89,13 +104,13 @@ int Run(int argc, char** argv) {
              "model folder nor the network, so it runs where the weights are absent");
   if (absl::optional<int> exit = flags.ParseMain(argc, argv, "jamba-gateway")) return *exit;
   if (!topology.file.empty()) {
-    absl::Status conflict = RejectReplacedFlags(flags, topology, {"layer-workers"});
+    absl::Status conflict = RejectReplacedFlags(flags, topology, {"layer-workers", "pipeline"});
     absl::StatusOr<Topology> layout = conflict.ok() ? ReadTopologyFile(topology.file) : conflict;
     if (!layout.ok()) {
       std::cerr << "jamba-gateway: " << layout.status().message() << "\n";
       return 2;
     }
-    config.layer_workers = layout->LayerWorkerAddresses();
+    config.pipelines = layout->Pipelines();
   }
   absl::Status sched = ValidateSchedulerOptions(config.scheduler);
   if (config.model_dir.empty() || (weights != "f32" && weights != "bf16") || threads < 0 ||
@@ -125,8 +140,9 @@ int Run(int argc, char** argv) {
   config.pipeline.connect_timeout = absl::Seconds(connect_timeout_s);
   SetCpuThreads(threads);
   // Metrics exist before the gateway, whose scheduler reports to them from its first step.
-  Telemetry telemetry(
-      BuildInfo{"gateway", config.layer_workers.empty() ? config.device : "remote", ""});
+  Telemetry telemetry(BuildInfo{
+      "gateway",
+      config.layer_workers.empty() && config.pipelines.empty() ? config.device : "remote", ""});
   GatewayMetrics metrics(telemetry);
   config.observer = &metrics;
   auto gateway = Gateway::Create(config);

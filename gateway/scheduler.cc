@@ -39,15 +39,31 @@ absl::Status ValidateSchedulerOptions(const SchedulerOptions& o) {
   return absl::OkStatus();
 }
 
-Scheduler::Scheduler(SequenceExecutor* executor, const SchedulerOptions& options,
+Scheduler::Scheduler(std::vector<SequenceExecutor*> executors, const SchedulerOptions& options,
                      SchedulerObserver* observer)
-    : executor_(executor),
-      observer_(observer),
-      options_(options),
-      limits_(executor->limits()),
-      max_running_(std::min(options.max_running, limits_.max_sequences)),
-      depth_(options.pipeline_depth > 0 ? options.pipeline_depth
-                                        : std::max(executor->DefaultDepth(), 1)) {
+    : observer_(observer), options_(options), executors_(std::move(executors)) {
+  JAMBA_CHECK_MSG(!executors_.empty(), "a scheduler needs an executor");
+  {
+    absl::MutexLock lock(&mu_);
+    int32_t default_depth = 1;
+    max_context_ = INT64_MAX;
+    for (SequenceExecutor* e : executors_) {
+      Lane lane;
+      lane.executor = e;
+      lane.limits = e->limits();
+      lane.max_running = std::min(options.max_running, lane.limits.max_sequences);
+      if (lane.limits.kv_blocks >= 0) {
+        JAMBA_CHECK_MSG(kv_block_size_ == 0 || kv_block_size_ == lane.limits.kv_block_size,
+                        "pipelines with different KV block sizes");
+        kv_block_size_ = lane.limits.kv_block_size;
+        largest_kv_blocks_ = std::max(largest_kv_blocks_, lane.limits.kv_blocks);
+      }
+      max_context_ = std::min(max_context_, lane.limits.max_context);
+      default_depth = std::max(default_depth, e->DefaultDepth());
+      lanes_.push_back(lane);
+    }
+    depth_ = options.pipeline_depth > 0 ? options.pipeline_depth : default_depth;
+  }
   JAMBA_CHECK_MSG(ValidateSchedulerOptions(options).ok(), "invalid SchedulerOptions");
   {
     // Ids unique across gateway restarts too, so a restarted gateway never collides with
@@ -92,20 +108,20 @@ void Scheduler::Finish(Sequence& s, const absl::Status& status) {
 }
 
 int64_t Scheduler::KvBlocksFor(const Completion& c) const {
-  if (limits_.kv_blocks < 0) return 0;
+  if (largest_kv_blocks_ < 0) return 0;
   const int64_t tokens =
-      std::min<int64_t>(c.prompt_tokens() + c.params().max_new_tokens, limits_.max_context);
-  return KvCachePool::BlocksFor(tokens, limits_.kv_block_size);
+      std::min<int64_t>(c.prompt_tokens() + c.params().max_new_tokens, max_context_);
+  return KvCachePool::BlocksFor(tokens, kv_block_size_);
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(
     std::unique_ptr<Completion> completion) {
   const int64_t blocks = KvBlocksFor(*completion);
-  if (limits_.kv_blocks >= 0 && blocks > limits_.kv_blocks) {
+  if (largest_kv_blocks_ >= 0 && blocks > largest_kv_blocks_) {
     if (observer_ != nullptr) observer_->OnRejected("too_large");
-    return absl::ResourceExhaustedError(
-        absl::StrCat("prompt + max_new_tokens need ", blocks, " KV blocks, more than the ",
-                     limits_.kv_blocks, " the cluster has in all; lower max_new_tokens"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "prompt + max_new_tokens need ", blocks, " KV blocks, more than the ", largest_kv_blocks_,
+        " a pipeline of the cluster has in all; lower max_new_tokens"));
   }
   auto seq = std::make_unique<Sequence>();
   seq->completion = std::move(completion);
@@ -138,8 +154,11 @@ SchedulerStats Scheduler::Stats() const {
   {
     absl::MutexLock lock(&mu_);
     s.queued = static_cast<int64_t>(queue_.size());
-    s.running = running_count_;
-    s.kv_blocks_reserved = kv_blocks_reserved_;
+    for (const Lane& lane : lanes_) {
+      s.running += lane.running;
+      s.kv_blocks_reserved += lane.kv_blocks_reserved;
+      s.pipelines.push_back(PipelineStats{lane.running, lane.in_flight, lane.kv_blocks_reserved});
+    }
   }
   s.steps = steps_.load();
   {
@@ -168,33 +187,57 @@ void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>* admitted) {
   }
   // FIFO: the head waits for room rather than being overtaken, so large requests are not
   // starved by a stream of small ones.
-  while (!queue_.empty() && running_count_ < max_running_) {
+  while (!queue_.empty()) {
     Sequence& head = *queue_.front();
-    if (limits_.kv_blocks >= 0 && kv_blocks_reserved_ + head.kv_blocks > limits_.kv_blocks) {
-      break;
-    }
-    kv_blocks_reserved_ += head.kv_blocks;
-    ++running_count_;
+    const int p = PlaceHead(head.kv_blocks);
+    if (p < 0) break;
+    Lane& lane = lanes_[p];
+    lane.kv_blocks_reserved += head.kv_blocks;
+    ++lane.running;
+    head.pipeline = static_cast<size_t>(p);
     admitted->push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
 }
 
+int Scheduler::PlaceHead(int64_t kv_blocks) const {
+  int best = -1;
+  int64_t best_free = -1;
+  for (size_t p = 0; p < lanes_.size(); ++p) {
+    const Lane& lane = lanes_[p];
+    if (lane.running >= lane.max_running) continue;
+    const int64_t free =
+        lane.limits.kv_blocks < 0 ? INT64_MAX : lane.limits.kv_blocks - lane.kv_blocks_reserved;
+    if (free < kv_blocks) continue;
+    if (best < 0 || free > best_free ||
+        (free == best_free && lane.running < lanes_[best].running)) {
+      best = static_cast<int>(p);
+      best_free = free;
+    }
+  }
+  return best;
+}
+
 void Scheduler::Retire(std::vector<std::unique_ptr<Sequence>>* done) {
   if (done->empty()) return;
-  std::vector<SequenceId> ids;
-  int64_t blocks = 0;
+  std::vector<std::vector<SequenceId>> ids(executors_.size());
+  std::vector<int64_t> blocks(executors_.size(), 0), count(executors_.size(), 0);
   for (const auto& s : *done) {
-    ids.push_back(s->id);
-    blocks += s->kv_blocks;
+    ids[s->pipeline].push_back(s->id);
+    blocks[s->pipeline] += s->kv_blocks;
+    ++count[s->pipeline];
   }
   // A stage that cannot be reached keeps its copy until it restarts; the reservation is
   // returned regardless, since the other stages did free theirs.
-  executor_->Release(ids).IgnoreError();
+  for (size_t p = 0; p < executors_.size(); ++p) {
+    if (!ids[p].empty()) executors_[p]->Release(ids[p]).IgnoreError();
+  }
   finished_.fetch_add(static_cast<int64_t>(done->size()), std::memory_order_relaxed);
   absl::MutexLock lock(&mu_);
-  kv_blocks_reserved_ -= blocks;
-  running_count_ -= static_cast<int64_t>(done->size());
+  for (size_t p = 0; p < lanes_.size(); ++p) {
+    lanes_[p].kv_blocks_reserved -= blocks[p];
+    lanes_[p].running -= count[p];
+  }
   done->clear();
 }
 
@@ -224,6 +267,7 @@ void Scheduler::Run() {
       {
         absl::MutexLock lock(&mu_);
         --in_flight_count_;
+        --lanes_[batch.pipeline].in_flight;
       }
       Complete(batch, std::move(out));
     }
@@ -261,24 +305,33 @@ void Scheduler::AdmitAndCancel() {
     Admit(&admitted);
   }
   if (admitted.empty()) return;
-  std::vector<SequenceId> ids;
-  for (const auto& s : admitted) ids.push_back(s->id);
-  absl::Status created = executor_->Create(ids);
-  if (created.ok()) {
-    for (auto& s : admitted) running_.push_back(std::move(s));
-  } else {
-    for (auto& s : admitted) Finish(*s, created);
-    Retire(&admitted);
+  for (size_t p = 0; p < executors_.size(); ++p) {
+    std::vector<std::unique_ptr<Sequence>> here;
+    std::vector<SequenceId> ids;
+    for (auto& s : admitted) {
+      if (s == nullptr || s->pipeline != p) continue;
+      ids.push_back(s->id);
+      here.push_back(std::move(s));
+    }
+    if (here.empty()) continue;
+    absl::Status created = executors_[p]->Create(ids);
+    if (created.ok()) {
+      for (auto& s : here) running_.push_back(std::move(s));
+    } else {
+      for (auto& s : here) Finish(*s, created);
+      Retire(&here);
+    }
   }
 }
 
-bool Scheduler::NextBatch(Batch* batch, std::vector<int32_t>* tokens) {
+bool Scheduler::NextBatch(size_t p, Batch* batch, std::vector<int32_t>* tokens) {
+  batch->pipeline = p;
   // Decodes first: the sequences not in flight, longest-waiting first, at most a 1/depth
   // share of all decoding sequences, so that the batches in flight stay near-equal.
   std::vector<Sequence*> decodes;
   int64_t decoding = 0;
   for (auto& s : running_) {
-    if (s->fed < s->completion->prompt_tokens()) continue;
+    if (s->pipeline != p || s->fed < s->completion->prompt_tokens()) continue;
     ++decoding;
     if (!s->in_flight && !s->stream->paused()) decodes.push_back(s.get());
   }
@@ -302,7 +355,7 @@ bool Scheduler::NextBatch(Batch* batch, std::vector<int32_t>* tokens) {
   }
   for (auto& s : running_) {
     const int64_t prompt = s->completion->prompt_tokens();
-    if (s->fed >= prompt || s->in_flight || budget < 1) continue;
+    if (s->pipeline != p || s->fed >= prompt || s->in_flight || budget < 1) continue;
     const int64_t n = std::min<int64_t>({prompt - s->fed, options_.prefill_chunk, budget});
     const bool last_chunk = s->fed + n == prompt;
     const LogitsRows rows = s->completion->wants_prompt_rows()   ? LogitsRows::kAll
@@ -322,27 +375,34 @@ bool Scheduler::NextBatch(Batch* batch, std::vector<int32_t>* tokens) {
 }
 
 void Scheduler::Launch() {
-  while (static_cast<int32_t>(in_flight_.size()) < depth_) {
-    Batch batch;
-    std::vector<int32_t> tokens;
-    if (!NextBatch(&batch, &tokens)) return;  // nothing to run until something comes back
-    const int64_t id = next_batch_++;
-    for (Sequence* s : batch.sequences) {
-      s->in_flight = true;
-      s->last_batch = id;
+  for (size_t p = 0; p < executors_.size(); ++p) {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (lanes_[p].in_flight >= depth_) break;
+      }
+      Batch batch;
+      std::vector<int32_t> tokens;
+      if (!NextBatch(p, &batch, &tokens)) break;  // nothing to run until something returns
+      const int64_t id = next_batch_++;
+      for (Sequence* s : batch.sequences) {
+        s->in_flight = true;
+        s->last_batch = id;
+      }
+      batch.start = absl::Now();
+      std::vector<StageItem> items = batch.items;
+      in_flight_.emplace(id, std::move(batch));
+      {
+        absl::MutexLock lock(&mu_);
+        ++lanes_[p].in_flight;
+        max_in_flight_ = std::max(max_in_flight_, ++in_flight_count_);
+      }
+      executors_[p]->ForwardAsync(std::move(items), std::move(tokens),
+                                  [this, id](absl::StatusOr<StepOutput> out) {
+                                    absl::MutexLock lock(&mu_);
+                                    returned_.emplace_back(id, std::move(out));
+                                  });
     }
-    batch.start = absl::Now();
-    std::vector<StageItem> items = batch.items;
-    in_flight_.emplace(id, std::move(batch));
-    {
-      absl::MutexLock lock(&mu_);
-      max_in_flight_ = std::max(max_in_flight_, ++in_flight_count_);
-    }
-    executor_->ForwardAsync(std::move(items), std::move(tokens),
-                            [this, id](absl::StatusOr<StepOutput> out) {
-                              absl::MutexLock lock(&mu_);
-                              returned_.emplace_back(id, std::move(out));
-                            });
   }
 }
 

@@ -48,15 +48,23 @@ struct SchedulerOptions {
 
 absl::Status ValidateSchedulerOptions(const SchedulerOptions& options);
 
+// One pipeline's share of the scheduler's work.
+struct PipelineStats {
+  int64_t running = 0;    // sequences assigned to it
+  int64_t in_flight = 0;  // its batches in flight now
+  int64_t kv_blocks_reserved = 0;
+};
+
 struct SchedulerStats {
   int64_t queued = 0;
   int64_t running = 0;
   int64_t kv_blocks_reserved = 0;
-  int64_t steps = 0;          // batches forwarded
-  int64_t step_tokens = 0;    // rows forwarded, all batches
-  int64_t in_flight = 0;      // batches in flight now
-  int64_t max_in_flight = 0;  // the most at once so far
-  int32_t pipeline_depth = 0;
+  int64_t steps = 0;           // batches forwarded
+  int64_t step_tokens = 0;     // rows forwarded, all batches
+  int64_t in_flight = 0;       // batches in flight now, all pipelines
+  int64_t max_in_flight = 0;   // the most at once so far (over all pipelines)
+  int32_t pipeline_depth = 0;  // per pipeline
+  std::vector<PipelineStats> pipelines;
   int64_t generated_tokens = 0;
   int64_t finished = 0;  // requests ended (any reason, incl. errors and cancels)
   int64_t rejected_queue_full = 0;
@@ -64,10 +72,16 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  // Starts the scheduler thread. `executor` (and `observer`, which may be null) must outlive
-  // the scheduler.
-  Scheduler(SequenceExecutor* executor, const SchedulerOptions& options,
+  // Starts the scheduler thread over one or more pipelines (data parallel: each running
+  // sequence lives on one of them, assigned at admission to the one with the most free KV
+  // blocks, then the fewest running; each keeps `pipeline_depth` batches in flight; `max_running`
+  // holds per pipeline). Every executor (and `observer`, which may be null) must outlive the
+  // scheduler; their KV block sizes must agree.
+  Scheduler(std::vector<SequenceExecutor*> executors, const SchedulerOptions& options,
             SchedulerObserver* observer = nullptr);
+  Scheduler(SequenceExecutor* executor, const SchedulerOptions& options,
+            SchedulerObserver* observer = nullptr)
+      : Scheduler(std::vector<SequenceExecutor*>{executor}, options, observer) {}
   // Stops the thread; requests still queued or running end with Unavailable, and running
   // sequences are released on the executor.
   ~Scheduler();
@@ -87,12 +101,14 @@ class Scheduler {
     int64_t kv_blocks = 0;    // reserved for the sequence's life
     absl::Time submitted;     // for latency metrics
     absl::Time last_token;    // InfinitePast until the first token
+    size_t pipeline = 0;      // the pipeline holding its state
     bool in_flight = false;   // in a batch that has not come back
     int64_t last_batch = -1;  // the last batch it was in (the longest-waiting go first)
   };
 
   // A batch on the executor (scheduler thread only).
   struct Batch {
+    size_t pipeline = 0;
     std::vector<Sequence*> sequences;  // in running_, in item order
     std::vector<StageItem> items;
     int64_t tokens = 0;
@@ -108,10 +124,13 @@ class Scheduler {
   void Admit(std::vector<std::unique_ptr<Sequence>>* admitted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Drops cancelled sequences that are not in flight, admits and creates new ones.
   void AdmitAndCancel();
-  // Launches batches while fewer than the depth are in flight.
+  // Launches batches while fewer than the depth are in flight on a pipeline.
   void Launch();
-  // Builds the next batch from the sequences not in flight; false if there is none.
-  bool NextBatch(Batch* batch, std::vector<int32_t>* tokens);
+  // Builds pipeline p's next batch from its sequences not in flight; false if there is none.
+  bool NextBatch(size_t p, Batch* batch, std::vector<int32_t>* tokens);
+  // Where the queue's head can go now (the most free KV blocks, then the fewest running), or
+  // -1 if nowhere.
+  int PlaceHead(int64_t kv_blocks) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes a returned batch's results: samples, streams, retires finished sequences.
   void Complete(Batch& batch, absl::StatusOr<StepOutput> out);
   // Removes (and returns) the finished sequences from running_ into `done`.
@@ -121,24 +140,34 @@ class Scheduler {
   // Ends one sequence's stream and reports it.
   void Finish(Sequence& s, const absl::Status& status);
 
-  SequenceExecutor* const executor_;
+  // Per pipeline. Counters change under mu_ (Submit and Stats read them); the rest is fixed.
+  struct Lane {
+    SequenceExecutor* executor = nullptr;
+    ExecutorLimits limits;
+    int32_t max_running = 0;
+    int64_t kv_blocks_reserved = 0;
+    int64_t running = 0;
+    int64_t in_flight = 0;
+  };
+
   SchedulerObserver* const observer_;
   const SchedulerOptions options_;
-  const ExecutorLimits limits_;
-  const int32_t max_running_;
-  const int32_t depth_;
+  int32_t depth_ = 1;
+  int64_t kv_block_size_ = 0;       // shared by every pipeline
+  int64_t max_context_ = 0;         // the least of the pipelines'
+  int64_t largest_kv_blocks_ = -1;  // the largest pipeline's cache; -1: no KV at all
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<Sequence>> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t kv_blocks_reserved_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Lane> lanes_ ABSL_GUARDED_BY(mu_);
   SequenceId next_id_ ABSL_GUARDED_BY(mu_) = 1;
   // Batches that came back from the executor, for the scheduler thread to take.
   std::deque<std::pair<int64_t, absl::StatusOr<StepOutput>>> returned_ ABSL_GUARDED_BY(mu_);
-  int64_t in_flight_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t in_flight_count_ ABSL_GUARDED_BY(mu_) = 0;  // all pipelines
   int64_t max_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<SequenceExecutor*> executors_;  // lanes_[p].executor, readable without mu_
 
   // Scheduler thread only.
   std::vector<std::unique_ptr<Sequence>> running_;

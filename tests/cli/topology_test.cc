@@ -28,6 +28,30 @@ constexpr char kValid[] = R"({
   ]
 })";
 
+// Layer 0 again starts another pipeline: entries 2 and 3 are the second set of stages.
+TEST(TopologyTest, LayerZeroAgainStartsAnotherPipeline) {
+  absl::StatusOr<Topology> t = ParseTopology(R"({
+    "layer_workers": [
+      {"address": "l-0:1", "layers": "0:4"}, {"address": "l-1:1", "layers": "4:8"},
+      {"address": "l-2:1", "layers": "0:3"}, {"address": "l-3:1", "layers": "3:8"}
+    ]})");
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->Pipelines().size(), 2u);
+  EXPECT_THAT(t->Pipelines()[0], ElementsAre("l-0:1", "l-1:1"));
+  EXPECT_THAT(t->Pipelines()[1], ElementsAre("l-2:1", "l-3:1"));
+  absl::StatusOr<Topology> one = ParseTopology(kValid);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->Pipelines().size(), 1u);
+  // Anything but the previous end or 0 is still an error.
+  absl::StatusOr<Topology> bad = ParseTopology(R"({
+    "layer_workers": [
+      {"address": "l-0:1", "layers": "0:4"}, {"address": "l-1:1", "layers": "4:8"},
+      {"address": "l-2:1", "layers": "1:8"}]})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("layer_workers[2].layers: '1:8' does not start at layer 8"));
+}
+
 TEST(TopologyTest, ParsesAValidFile) {
   absl::StatusOr<Topology> t = ParseTopology(kValid);
   ASSERT_TRUE(t.ok()) << t.status();

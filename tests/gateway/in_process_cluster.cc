@@ -104,19 +104,23 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
   GatewayConfig gateway;
   gateway.model_dir = options.model_dir;
   gateway.scheduler = options.scheduler;
-  for (const auto& [begin, end] : EvenLayerSplit(c->config_.num_layers, options.layer_workers)) {
-    LayerWorkerConfig lw;
-    lw.model_dir = options.model_dir;
-    lw.layer_begin = begin;
-    lw.layer_end = end;
-    lw.expert_workers = expert_addresses;
-    lw.remote = options.remote;
-    lw.stage = options.stage;
-    lw.micro_batches = options.micro_batches;
-    JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<LayerServer> l, StartLayerServer(lw));
-    gateway.layer_workers.push_back(l->address);
-    c->layer_stubs_.push_back(v1::LayerWorker::NewStub(MakeInternalChannel(l->address)));
-    c->layers_.push_back(std::move(l));
+  for (int p = 0; p < options.pipelines; ++p) {
+    std::vector<std::string> stages;
+    for (const auto& [begin, end] : EvenLayerSplit(c->config_.num_layers, options.layer_workers)) {
+      LayerWorkerConfig lw;
+      lw.model_dir = options.model_dir;
+      lw.layer_begin = begin;
+      lw.layer_end = end;
+      lw.expert_workers = expert_addresses;
+      lw.remote = options.remote;
+      lw.stage = options.stage;
+      lw.micro_batches = options.micro_batches;
+      JAMBA_ASSIGN_OR_RETURN(std::unique_ptr<LayerServer> l, StartLayerServer(lw));
+      stages.push_back(l->address);
+      c->layer_stubs_.push_back(v1::LayerWorker::NewStub(MakeInternalChannel(l->address)));
+      c->layers_.push_back(std::move(l));
+    }
+    gateway.pipelines.push_back(std::move(stages));
   }
   JAMBA_ASSIGN_OR_RETURN(c->gateway_, Gateway::Create(gateway));
   JAMBA_ASSIGN_OR_RETURN(RunningServer running,

@@ -51,7 +51,8 @@ std::vector<std::pair<int64_t, int64_t>> EvenLayerSplit(int64_t num_layers, int 
 
 struct ClusterOptions {
   std::string model_dir;
-  int layer_workers = 2;
+  int layer_workers = 2;  // stages per pipeline
+  int pipelines = 1;      // full sets of stages, sharing the expert workers
   // One ExpertSet spec per expert worker; empty: the layer workers hold their experts.
   std::vector<std::string> expert_specs;
   StageOptions stage;  // every layer worker's pools and context limit

@@ -221,7 +221,8 @@ class LocalSchedulerTest : public ::testing::Test {
   // The public API over the scheduler, as a gateway in local mode serves it.
   void StartService() {
     service_ = std::make_unique<JambaService>(&config_, fingerprint_, nullptr, scheduler_.get(),
-                                              nullptr, local_->limits().max_context);
+                                              std::vector<const Pipeline*>{},
+                                              local_->limits().max_context);
     auto server = StartServer("127.0.0.1:0", {service_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(server->server);
@@ -331,6 +332,101 @@ TEST_F(LocalSchedulerTest, DepthKeepsBatchesInFlightOnDisjointSequences) {
   EXPECT_LE(max_decodes, 2);
   EXPECT_EQ(scheduler_->Stats().max_in_flight, 3);
   EXPECT_TRUE(WaitFor([&] { return local_->Stats().live_sequences == 0; }));
+}
+
+// Two pipelines (data parallel): each request is placed on the one with the most free KV
+// blocks (then the fewest running), a batch only ever holds its own pipeline's sequences, a
+// request that fits no pipeline now waits for room, and the tokens are the single process's.
+TEST_F(LocalSchedulerTest, PipelinesShareTheLoadByFreeKvBlocks) {
+  auto backend = CreateCpuBackend();
+  auto model = Model::Load(ModelFixtureDir(kModel), LoadOptions{}, backend.get());
+  ASSERT_TRUE(model.ok()) << model.status();
+  StageOptions small;
+  small.kv_cache_tokens = 64;  // 4 blocks of 16: room for one 30-token request
+  auto stage = Stage::Create(*std::move(model), small, backend.get());
+  ASSERT_TRUE(stage.ok()) << stage.status();
+  LocalExecutor second(std::move(backend), *std::move(stage));
+  ASSERT_EQ(second.limits().kv_blocks, 4);
+  const int64_t first_blocks = local_->limits().kv_blocks;
+  ASSERT_GT(first_blocks, 8);
+  HeldAsyncExecutor a(local_.get()), b(&second);
+  SchedulerOptions options;
+  options.pipeline_depth = 1;
+  scheduler_ = std::make_unique<Scheduler>(std::vector<SequenceExecutor*>{&a, &b}, options);
+
+  const SamplingParams params = TestSampling(20);  // prompt 10 + 20 = 30 tokens: 2 blocks
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  auto submit = [&](uint64_t salt) {
+    prompts.push_back(TestPrompt(10, config_.vocab_size, salt));
+    auto s = scheduler_->Submit(MakeCompletion(prompts.back(), params));
+    ASSERT_TRUE(s.ok()) << s.status();
+    streams.push_back(*s);
+  };
+  submit(81);
+  ASSERT_TRUE(a.WaitHeld(1));  // the first pipeline has more free blocks
+  EXPECT_EQ(scheduler_->Stats().pipelines.at(0).running, 1);
+  EXPECT_EQ(scheduler_->Stats().pipelines.at(1).running, 0);
+  submit(82);
+  submit(83);
+  // Still more free blocks on the first: both go there too (its batch is in flight, so they
+  // wait for it there).
+  ASSERT_TRUE(WaitFor([&] { return scheduler_->Stats().pipelines.at(0).running == 3; }));
+  EXPECT_EQ(b.held(), 0u);
+  // Run everything to the end; every batch held only its own pipeline's sequences.
+  auto ids_of = [](const HeldAsyncExecutor& e) {
+    std::set<SequenceId> ids;
+    for (const auto& batch : e.log()) {
+      for (const StageItem& item : batch) ids.insert(item.sequence);
+    }
+    return ids;
+  };
+  const absl::Time deadline = absl::Now() + kWait;
+  while (scheduler_->Stats().finished < 3 && absl::Now() < deadline) {
+    if (a.held() > 0) a.Run(0);
+    if (b.held() > 0) b.Run(0);
+    absl::SleepFor(absl::Microseconds(100));
+  }
+  for (size_t i = 0; i < streams.size(); ++i) {
+    Collected got;
+    TakeAll(streams[i].get(), &got);
+    ASSERT_TRUE(got.done && got.status.ok()) << got.status;
+    EXPECT_EQ(got.tokens, Solo(prompts[i], params));
+  }
+  EXPECT_EQ(ids_of(a).size(), 3u);
+  EXPECT_TRUE(ids_of(b).empty());
+
+  // Fill the first pipeline's cache with requests that hold it, then the next goes to the
+  // second; one more fits neither and waits until one finishes.
+  const int64_t per_request = 2;  // blocks
+  const SamplingParams long_params = TestSampling(16 * static_cast<int32_t>(first_blocks) - 10);
+  auto big = scheduler_->Submit(MakeCompletion(TestPrompt(10, config_.vocab_size, 90),
+                                               long_params));  // all of the first's blocks
+  ASSERT_TRUE(big.ok()) << big.status();
+  ASSERT_TRUE(WaitFor([&] { return scheduler_->Stats().pipelines.at(0).running == 1; }));
+  submit(91);
+  ASSERT_TRUE(WaitFor([&] { return scheduler_->Stats().pipelines.at(1).running == 1; }));
+  submit(92);
+  ASSERT_TRUE(WaitFor([&] { return scheduler_->Stats().pipelines.at(1).running == 2; }));
+  EXPECT_EQ(scheduler_->Stats().pipelines.at(1).kv_blocks_reserved, 2 * per_request);
+  submit(93);  // neither has room: queued
+  absl::SleepFor(absl::Milliseconds(30));
+  EXPECT_EQ(scheduler_->Stats().queued, 1);
+  (*big)->Cancel();
+  const absl::Time deadline2 = absl::Now() + kWait;
+  while (scheduler_->Stats().finished < 7 && absl::Now() < deadline2) {
+    if (a.held() > 0) a.Run(0);
+    if (b.held() > 0) b.Run(0);
+    absl::SleepFor(absl::Microseconds(100));
+  }
+  EXPECT_EQ(scheduler_->Stats().finished, 7);
+  for (size_t i = 3; i < streams.size(); ++i) {
+    Collected got;
+    TakeAll(streams[i].get(), &got);
+    ASSERT_TRUE(got.done && got.status.ok()) << got.status;
+    EXPECT_EQ(got.tokens, Solo(prompts[i], params));
+  }
+  EXPECT_TRUE(WaitFor([&] { return second.Stats().live_sequences == 0; }));
 }
 
 // A stream cancelled while its sequence is in a batch in flight ends Cancelled when the batch
