@@ -29,8 +29,11 @@ class SequenceExecutor {
   virtual ~SequenceExecutor() = default;
 
   virtual ExecutorLimits limits() const = 0;
-  // Creates the sequences on every stage; all or nothing.
-  virtual absl::Status Create(absl::Span<const SequenceId> ids) = 0;
+  // Creates the sequences on every stage; all or nothing. `reserve_tokens` (empty or one per
+  // id): KV positions each stage sets aside for the sequence's life; ResourceExhausted when a
+  // stage lacks the room (other gateways hold it): wait and retry.
+  virtual absl::Status Create(absl::Span<const SequenceId> ids,
+                              absl::Span<const int64_t> reserve_tokens = {}) = 0;
   // Frees the sequences on every stage; unknown ids are ignored. Best effort: a stage that
   // cannot be reached is reported, the others are still released.
   virtual absl::Status Release(absl::Span<const SequenceId> ids) = 0;

@@ -27,9 +27,10 @@ class LocalExecutor final : public SequenceExecutor {
     l.max_context = stage_->max_context();
     return l;
   }
-  absl::Status Create(absl::Span<const SequenceId> ids) override {
+  absl::Status Create(absl::Span<const SequenceId> ids,
+                      absl::Span<const int64_t> reserve_tokens = {}) override {
     absl::MutexLock lock(&mu_);
-    return stage_->AddSequences(ids);
+    return stage_->AddSequences(ids, reserve_tokens);
   }
   absl::Status Release(absl::Span<const SequenceId> ids) override {
     absl::MutexLock lock(&mu_);

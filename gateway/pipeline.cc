@@ -102,9 +102,11 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Connect(
   return p;
 }
 
-absl::Status Pipeline::Create(absl::Span<const SequenceId> ids) {
+absl::Status Pipeline::Create(absl::Span<const SequenceId> ids,
+                              absl::Span<const int64_t> reserve_tokens) {
   v1::CreateSequencesRequest request;
   for (SequenceId id : ids) request.add_sequence_ids(static_cast<uint64_t>(id));
+  request.mutable_reserve_tokens()->Add(reserve_tokens.begin(), reserve_tokens.end());
   for (size_t i = 0; i < stubs_.size(); ++i) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));

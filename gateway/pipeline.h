@@ -37,7 +37,8 @@ class Pipeline final : public SequenceExecutor {
       const std::string& fingerprint, const PipelineOptions& options);
 
   ExecutorLimits limits() const override { return limits_; }
-  absl::Status Create(absl::Span<const SequenceId> ids) override;
+  absl::Status Create(absl::Span<const SequenceId> ids,
+                      absl::Span<const int64_t> reserve_tokens = {}) override;
   absl::Status Release(absl::Span<const SequenceId> ids) override;
   absl::StatusOr<StepOutput> Forward(absl::Span<const StageItem> items,
                                      absl::Span<const int32_t> token_ids) override;

@@ -107,6 +107,11 @@ void Scheduler::Finish(Sequence& s, const absl::Status& status) {
   }
 }
 
+int64_t Scheduler::ReserveTokens(const Completion& c) const {
+  if (largest_kv_blocks_ < 0) return 0;
+  return std::min<int64_t>(c.prompt_tokens() + c.params().max_new_tokens, max_context_);
+}
+
 int64_t Scheduler::KvBlocksFor(const Completion& c) const {
   if (largest_kv_blocks_ < 0) return 0;
   const int64_t tokens =
@@ -171,6 +176,10 @@ SchedulerStats Scheduler::Stats() const {
   s.generated_tokens = generated_.load();
   s.finished = finished_.load();
   s.rejected_queue_full = rejected_full_.load();
+  {
+    absl::MutexLock lock(&mu_);
+    s.create_refusals = create_refusals_;
+  }
   return s;
 }
 
@@ -253,7 +262,10 @@ void Scheduler::Run() {
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return !returned_.empty() || (stop_ ? in_flight_count_ == 0 : wake_);
       };
-      mu_.Await(absl::Condition(&ready));
+      // Admission refused by a worker is retried at retry_at_ even if nothing else happens.
+      if (!mu_.AwaitWithDeadline(absl::Condition(&ready), retry_at_)) {
+        retry_at_ = absl::InfiniteFuture();
+      }
       if (stop_ && in_flight_count_ == 0 && returned_.empty()) return;
       stopping = stop_;
       wake_ = false;
@@ -314,9 +326,22 @@ void Scheduler::AdmitAndCancel() {
       here.push_back(std::move(s));
     }
     if (here.empty()) continue;
-    absl::Status created = executors_[p]->Create(ids);
+    std::vector<int64_t> reserve;
+    for (const auto& s : here) reserve.push_back(ReserveTokens(*s->completion));
+    absl::Status created = executors_[p]->Create(ids, reserve);
     if (created.ok()) {
       for (auto& s : here) running_.push_back(std::move(s));
+    } else if (absl::IsResourceExhausted(created)) {
+      // A stage's room is held by another gateway's sequences: back to the head of the queue,
+      // in order, to be admitted when something finishes or after a pause.
+      absl::MutexLock lock(&mu_);
+      for (auto it = here.rbegin(); it != here.rend(); ++it) {
+        lanes_[p].kv_blocks_reserved -= (*it)->kv_blocks;
+        --lanes_[p].running;
+        queue_.push_front(std::move(*it));
+      }
+      retry_at_ = absl::Now() + kCreateRetry;
+      ++create_refusals_;
     } else {
       for (auto& s : here) Finish(*s, created);
       Retire(&here);

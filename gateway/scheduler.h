@@ -68,6 +68,9 @@ struct SchedulerStats {
   int64_t generated_tokens = 0;
   int64_t finished = 0;  // requests ended (any reason, incl. errors and cancels)
   int64_t rejected_queue_full = 0;
+  // Admissions a layer worker refused for lack of room (another gateway's sequences hold it);
+  // the requests waited and were retried.
+  int64_t create_refusals = 0;
 };
 
 class Scheduler {
@@ -118,6 +121,8 @@ class Scheduler {
   void Run();
   void Wake();
   int64_t KvBlocksFor(const Completion& c) const;
+  // KV positions reserved on the workers for the sequence's life (0 without attention).
+  int64_t ReserveTokens(const Completion& c) const;
   // Ends the sequences (their streams are finished by the caller) and frees their state.
   void Retire(std::vector<std::unique_ptr<Sequence>>* done);
   // Moves admissible queued requests into `admitted` (scheduler thread, under mu_).
@@ -165,6 +170,10 @@ class Scheduler {
   SequenceId next_id_ ABSL_GUARDED_BY(mu_) = 1;
   // Batches that came back from the executor, for the scheduler thread to take.
   std::deque<std::pair<int64_t, absl::StatusOr<StepOutput>>> returned_ ABSL_GUARDED_BY(mu_);
+  // When a refused admission is retried if nothing wakes the scheduler before.
+  static constexpr absl::Duration kCreateRetry = absl::Milliseconds(50);
+  absl::Time retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  int64_t create_refusals_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t in_flight_count_ ABSL_GUARDED_BY(mu_) = 0;  // all pipelines
   int64_t max_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<SequenceExecutor*> executors_;  // lanes_[p].executor, readable without mu_

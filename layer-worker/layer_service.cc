@@ -113,7 +113,9 @@ absl::StatusOr<std::unique_ptr<LayerService>> LayerService::Create(
 absl::Status LayerService::DoCreate(const v1::CreateSequencesRequest& request) {
   std::vector<SequenceId> ids(request.sequence_ids().begin(), request.sequence_ids().end());
   if (ids.empty()) return absl::InvalidArgumentError("sequence_ids: empty");
-  return runner_->WithStage([&](Stage& stage) { return stage.AddSequences(ids); });
+  const std::vector<int64_t> reserve(request.reserve_tokens().begin(),
+                                     request.reserve_tokens().end());
+  return runner_->WithStage([&](Stage& stage) { return stage.AddSequences(ids, reserve); });
 }
 
 void LayerService::DoRelease(const v1::ReleaseSequencesRequest& request) {
@@ -281,6 +283,7 @@ void LayerService::DoShardInfo(v1::ShardInfoResponse* r) {
   r->set_has_head(m.has_head());
   r->set_kv_blocks_used(s.kv_blocks_used);
   r->set_kv_blocks_total(s.kv_blocks_total);
+  r->set_kv_blocks_reserved(s.kv_blocks_reserved);
   r->set_mamba_slots_used(s.mamba_slots_used);
   r->set_mamba_slots_total(s.mamba_slots_total);
   r->set_live_sequences(s.live_sequences);

@@ -167,6 +167,9 @@ int Run(int argc, char** argv) {
     return std::vector<prometheus::MetricFamily>{
         GaugeFamily("jamba_kv_blocks_used", "KV cache blocks in use", one(s.stage.kv_blocks_used)),
         GaugeFamily("jamba_kv_blocks_capacity", "KV cache blocks", one(s.stage.kv_blocks_total)),
+        GaugeFamily("jamba_stage_kv_blocks_reserved",
+                    "KV cache blocks set aside for the live sequences' lifetimes (all gateways)",
+                    one(static_cast<double>(s.stage.kv_blocks_reserved))),
         GaugeFamily("jamba_mamba_slots_used", "Mamba state slots in use",
                     one(s.stage.mamba_slots_used)),
         GaugeFamily("jamba_mamba_slots_capacity", "Mamba state slots",

@@ -57,7 +57,30 @@ absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(std::unique_ptr<Model> mode
   return s;
 }
 
-absl::Status Stage::AddSequences(absl::Span<const SequenceId> ids) {
+absl::Status Stage::AddSequences(absl::Span<const SequenceId> ids,
+                                 absl::Span<const int64_t> reserve_tokens) {
+  if (!reserve_tokens.empty() && reserve_tokens.size() != ids.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("reserve_tokens: ", reserve_tokens.size(),
+                                                   " values for ", ids.size(), " sequences"));
+  }
+  int64_t reserve = 0;
+  std::vector<int64_t> blocks(ids.size(), 0);
+  for (size_t i = 0; i < reserve_tokens.size(); ++i) {
+    if (reserve_tokens[i] < 0 || reserve_tokens[i] > max_context_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "reserve_tokens[", i, "] = ", reserve_tokens[i], " is outside [0, ", max_context_, "]"));
+    }
+    if (kv_pool_ != nullptr) {
+      blocks[i] = KvCachePool::BlocksFor(reserve_tokens[i], kv_pool_->block_size());
+    }
+    reserve += blocks[i];
+  }
+  if (kv_pool_ != nullptr && reserved_blocks_ + reserve > kv_pool_->num_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "KV cache: ", reserve, " blocks to reserve, ", kv_pool_->num_blocks() - reserved_blocks_,
+        " of ", kv_pool_->num_blocks(),
+        " not reserved yet (other gateways' sequences hold the rest); retry when some finish"));
+  }
   std::unordered_set<SequenceId> seen;
   for (SequenceId id : ids) {
     if (!seen.insert(id).second) {
@@ -72,8 +95,11 @@ absl::Status Stage::AddSequences(absl::Span<const SequenceId> ids) {
         absl::StrCat(ids.size(), " new sequences do not fit: ", sequences_.size(), " of ",
                      max_sequences_, " sequence slots are in use"));
   }
-  for (SequenceId id : ids) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const SequenceId id = ids[i];
     Sequence seq;
+    seq.reserved_blocks = blocks[i];
+    reserved_blocks_ += blocks[i];
     if (mamba_pool_ != nullptr) {
       absl::StatusOr<int32_t> slot = mamba_pool_->Allocate();
       JAMBA_CHECK_MSG(slot.ok(), "Mamba slots are sized to max_sequences");
@@ -101,6 +127,7 @@ int Stage::RemoveSequences(absl::Span<const SequenceId> ids) {
 }
 
 void Stage::Free(std::unordered_map<SequenceId, Sequence>::iterator it) {
+  reserved_blocks_ -= it->second.reserved_blocks;
   if (mamba_pool_ != nullptr) mamba_pool_->Free(it->second.mamba_slot);
   if (kv_pool_ != nullptr) kv_pool_->Release(&it->second.blocks);
   sequences_.erase(it);
@@ -407,6 +434,7 @@ StageStats Stage::Stats() const {
   if (kv_pool_ != nullptr) {
     s.kv_blocks_used = kv_pool_->used_blocks();
     s.kv_blocks_total = kv_pool_->num_blocks();
+    s.kv_blocks_reserved = reserved_blocks_;
     s.kv_block_size = kv_pool_->block_size();
     s.kv_bytes_per_token = kv_pool_->BytesPerToken();
   }

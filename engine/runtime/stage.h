@@ -104,6 +104,7 @@ struct StageStats {
   int32_t max_sequences = 0;
   int32_t mamba_slots_used = 0, mamba_slots_total = 0;
   int32_t kv_blocks_used = 0, kv_blocks_total = 0;
+  int64_t kv_blocks_reserved = 0;  // set aside by reservations (used or not)
   int32_t kv_block_size = 0;
   int64_t kv_bytes_per_token = 0;        // this stage's attention layers, K + V
   int64_t mamba_bytes_per_sequence = 0;  // this stage's Mamba layers, conv + SSM
@@ -153,7 +154,11 @@ class Stage {
 
   // Creates empty sequences. All or nothing: InvalidArgument for an id given twice,
   // AlreadyExists for a live id, ResourceExhausted when max_sequences would be exceeded.
-  absl::Status AddSequences(absl::Span<const SequenceId> ids);
+  // `reserve_tokens` (empty, or one per id) sets aside KV blocks for that many positions of
+  // each sequence until it is removed: ResourceExhausted when the blocks not yet reserved do
+  // not suffice, so callers that each plan with the whole cache cannot oversubscribe it.
+  absl::Status AddSequences(absl::Span<const SequenceId> ids,
+                            absl::Span<const int64_t> reserve_tokens = {});
   // Frees the sequences' state; unknown ids are skipped. Returns how many were live.
   int RemoveSequences(absl::Span<const SequenceId> ids);
   // Tokens absorbed so far; NotFound for unknown ids.
@@ -190,6 +195,7 @@ class Stage {
     bool lost = false;            // a forward failed midway; state is garbage
     bool busy = false;            // in an open StagePass
     bool released = false;        // removed while busy: freed when its pass ends
+    int64_t reserved_blocks = 0;  // KV blocks set aside for it (AddSequences' reservation)
   };
 
   void Free(std::unordered_map<SequenceId, Sequence>::iterator it);
@@ -210,6 +216,7 @@ class Stage {
   std::vector<std::unique_ptr<Workspace>> free_workspaces_;  // one per open pass, reused
   int64_t max_context_ = 0;
   int32_t max_sequences_ = 0;
+  int64_t reserved_blocks_ = 0;  // sum of the live sequences' reservations
   std::unordered_map<SequenceId, Sequence> sequences_;
 };
 

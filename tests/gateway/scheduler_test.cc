@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "engine/model/model.h"
+#include "gateway/gateway.h"
 #include "gateway/jamba_service.h"
 #include "gateway/local_executor.h"
 #include "gateway/scheduler.h"
@@ -45,7 +46,10 @@ class GatedExecutor final : public SequenceExecutor {
   explicit GatedExecutor(SequenceExecutor* inner) : inner_(inner) {}
 
   ExecutorLimits limits() const override { return inner_->limits(); }
-  absl::Status Create(absl::Span<const SequenceId> ids) override { return inner_->Create(ids); }
+  absl::Status Create(absl::Span<const SequenceId> ids,
+                      absl::Span<const int64_t> reserve_tokens = {}) override {
+    return inner_->Create(ids, reserve_tokens);
+  }
   absl::Status Release(absl::Span<const SequenceId> ids) override { return inner_->Release(ids); }
   absl::StatusOr<StepOutput> Forward(absl::Span<const StageItem> items,
                                      absl::Span<const int32_t> token_ids) override {
@@ -94,7 +98,10 @@ class HeldAsyncExecutor final : public SequenceExecutor {
   explicit HeldAsyncExecutor(SequenceExecutor* inner) : inner_(inner) {}
 
   ExecutorLimits limits() const override { return inner_->limits(); }
-  absl::Status Create(absl::Span<const SequenceId> ids) override { return inner_->Create(ids); }
+  absl::Status Create(absl::Span<const SequenceId> ids,
+                      absl::Span<const int64_t> reserve_tokens = {}) override {
+    return inner_->Create(ids, reserve_tokens);
+  }
   absl::Status Release(absl::Span<const SequenceId> ids) override { return inner_->Release(ids); }
   absl::StatusOr<StepOutput> Forward(absl::Span<const StageItem> items,
                                      absl::Span<const int32_t> token_ids) override {
@@ -781,6 +788,69 @@ TEST_F(ClusterCancellationTest, SlowGrpcReaderDoesNotBlockOthers) {
   ASSERT_TRUE(want_other.ok()) << want_other.status();
   EXPECT_EQ(other.token_ids, want_other->token_ids);
   ExpectEverythingFreed();
+}
+
+}  // namespace
+}  // namespace jamba
+
+namespace jamba {
+namespace {
+
+// Two gateways over the same layer workers, each planning with the whole (small) KV cache:
+// together they ask for more than the workers have. The workers arbitrate with the lifetime
+// reservations CreateSequences carries: an admission without room is refused, the gateway
+// puts the request back at the head of its queue and retries, and every request completes
+// with the single process's tokens - none fails, none oversubscribes a stage.
+TEST(SharedWorkersTest, TwoGatewaysWaitForRoomInsteadOfFailing) {
+  ClusterOptions options;
+  options.model_dir = ModelFixtureDir(kModel);
+  options.layer_workers = 2;
+  options.stage.kv_cache_tokens = 128;  // 8 blocks of 16 positions on every stage
+  auto checkpoint = Checkpoint::Open(options.model_dir);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  const ModelConfig config = (*checkpoint)->config();
+  options.expert_specs = DefaultExpertSpecs(config, 2);
+  auto cluster = InProcessCluster::Start(options);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  GatewayConfig second_config;
+  second_config.model_dir = options.model_dir;
+  second_config.layer_workers = (*cluster)->layer_addresses();
+  auto second = Gateway::Create(second_config);
+  ASSERT_TRUE(second.ok()) << second.status();
+  std::vector<Scheduler*> gateways = {(*cluster)->gateway()->scheduler(), (*second)->scheduler()};
+
+  auto backend = CreateCpuBackend();
+  auto engine = Engine::Create(options.model_dir, EngineOptions{}, backend.get());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  // 10 + 38 = 48 positions: 3 blocks each, so at most 2 sequences fit the 8 blocks, while
+  // each gateway alone would admit 2.
+  const SamplingParams params = TestSampling(38);
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    prompts.push_back(TestPrompt(10, config.vocab_size, 500 + i));
+    auto c = Completion::Create(config, nullptr, prompts.back(), params, 1 << 20);
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto s = gateways[i % 2]->Submit(*std::move(c));
+    ASSERT_TRUE(s.ok()) << s.status();
+    streams.push_back(*s);
+  }
+  for (int i = 0; i < 6; ++i) {
+    Collected got;
+    TakeAll(streams[i].get(), &got);
+    ASSERT_TRUE(got.done) << "request " << i << " never finished";
+    ASSERT_TRUE(got.status.ok()) << i << ": " << got.status;
+    auto want = SoloGenerate(engine->get(), prompts[i], params);
+    ASSERT_TRUE(want.ok()) << want.status();
+    EXPECT_EQ(got.tokens, want->token_ids) << "request " << i;
+  }
+  EXPECT_GT(gateways[0]->Stats().create_refusals + gateways[1]->Stats().create_refusals, 0)
+      << "the gateways never competed for the workers' room";
+  second->reset();
+  EXPECT_TRUE((*cluster)->WaitForEmptyPools(kWait).ok());
+  auto infos = (*cluster)->LayerShardInfos();
+  ASSERT_TRUE(infos.ok());
+  for (const v1::ShardInfoResponse& info : *infos) EXPECT_EQ(info.kv_blocks_reserved(), 0);
 }
 
 }  // namespace

@@ -228,3 +228,43 @@ TEST_F(StagePassTest, AnAbortedPassLosesItsSequences) {
 
 }  // namespace
 }  // namespace jamba
+
+namespace jamba {
+namespace {
+
+// Lifetime reservations: what several gateways sharing a stage rely on.
+TEST(StageReservationTest, ReservationsBoundTheCacheAndEndWithTheSequence) {
+  auto backend = CreateCpuBackend();
+  auto model = Model::Load(ModelFixtureDir("jamba_moe_gqa"), LoadOptions{}, backend.get());
+  ASSERT_TRUE(model.ok()) << model.status();
+  StageOptions options;
+  options.kv_cache_tokens = 64;  // 4 blocks of 16
+  auto stage = Stage::Create(*std::move(model), options, backend.get());
+  ASSERT_TRUE(stage.ok()) << stage.status();
+  Stage& s = **stage;
+  const std::vector<SequenceId> ab = {1, 2};
+  const std::vector<int64_t> two_blocks_each = {17, 32};
+  ASSERT_TRUE(s.AddSequences(ab, two_blocks_each).ok());
+  EXPECT_EQ(s.Stats().kv_blocks_reserved, 4);
+  // Nothing left to reserve, however little: refused, all or nothing.
+  const std::vector<SequenceId> c = {3};
+  const std::vector<int64_t> one = {1};
+  EXPECT_TRUE(absl::IsResourceExhausted(s.AddSequences(c, one)));
+  EXPECT_EQ(s.Stats().live_sequences, 2);
+  // Without a reservation a sequence is still admitted (the single-process engine's way).
+  EXPECT_TRUE(s.AddSequences(c).ok());
+  EXPECT_EQ(s.RemoveSequences(c), 1);
+  // Bad reservations are refused by value.
+  const std::vector<int64_t> negative = {-1};
+  EXPECT_TRUE(absl::IsInvalidArgument(s.AddSequences(c, negative)));
+  const std::vector<int64_t> too_many = {1, 1};
+  EXPECT_TRUE(absl::IsInvalidArgument(s.AddSequences(c, too_many)));
+  // A removed sequence's reservation is free again.
+  EXPECT_EQ(s.RemoveSequences({1}), 1);
+  EXPECT_EQ(s.Stats().kv_blocks_reserved, 2);
+  EXPECT_TRUE(s.AddSequences(c, std::vector<int64_t>{20}).ok());
+  EXPECT_EQ(s.Stats().kv_blocks_reserved, 4);
+}
+
+}  // namespace
+}  // namespace jamba
