@@ -77,7 +77,10 @@ ExpertService::Stats ExpertService::GetStats() const {
 
 grpc::Status ExpertService::Compute(grpc::ServerContext*, const v1::ExpertRequest* request,
                                     v1::ExpertResponse* response) {
-  return ToGrpcStatus(ComputeBatches(*request, response));
+  queue_depth_.fetch_add(1, std::memory_order_relaxed);
+  const absl::Status s = ComputeBatches(*request, response);
+  queue_depth_.fetch_sub(1, std::memory_order_relaxed);
+  return ToGrpcStatus(s);
 }
 
 grpc::Status ExpertService::ShardInfo(grpc::ServerContext*, const v1::ExpertShardInfoRequest*,

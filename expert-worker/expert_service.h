@@ -4,6 +4,7 @@
 #ifndef JAMBA_EXPERT_WORKER_EXPERT_SERVICE_H_
 #define JAMBA_EXPERT_WORKER_EXPERT_SERVICE_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <utility>
@@ -37,11 +38,15 @@ class ExpertService final : public v1::ExpertWorker::Service {
     double compute_seconds = 0;
   };
   Stats GetStats() const;
+  // Compute requests received and not yet answered (computing, or waiting for the one that
+  // computes): the worker's queue depth.
+  int64_t queue_depth() const { return queue_depth_.load(std::memory_order_relaxed); }
   const Model& model() const { return *model_; }
 
  private:
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;
+  std::atomic<int64_t> queue_depth_{0};
   mutable std::mutex mu_;  // one backend stream: requests compute one at a time
   Workspace workspace_;
   Stats stats_;  // guarded by mu_

@@ -122,6 +122,10 @@ int Run(int argc, char** argv) {
                       "Token rows computed, per (MoE layer, expert) held here", tokens),
         CounterFamily("jamba_expert_requests_total", "Compute requests served",
                       {{{}, static_cast<double>(s.requests)}}),
+        GaugeFamily("jamba_expert_queue_depth",
+                    "Compute requests received and not yet answered (one computes, the rest "
+                    "wait)",
+                    {{{}, static_cast<double>(service.queue_depth())}}),
         CounterFamily("jamba_expert_batches_total", "(layer, expert) batches computed",
                       {{{}, static_cast<double>(s.batches)}}),
         CounterFamily("jamba_expert_compute_seconds_total", "Time spent computing experts",

@@ -80,6 +80,10 @@ void GatewayMetrics::ObserveScheduler(Telemetry& telemetry, Scheduler* scheduler
                     "Batches in flight on each pipeline (at most the pipeline depth)", in_flight),
         GaugeFamily("jamba_pipeline_depth", "Batches each pipeline may have in flight",
                     one(s.pipeline_depth)),
+        CounterFamily("jamba_create_refusals_total",
+                      "Admissions a layer worker refused for lack of room (held by another "
+                      "gateway's sequences); the requests waited and were retried",
+                      one(static_cast<double>(s.create_refusals))),
     };
   });
 }
