@@ -39,18 +39,26 @@ namespace {
 constexpr char kModel[] = "jamba_moe_gqa";           // attention + Mamba + MoE layers
 constexpr absl::Duration kWait = absl::Seconds(30);  // bound of every wait for progress
 
-// Passes everything to `inner`, records every forward's items, and holds the scheduler thread
-// before a forward until the test allows it.
-class GatedExecutor final : public SequenceExecutor {
+// Passes the state calls to `inner`; the test executors below differ in how they forward.
+class ForwardingExecutor : public SequenceExecutor {
  public:
-  explicit GatedExecutor(SequenceExecutor* inner) : inner_(inner) {}
-
+  explicit ForwardingExecutor(SequenceExecutor* inner) : inner_(inner) {}
   ExecutorLimits limits() const override { return inner_->limits(); }
   absl::Status Create(absl::Span<const SequenceId> ids,
                       absl::Span<const int64_t> reserve_tokens = {}) override {
     return inner_->Create(ids, reserve_tokens);
   }
   absl::Status Release(absl::Span<const SequenceId> ids) override { return inner_->Release(ids); }
+
+ protected:
+  SequenceExecutor* const inner_;
+};
+
+// Records every forward's items, and holds the scheduler thread before a forward until the
+// test allows it.
+class GatedExecutor final : public ForwardingExecutor {
+ public:
+  using ForwardingExecutor::ForwardingExecutor;
   absl::StatusOr<StepOutput> Forward(absl::Span<const StageItem> items,
                                      absl::Span<const int32_t> token_ids) override {
     {
@@ -84,7 +92,6 @@ class GatedExecutor final : public SequenceExecutor {
   }
 
  private:
-  SequenceExecutor* const inner_;
   mutable absl::Mutex mu_;
   int64_t allowed_ ABSL_GUARDED_BY(mu_) = std::numeric_limits<int64_t>::max();
   std::vector<std::vector<StageItem>> log_ ABSL_GUARDED_BY(mu_);  // items of each forward
@@ -93,16 +100,9 @@ class GatedExecutor final : public SequenceExecutor {
 // Forwards asynchronously: every ForwardAsync is held (the scheduler sees it in flight) until
 // the test releases it, in any order; a released batch runs on `inner` and its result goes
 // back to the scheduler from the releasing thread.
-class HeldAsyncExecutor final : public SequenceExecutor {
+class HeldAsyncExecutor final : public ForwardingExecutor {
  public:
-  explicit HeldAsyncExecutor(SequenceExecutor* inner) : inner_(inner) {}
-
-  ExecutorLimits limits() const override { return inner_->limits(); }
-  absl::Status Create(absl::Span<const SequenceId> ids,
-                      absl::Span<const int64_t> reserve_tokens = {}) override {
-    return inner_->Create(ids, reserve_tokens);
-  }
-  absl::Status Release(absl::Span<const SequenceId> ids) override { return inner_->Release(ids); }
+  using ForwardingExecutor::ForwardingExecutor;
   absl::StatusOr<StepOutput> Forward(absl::Span<const StageItem> items,
                                      absl::Span<const int32_t> token_ids) override {
     return inner_->Forward(items, token_ids);
@@ -161,7 +161,6 @@ class HeldAsyncExecutor final : public SequenceExecutor {
     std::vector<int32_t> token_ids;
     ForwardDone done;
   };
-  SequenceExecutor* const inner_;
   mutable absl::Mutex mu_;
   std::vector<Held> held_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<StageItem>> log_ ABSL_GUARDED_BY(mu_);

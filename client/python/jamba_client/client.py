@@ -97,6 +97,7 @@ class WorkerInfo:
     layer_begin: int  # layer workers: [layer_begin, layer_end)
     layer_end: int
     experts: List[ExpertKey]  # expert workers
+    pipeline: int = 0  # layer workers: the pipeline (full set of stages) it belongs to
 
 
 @dataclasses.dataclass
@@ -164,7 +165,7 @@ def _model_info(message) -> ModelInfo:
         fingerprint=message.fingerprint,
         workers=[
             WorkerInfo(w.address, w.role, w.layer_begin, w.layer_end,
-                       [ExpertKey(e.layer, e.expert) for e in w.experts])
+                       [ExpertKey(e.layer, e.expert) for e in w.experts], w.pipeline)
             for w in message.workers
         ],
     )

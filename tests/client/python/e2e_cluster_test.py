@@ -156,6 +156,9 @@ def main():
                         help="path of the jambactl binary (default: $JAMBACTL)")
     parser.add_argument("--model", default=os.path.join(REPO_ROOT, "models", "jamba-demo"))
     parser.add_argument("--port", type=int, default=0, help="gateway port (0: a free one)")
+    parser.add_argument("--pipelines", type=int, default=1,
+                        help="cluster up --pipelines; >1 also checks that model_info() lists "
+                             "every pipeline's layer workers and that both complete alike")
     args = parser.parse_args()
     if not args.jambactl:
         parser.error("no jambactl: give --jambactl or set JAMBACTL")
@@ -163,8 +166,40 @@ def main():
         log("FAILED: %s is not an executable (build the jambactl target)" % args.jambactl)
         return 1
 
-    cluster = Cluster(args.jambactl, args.model, args.port or free_port())
-    return run_cluster(cluster, run_checks)
+    extra = ["--pipelines", str(args.pipelines)] if args.pipelines > 1 else []
+    cluster = Cluster(args.jambactl, args.model, args.port or free_port(), extra)
+
+    def checks(client):
+        run_checks(client)
+        if args.pipelines > 1:
+            check_pipelines(client, args.pipelines)
+
+    return run_cluster(cluster, checks)
+
+
+def check_pipelines(client, pipelines):
+    """Every pipeline's two stages are listed; concurrent greedy requests (spread over the
+    pipelines by the gateway) all give the tokens one request alone gives."""
+    info = client.model_info()
+    layer = [w for w in info.workers if w.role == "layer"]
+    check(sorted({w.pipeline for w in layer}) == list(range(pipelines)),
+          "model_info() lists layer workers of pipelines %r" % sorted({w.pipeline for w in layer}))
+    check(len(layer) == 2 * pipelines, "%d layer workers (got %d)" % (2 * pipelines, len(layer)))
+    greedy = dict(temperature=0, max_new_tokens=12)
+    prompts = ["And God said", "In the beginning", "The LORD is my", "Blessed are"]
+    alone = [client.complete(prompt=p, **greedy).token_ids for p in prompts]
+    results = [None] * len(prompts)
+
+    def run(i):
+        results[i] = client.complete(prompt=prompts[i], **greedy).token_ids
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(results == alone, "concurrent completions over %d pipelines equal each alone" %
+          pipelines)
 
 
 def run_cluster(cluster, checks, ready_timeout=READY_TIMEOUT_S, call_deadline=CALL_DEADLINE_S,
