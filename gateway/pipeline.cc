@@ -235,8 +235,13 @@ void Pipeline::ForwardAsync(std::vector<StageItem> items, std::vector<int32_t> t
   call->done = std::move(done);
   stubs_.front()->async()->Forward(&call->ctx, &call->request, &call->response,
                                    [this, call](grpc::Status s) {
+                                     // The call is freed before the result is reported: once
+                                     // reported, the scheduler (and this pipeline) may go.
                                      std::unique_ptr<Call> owned(call);
-                                     owned->done(FinishCall(*owned, s));
+                                     absl::StatusOr<StepOutput> out = FinishCall(*owned, s);
+                                     ForwardDone done = std::move(owned->done);
+                                     owned.reset();
+                                     done(std::move(out));
                                    });
 }
 

@@ -212,9 +212,10 @@ void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>* admitted) {
 int Scheduler::PlaceHead(int64_t kv_blocks) const {
   int best = -1;
   int64_t best_free = -1;
+  const absl::Time now = absl::Now();
   for (size_t p = 0; p < lanes_.size(); ++p) {
     const Lane& lane = lanes_[p];
-    if (lane.running >= lane.max_running) continue;
+    if (lane.running >= lane.max_running || lane.refused_until > now) continue;
     const int64_t free =
         lane.limits.kv_blocks < 0 ? INT64_MAX : lane.limits.kv_blocks - lane.kv_blocks_reserved;
     if (free < kv_blocks) continue;
@@ -246,6 +247,8 @@ void Scheduler::Retire(std::vector<std::unique_ptr<Sequence>>* done) {
   for (size_t p = 0; p < lanes_.size(); ++p) {
     lanes_[p].kv_blocks_reserved -= blocks[p];
     lanes_[p].running -= count[p];
+    // Room of ours was freed there: a refused admission may try again at once.
+    if (count[p] > 0) lanes_[p].refused_until = absl::InfinitePast();
   }
   done->clear();
 }
@@ -262,9 +265,14 @@ void Scheduler::Run() {
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return !returned_.empty() || (stop_ ? in_flight_count_ == 0 : wake_);
       };
-      // Admission refused by a worker is retried at retry_at_ even if nothing else happens.
-      if (!mu_.AwaitWithDeadline(absl::Condition(&ready), retry_at_)) {
-        retry_at_ = absl::InfiniteFuture();
+      // Admission refused by a worker is retried when the refusal expires even if nothing
+      // else happens. The wake-up is recomputed from the lanes rather than cleared on the
+      // timeout, which may fire a little before absl::Now() reaches the deadline.
+      mu_.AwaitWithDeadline(absl::Condition(&ready), retry_at_);
+      const absl::Time now = absl::Now();
+      retry_at_ = absl::InfiniteFuture();
+      for (const Lane& lane : lanes_) {
+        if (lane.refused_until > now) retry_at_ = std::min(retry_at_, lane.refused_until);
       }
       if (stop_ && in_flight_count_ == 0 && returned_.empty()) return;
       stopping = stop_;
@@ -340,7 +348,8 @@ void Scheduler::AdmitAndCancel() {
         --lanes_[p].running;
         queue_.push_front(std::move(*it));
       }
-      retry_at_ = absl::Now() + kCreateRetry;
+      lanes_[p].refused_until = absl::Now() + kCreateRetry;
+      retry_at_ = std::min(retry_at_, lanes_[p].refused_until);
       ++create_refusals_;
     } else {
       for (auto& s : here) Finish(*s, created);

@@ -153,6 +153,9 @@ class Scheduler {
     int64_t kv_blocks_reserved = 0;
     int64_t running = 0;
     int64_t in_flight = 0;
+    // A stage refused an admission (another gateway holds its room): no new sequence goes
+    // here before this time, or before one of ours on it finishes.
+    absl::Time refused_until = absl::InfinitePast();
   };
 
   SchedulerObserver* const observer_;

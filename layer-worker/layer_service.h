@@ -35,7 +35,9 @@ struct LayerWorkerConfig {
   RemoteExpertsOptions remote;
   StageOptions stage;  // pool sizes and context limit (`experts` is set by Create)
   // Parts each batch of at least two sequences is split into (contiguous, near-equal token
-  // counts), when MoE tokens go to expert workers; 1: none.
+  // counts), when MoE tokens go to expert workers; 1: none. Each part is validated when it
+  // begins, so a batch whose later part is invalid fails after its earlier parts advanced:
+  // the gateway fails and releases every sequence of a failed batch either way.
   int32_t micro_batches = 1;
   // Deadline of a call to the next stage when the request carries none.
   absl::Duration next_stage_timeout = absl::Seconds(120);

@@ -63,6 +63,15 @@ absl::Status Stage::AddSequences(absl::Span<const SequenceId> ids,
     return absl::InvalidArgumentError(absl::StrCat("reserve_tokens: ", reserve_tokens.size(),
                                                    " values for ", ids.size(), " sequences"));
   }
+  std::unordered_set<SequenceId> seen;
+  for (SequenceId id : ids) {
+    if (!seen.insert(id).second) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", id, " given twice"));
+    }
+    if (sequences_.count(id) != 0) {
+      return absl::AlreadyExistsError(absl::StrCat("sequence ", id, " already exists"));
+    }
+  }
   int64_t reserve = 0;
   std::vector<int64_t> blocks(ids.size(), 0);
   for (size_t i = 0; i < reserve_tokens.size(); ++i) {
@@ -75,25 +84,22 @@ absl::Status Stage::AddSequences(absl::Span<const SequenceId> ids,
     }
     reserve += blocks[i];
   }
-  if (kv_pool_ != nullptr && reserved_blocks_ + reserve > kv_pool_->num_blocks()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "KV cache: ", reserve, " blocks to reserve, ", kv_pool_->num_blocks() - reserved_blocks_,
-        " of ", kv_pool_->num_blocks(),
-        " not reserved yet (other gateways' sequences hold the rest); retry when some finish"));
-  }
-  std::unordered_set<SequenceId> seen;
-  for (SequenceId id : ids) {
-    if (!seen.insert(id).second) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", id, " given twice"));
-    }
-    if (sequences_.count(id) != 0) {
-      return absl::AlreadyExistsError(absl::StrCat("sequence ", id, " already exists"));
-    }
-  }
+  // Capacity shortfalls last: ResourceExhausted means "retry later", so it must not hide a
+  // request that is wrong.
   if (sequences_.size() + ids.size() > static_cast<size_t>(max_sequences_)) {
     return absl::ResourceExhaustedError(
         absl::StrCat(ids.size(), " new sequences do not fit: ", sequences_.size(), " of ",
                      max_sequences_, " sequence slots are in use"));
+  }
+  if (kv_pool_ != nullptr && reserve > 0) {
+    const int64_t unpromised = kv_pool_->free_blocks() - OutstandingReservations();
+    if (reserve > unpromised) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "KV cache: ", reserve, " blocks to reserve, ", std::max<int64_t>(unpromised, 0), " of ",
+          kv_pool_->num_blocks(),
+          " neither used nor reserved (other gateways' sequences hold the rest); retry when "
+          "some finish"));
+    }
   }
   for (size_t i = 0; i < ids.size(); ++i) {
     const SequenceId id = ids[i];
@@ -108,6 +114,15 @@ absl::Status Stage::AddSequences(absl::Span<const SequenceId> ids,
     sequences_.emplace(id, std::move(seq));
   }
   return absl::OkStatus();
+}
+
+int64_t Stage::OutstandingReservations() const {
+  int64_t outstanding = 0;
+  for (const auto& [id, seq] : sequences_) {
+    outstanding +=
+        std::max<int64_t>(0, seq.reserved_blocks - static_cast<int64_t>(seq.blocks.size()));
+  }
+  return outstanding;
 }
 
 int Stage::RemoveSequences(absl::Span<const SequenceId> ids) {
@@ -168,7 +183,7 @@ absl::StatusOr<std::unique_ptr<StagePass>> Stage::Begin(absl::Span<const StageIt
   // ---- Validate everything before any state changes. ------------------------------------
   std::vector<Sequence*> seqs(items.size());
   std::unordered_set<SequenceId> seen;
-  int64_t n_tokens = 0, n_logit_rows = 0, blocks_needed = 0;
+  int64_t n_tokens = 0, n_logit_rows = 0, blocks_needed = 0, covered = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const StageItem& item = items[i];
     auto it = sequences_.find(item.sequence);
@@ -212,9 +227,12 @@ absl::StatusOr<std::unique_ptr<StagePass>> Stage::Begin(absl::Span<const StageIt
                                                 max_context_));
     }
     if (kv_pool_ != nullptr) {
-      blocks_needed +=
-          std::max<int64_t>(0, KvCachePool::BlocksFor(new_length, kv_pool_->block_size()) -
-                                   static_cast<int64_t>(s.blocks.size()));
+      const int64_t held = static_cast<int64_t>(s.blocks.size());
+      const int64_t extra =
+          std::max<int64_t>(0, KvCachePool::BlocksFor(new_length, kv_pool_->block_size()) - held);
+      blocks_needed += extra;
+      // The part of them the sequence's own reservation covers.
+      covered += std::min(extra, std::max<int64_t>(0, s.reserved_blocks - held));
     }
     seqs[i] = &s;
     n_tokens += item.n_tokens;
@@ -244,10 +262,14 @@ absl::StatusOr<std::unique_ptr<StagePass>> Stage::Begin(absl::Span<const StageIt
         absl::StrCat("input: this stage needs activations [", n_tokens, ", ", h, "], got ",
                      input.hidden.size(), " values and ", input.token_ids.size(), " token ids"));
   }
-  if (kv_pool_ != nullptr && blocks_needed > kv_pool_->free_blocks()) {
-    return absl::ResourceExhaustedError(absl::StrCat("KV cache: the step needs ", blocks_needed,
-                                                     " more blocks, ", kv_pool_->free_blocks(),
-                                                     " are free"));
+  // Blocks beyond a sequence's own reservation may not take what is promised to others.
+  if (kv_pool_ != nullptr &&
+      (blocks_needed > kv_pool_->free_blocks() ||
+       kv_pool_->free_blocks() - blocks_needed < OutstandingReservations() - covered)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("KV cache: the step needs ", blocks_needed, " more blocks, ",
+                     kv_pool_->free_blocks(), " are free, ", OutstandingReservations() - covered,
+                     " of them promised to other sequences' reservations"));
   }
 
   // ---- Lay out the ragged batch and reserve KV blocks (cannot fail now). -----------------
@@ -321,10 +343,6 @@ absl::StatusOr<std::unique_ptr<StagePass>> Stage::Begin(absl::Span<const StageIt
   } else {
     uploaded =
         backend_->Upload(input.hidden.data(), input.hidden.size() * sizeof(float), pass->hidden_);
-  }
-  if (uploaded.ok()) {
-    // The input is borrowed only until Begin returns.
-    uploaded = backend_->Synchronize();
   }
   if (!uploaded.ok()) {
     End(*pass, /*ok=*/false);

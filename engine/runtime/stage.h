@@ -155,8 +155,10 @@ class Stage {
   // Creates empty sequences. All or nothing: InvalidArgument for an id given twice,
   // AlreadyExists for a live id, ResourceExhausted when max_sequences would be exceeded.
   // `reserve_tokens` (empty, or one per id) sets aside KV blocks for that many positions of
-  // each sequence until it is removed: ResourceExhausted when the blocks not yet reserved do
-  // not suffice, so callers that each plan with the whole cache cannot oversubscribe it.
+  // each sequence until it is removed: ResourceExhausted when the blocks neither in use nor
+  // promised to other reservations do not suffice, so callers that each plan with the whole
+  // cache cannot oversubscribe it. A reserved sequence always finds its blocks: a forward
+  // whose sequences would take blocks promised to others' reservations is refused.
   absl::Status AddSequences(absl::Span<const SequenceId> ids,
                             absl::Span<const int64_t> reserve_tokens = {});
   // Frees the sequences' state; unknown ids are skipped. Returns how many were live.
@@ -174,9 +176,9 @@ class Stage {
   absl::StatusOr<StageOutput> Forward(absl::Span<const StageItem> items, const StageInput& input);
 
   // Forward in steps. Begin validates (the errors of Forward, plus FailedPrecondition for a
-  // sequence in another open pass), reserves KV blocks and takes the input (the input may be
-  // freed once it returns). Advance runs layers until done (true) or until the pass waits for
-  // experts (false; see StagePass). Finish computes the head and ends the pass; Abort ends a
+  // sequence in another open pass) and reserves KV blocks; the input must stay valid until
+  // the pass ends (Finish or Abort). Advance runs layers until done (true) or until the pass waits
+  // for experts (false; see StagePass). Finish computes the head and ends the pass; Abort ends a
   // pass whose experts failed (its sequences are marked lost, as a failed Forward does).
   // After an error from Advance or Finish, the pass is already ended.
   absl::StatusOr<std::unique_ptr<StagePass>> Begin(absl::Span<const StageItem> items,
@@ -199,6 +201,8 @@ class Stage {
   };
 
   void Free(std::unordered_map<SequenceId, Sequence>::iterator it);
+  // KV blocks the live sequences' reservations still promise (reserved, not yet taken).
+  int64_t OutstandingReservations() const;
 
   // Ends a pass: its sequences leave it (lengths advanced if `ok`, else marked lost), its
   // workspace returns to the free list.

@@ -156,7 +156,8 @@ absl::Status MoeBegin(const ForwardContext& ctx, int64_t layer, const MoeWeights
     p->work.push_back(ExpertWork{static_cast<int32_t>(e), count[e], xr,
                                  p->remote_y.data() + remote_offset[e] * h});
   }
-  // The held experts run now, while the others are computed elsewhere.
+  // The held experts run here before the caller sends the others away (a shard holding some
+  // experts and reaching the rest remotely).
   for (int64_t e = 0; e < e_count; ++e) {
     if (count[e] == 0 || remote_offset[e] >= 0) continue;
     MlpForward(ctx, w.experts[e], xg.Rows(p->offset[e], count[e]),

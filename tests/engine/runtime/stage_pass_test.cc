@@ -264,6 +264,26 @@ TEST(StageReservationTest, ReservationsBoundTheCacheAndEndWithTheSequence) {
   EXPECT_EQ(s.Stats().kv_blocks_reserved, 2);
   EXPECT_TRUE(s.AddSequences(c, std::vector<int64_t>{20}).ok());
   EXPECT_EQ(s.Stats().kv_blocks_reserved, 4);
+  // A capacity refusal never hides a wrong request: a live id is AlreadyExists even with no
+  // room left to reserve.
+  EXPECT_TRUE(absl::IsAlreadyExists(s.AddSequences(c, one)));
+
+  // An unreserved sequence may not take blocks promised to a reservation: every block is
+  // promised to 2 and 3, so 4's first token is refused while 2 and 3 still fit theirs.
+  const std::vector<SequenceId> d = {4};
+  ASSERT_TRUE(s.AddSequences(d).ok());
+  const std::vector<int32_t> tokens = TestPrompt(17, s.config().vocab_size, 9);
+  StageInput in;
+  in.token_ids = absl::MakeConstSpan(tokens.data(), 1);
+  const StageItem unreserved{4, 1, 0, LogitsRows::kLast};
+  EXPECT_TRUE(absl::IsResourceExhausted(s.Begin(absl::MakeConstSpan(&unreserved, 1), in).status()));
+  // 2 reserved 32 positions: 17 tokens take both its blocks, all from its own reservation.
+  StageInput in2;
+  in2.token_ids = tokens;
+  const StageItem reserved{2, 17, 0, LogitsRows::kNone};
+  auto pass = s.Begin(absl::MakeConstSpan(&reserved, 1), in2);
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  s.Abort(**pass);
 }
 
 }  // namespace
