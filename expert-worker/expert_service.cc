@@ -1,6 +1,8 @@
 #include "expert-worker/expert_service.h"
 
 #include <chrono>
+#include <cstring>
+#include <map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -34,36 +36,87 @@ absl::Status ExpertService::ComputeBatches(const v1::ExpertRequest& request,
     }
     inputs.push_back(std::move(view));
   }
+  Pending me{&request, &inputs, response};
+  queue_mu_.Lock();
+  queue_.push_back(&me);
+  while (true) {
+    // Done by someone else's round, or first in line while no round computes: lead the next.
+    auto ready = [this, &me]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+      return me.done || (!computing_ && !queue_.empty() && queue_.front() == &me);
+    };
+    queue_mu_.Await(absl::Condition(&ready));
+    if (me.done) break;
+    std::vector<Pending*> round(queue_.begin(), queue_.end());
+    queue_.clear();
+    computing_ = true;
+    queue_mu_.Unlock();
+    const absl::Status computed = ComputeRound(round);
+    queue_mu_.Lock();
+    for (Pending* p : round) {
+      if (!computed.ok()) p->status = computed;
+      p->done = true;
+    }
+    computing_ = false;
+  }
+  queue_mu_.Unlock();
+  return me.status;
+}
+
+absl::Status ExpertService::ComputeRound(const std::vector<Pending*>& round) {
+  const ModelConfig& c = model_->config();
+  const int64_t h = c.hidden_size;
   std::lock_guard<std::mutex> lock(mu_);
   AdoptCpuThreads();  // gRPC's handler threads start from OpenMP's default
   const auto start = std::chrono::steady_clock::now();
-  ++stats_.requests;
-  for (int i = 0; i < request.batches_size(); ++i) {
-    const v1::ExpertBatch& b = request.batches(i);
-    stats_.tokens[{b.layer(), b.expert()}] += inputs[i].shape[0];
-    ++stats_.batches;
+  ++stats_.rounds;
+  stats_.requests += static_cast<int64_t>(round.size());
+  if (round.size() > 1) stats_.merged_requests += static_cast<int64_t>(round.size());
+  // (layer, expert) -> its batches in the round: (request, batch index), in arrival order.
+  std::map<std::pair<int32_t, int32_t>, std::vector<std::pair<size_t, int>>> groups;
+  for (size_t r = 0; r < round.size(); ++r) {
+    const v1::ExpertRequest& request = *round[r]->request;
+    for (int i = 0; i < request.batches_size(); ++i) {
+      const v1::ExpertBatch& b = request.batches(i);
+      const int64_t n = (*round[r]->inputs)[i].shape[0];
+      stats_.tokens[{b.layer(), b.expert()}] += n;
+      ++stats_.batches;
+      // Every output exists (in batch order) before any is filled.
+      v1::Tensor* out = round[r]->response->add_outputs();
+      const int64_t empty_shape[] = {0, h};
+      if (n == 0) {
+        EncodeF32(nullptr, empty_shape, out);
+      } else {
+        groups[{b.layer(), b.expert()}].push_back({r, i});
+      }
+    }
   }
   BatchLayout layout;  // experts are per token: no sequence state involved
   ForwardContext ctx{backend_.get(), &layout, &workspace_, &c};
-  std::vector<float> host;
-  for (int i = 0; i < request.batches_size(); ++i) {
-    const v1::ExpertBatch& b = request.batches(i);
-    const int64_t n = inputs[i].shape[0];
-    v1::Tensor* out = response->add_outputs();
-    if (n == 0) {
-      const int64_t shape[] = {0, c.hidden_size};
-      EncodeF32(nullptr, shape, out);
-      continue;
+  std::vector<float> x, y;
+  for (const auto& [key, members] : groups) {
+    int64_t rows = 0;
+    for (const auto& [r, i] : members) rows += (*round[r]->inputs)[i].shape[0];
+    x.resize(static_cast<size_t>(rows * h));
+    int64_t at = 0;
+    for (const auto& [r, i] : members) {
+      const WireF32View& in = (*round[r]->inputs)[i];
+      std::memcpy(x.data() + at * h, in.data, static_cast<size_t>(in.shape[0] * h) * 4);
+      at += in.shape[0];
     }
     workspace_.Reset();
-    Tensor x = workspace_.Take(DType::kF32, {n, c.hidden_size});
-    JAMBA_RETURN_IF_ERROR(backend_->Upload(inputs[i].data, n * c.hidden_size * sizeof(float), x));
-    Tensor y = workspace_.Take(DType::kF32, {n, c.hidden_size});
-    model_->ExpertForward(ctx, b.layer(), b.expert(), x, y);
-    host.resize(static_cast<size_t>(n * c.hidden_size));
-    JAMBA_RETURN_IF_ERROR(backend_->Download(y, host.data()));
-    const int64_t shape[] = {n, c.hidden_size};
-    EncodeF32(host.data(), shape, out);
+    Tensor xd = workspace_.Take(DType::kF32, {rows, h});
+    JAMBA_RETURN_IF_ERROR(backend_->Upload(x.data(), x.size() * sizeof(float), xd));
+    Tensor yd = workspace_.Take(DType::kF32, {rows, h});
+    model_->ExpertForward(ctx, key.first, key.second, xd, yd);
+    y.resize(x.size());
+    JAMBA_RETURN_IF_ERROR(backend_->Download(yd, y.data()));
+    at = 0;
+    for (const auto& [r, i] : members) {
+      const int64_t n = (*round[r]->inputs)[i].shape[0];
+      const int64_t shape[] = {n, h};
+      EncodeF32(y.data() + at * h, shape, round[r]->response->mutable_outputs(i));
+      at += n;
+    }
   }
   stats_.compute_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

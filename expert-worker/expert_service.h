@@ -1,19 +1,28 @@
 // The ExpertWorker gRPC service: computes batches of routed tokens through the experts this
 // process holds. It keeps no per-sequence state, so any replica can answer any request and a
 // restarted worker loses nothing.
+//
+// Requests that arrive while one computes are merged: the next round takes every request
+// waiting, and each (layer, expert) of the round is one product over the rows of all of them,
+// so an expert's weights are read once for several layer workers' (pipelines', batches')
+// tokens. Every kernel is batch-invariant, so a row's result does not depend on what it was
+// merged with.
 #ifndef JAMBA_EXPERT_WORKER_EXPERT_SERVICE_H_
 #define JAMBA_EXPERT_WORKER_EXPERT_SERVICE_H_
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
-#include <utility>
 #include <mutex>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "engine/model/model.h"
 #include "engine/model/workspace.h"
 #include "jamba/v1/expert_worker.grpc.pb.h"
+#include "proto/wire/tensor_codec.h"
 
 namespace jamba {
 
@@ -34,6 +43,8 @@ class ExpertService final : public v1::ExpertWorker::Service {
   struct Stats {
     std::map<std::pair<int32_t, int32_t>, int64_t> tokens;  // routed tokens per (layer, expert)
     int64_t requests = 0;
+    int64_t merged_requests = 0;  // requests computed in a round with others
+    int64_t rounds = 0;
     int64_t batches = 0;
     double compute_seconds = 0;
   };
@@ -46,8 +57,22 @@ class ExpertService final : public v1::ExpertWorker::Service {
  private:
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;
+  // One request waiting for (or in) a round.
+  struct Pending {
+    const v1::ExpertRequest* request;
+    const std::vector<WireF32View>* inputs;  // the request's batches, validated
+    v1::ExpertResponse* response;
+    absl::Status status;
+    bool done = false;
+  };
+  // Computes one round (under mu_): every pending request's batches, merged by expert.
+  absl::Status ComputeRound(const std::vector<Pending*>& round);
+
   std::atomic<int64_t> queue_depth_{0};
-  mutable std::mutex mu_;  // one backend stream: requests compute one at a time
+  absl::Mutex queue_mu_;
+  std::deque<Pending*> queue_ ABSL_GUARDED_BY(queue_mu_);  // waiting for the next round
+  bool computing_ ABSL_GUARDED_BY(queue_mu_) = false;      // a round is being computed
+  mutable std::mutex mu_;  // one backend stream: one round computes at a time
   Workspace workspace_;
   Stats stats_;  // guarded by mu_
 };

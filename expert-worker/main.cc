@@ -122,6 +122,10 @@ int Run(int argc, char** argv) {
                       "Token rows computed, per (MoE layer, expert) held here", tokens),
         CounterFamily("jamba_expert_requests_total", "Compute requests served",
                       {{{}, static_cast<double>(s.requests)}}),
+        CounterFamily("jamba_expert_merged_requests_total",
+                      "Compute requests computed in one round with others (each expert's rows "
+                      "of all of them in one product)",
+                      {{{}, static_cast<double>(s.merged_requests)}}),
         GaugeFamily("jamba_expert_queue_depth",
                     "Compute requests received and not yet answered (one computes, the rest "
                     "wait)",

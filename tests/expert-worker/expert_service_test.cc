@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "expert-worker/expert_set.h"
@@ -109,6 +110,45 @@ TEST_F(ExpertServiceTest, ComputesExactlyWhatTheEngineComputes) {
   // Batch-invariant kernels: bit-identical to the in-process result.
   EXPECT_EQ(std::memcmp(view_a->data, want_a.data(), want_a.size() * 4), 0);
   EXPECT_EQ(std::memcmp(view_b->data, want_b.data(), want_b.size() * 4), 0);
+}
+
+// Requests arriving while a round computes are merged into the next (each expert's rows of
+// all of them in one product): every answer is still bit-identical to that request computed
+// alone. Eight threads send at once until merging is seen (bounded).
+TEST_F(ExpertServiceTest, ConcurrentRequestsAreMergedWithoutChangingAnyRow) {
+  constexpr int kThreads = 8;
+  std::vector<std::vector<float>> xa, xb, want_a, want_b;
+  for (int t = 0; t < kThreads; ++t) {
+    xa.push_back(Tokens(1 + t % 3, 0.3 * t));
+    xb.push_back(Tokens(2 + t % 2, 1.7 + 0.2 * t));
+    want_a.push_back(Local(moe_layer_, 1, xa[t]));
+    want_b.push_back(Local(moe_layer_, 3, xb[t]));
+  }
+  for (int attempt = 0; attempt < 50 && service_->GetStats().merged_requests == 0; ++attempt) {
+    std::vector<std::thread> threads;
+    std::vector<int> exact(kThreads, 0);
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        v1::ExpertRequest req;
+        AddBatch(&req, moe_layer_, 3, xb[t]);  // a different order of experts per request
+        AddBatch(&req, moe_layer_, 1, xa[t]);
+        v1::ExpertResponse resp;
+        grpc::ClientContext ctx;
+        if (!stub_->Compute(&ctx, req, &resp).ok() || resp.outputs_size() != 2) return;
+        auto b = ViewF32(resp.outputs(0), 2, "out");
+        auto a = ViewF32(resp.outputs(1), 2, "out");
+        exact[t] = a.ok() && b.ok() && a->numel == static_cast<int64_t>(want_a[t].size()) &&
+                   b->numel == static_cast<int64_t>(want_b[t].size()) &&
+                   std::memcmp(a->data, want_a[t].data(), want_a[t].size() * 4) == 0 &&
+                   std::memcmp(b->data, want_b[t].data(), want_b[t].size() * 4) == 0;
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    for (int t = 0; t < kThreads; ++t) EXPECT_TRUE(exact[t]) << "request " << t;
+  }
+  const ExpertService::Stats stats = service_->GetStats();
+  EXPECT_GT(stats.merged_requests, 0) << "no two requests were ever computed together";
+  EXPECT_LT(stats.rounds, stats.requests);
 }
 
 TEST_F(ExpertServiceTest, BadRequestsAreInvalidArgumentNamingTheField) {
