@@ -13,8 +13,12 @@
 
 namespace jamba {
 
-ExpertService::ExpertService(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model)
-    : backend_(std::move(backend)), model_(std::move(model)), workspace_(backend_.get()) {}
+ExpertService::ExpertService(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model,
+                             bool merge_requests)
+    : backend_(std::move(backend)),
+      model_(std::move(model)),
+      merge_requests_(merge_requests),
+      workspace_(backend_.get()) {}
 
 absl::Status ExpertService::ComputeBatches(const v1::ExpertRequest& request,
                                            v1::ExpertResponse* response) {
@@ -46,8 +50,10 @@ absl::Status ExpertService::ComputeBatches(const v1::ExpertRequest& request,
     };
     queue_mu_.Await(absl::Condition(&ready));
     if (me.done) break;
-    std::vector<Pending*> round(queue_.begin(), queue_.end());
-    queue_.clear();
+    // Merging: everyone waiting; otherwise requests compute one at a time, in arrival order.
+    const size_t take = merge_requests_ ? queue_.size() : 1;
+    std::vector<Pending*> round(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(take));
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(take));
     computing_ = true;
     queue_mu_.Unlock();
     const absl::Status computed = ComputeRound(round);

@@ -2,11 +2,14 @@
 // process holds. It keeps no per-sequence state, so any replica can answer any request and a
 // restarted worker loses nothing.
 //
-// Requests that arrive while one computes are merged: the next round takes every request
-// waiting, and each (layer, expert) of the round is one product over the rows of all of them,
-// so an expert's weights are read once for several layer workers' (pipelines', batches')
-// tokens. Every kernel is batch-invariant, so a row's result does not depend on what it was
-// merged with.
+// With `merge_requests`, requests that arrive while one computes are merged: the next round
+// takes every request waiting, and each (layer, expert) of the round is one product over the
+// rows of all of them, so an expert's weights are read once for several layer workers'
+// (pipelines', batches') tokens. Every kernel is batch-invariant, so a row's result does not
+// depend on what it was merged with. Off by default: on the 2-core CPU benchmark the merged
+// round's wait for the first request cost more than the shared weight reads saved (1.26x
+// against 1.33x the single process, two pipelines, batch 32); it is meant for devices whose
+// expert products are bound by weight reads.
 #ifndef JAMBA_EXPERT_WORKER_EXPERT_SERVICE_H_
 #define JAMBA_EXPERT_WORKER_EXPERT_SERVICE_H_
 
@@ -29,7 +32,8 @@ namespace jamba {
 class ExpertService final : public v1::ExpertWorker::Service {
  public:
   // `model` must be an experts-only shard (ShardSpec::experts_only) on `backend`.
-  ExpertService(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model);
+  ExpertService(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model,
+                bool merge_requests = false);
 
   grpc::Status Compute(grpc::ServerContext* context, const v1::ExpertRequest* request,
                        v1::ExpertResponse* response) override;
@@ -68,6 +72,7 @@ class ExpertService final : public v1::ExpertWorker::Service {
   // Computes one round (under mu_): every pending request's batches, merged by expert.
   absl::Status ComputeRound(const std::vector<Pending*>& round);
 
+  const bool merge_requests_;
   std::atomic<int64_t> queue_depth_{0};
   absl::Mutex queue_mu_;
   std::deque<Pending*> queue_ ABSL_GUARDED_BY(queue_mu_);  // waiting for the next round

@@ -25,7 +25,7 @@ int Run(int argc, char** argv) {
   std::string model_dir, listen = "127.0.0.1:0", experts = "all", weights = "f32";
   std::string metrics_listen, device = "cpu", matmul_precision = "f32";
   int32_t threads = 0, grace_s = 30;
-  bool check_config = false, int8_experts = false;
+  bool check_config = false, int8_experts = false, merge_requests = false;
   FlagParser flags("jamba-expert-worker --model DIR [--experts SPEC] [--listen HOST:PORT]",
                    "Holds MoE experts of a checkpoint and computes routed token batches for the\n"
                    "cluster's layer workers (gRPC service jamba.v1.ExpertWorker, plus\n"
@@ -47,6 +47,9 @@ int Run(int argc, char** argv) {
                "serve Prometheus metrics at http://HOST:PORT/metrics; empty: off", "", "HOST:PORT");
   TopologyFlags topology;
   AddTopologyFlags(&flags, &topology, /*with_ordinal=*/true);
+  flags.Bool("merge-requests", &merge_requests,
+             "compute requests that arrive while one computes together, each expert's rows of "
+             "all of them in one product (weights read once); off: one request at a time");
   flags.Bool("check-config", &check_config,
              "validate the flags (and read the --topology file), then exit; opens neither the "
              "model folder nor the network, so it runs where the weights are absent");
@@ -106,7 +109,7 @@ int Run(int argc, char** argv) {
     std::cerr << "jamba-expert-worker: " << model.status().message() << "\n";
     return 1;
   }
-  ExpertService service(std::move(backend), *std::move(model));
+  ExpertService service(std::move(backend), *std::move(model), merge_requests);
   Telemetry telemetry(BuildInfo{"expert_worker", compute->name(), service.model().fingerprint()});
   AddDeviceMemoryMetrics(telemetry, compute);
   telemetry.AddScrapeTimeMetrics([&service] {

@@ -32,7 +32,8 @@ class ExpertServiceTest : public ::testing::Test {
     auto model = Model::Load(ModelFixtureDir(kModel), options, backend.get());
     ASSERT_TRUE(model.ok()) << model.status();
     config_ = (*model)->config();
-    service_ = std::make_unique<ExpertService>(std::move(backend), *std::move(model));
+    service_ = std::make_unique<ExpertService>(std::move(backend), *std::move(model),
+                                               /*merge_requests=*/true);
     auto server = StartServer("127.0.0.1:0", {service_.get()});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(server->server);
