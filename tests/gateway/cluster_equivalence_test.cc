@@ -136,7 +136,10 @@ TEST_P(ClusterEquivalenceTest, ConcurrentGreedyStreamsMatchSingleProcess) {
   for (LayerServer* l : cluster_->layer_servers()) {
     EXPECT_GT(l->service->GetStats().forward_calls, 0) << l->address;
   }
-  if (moe_ && (layout.micro_batches > 1 || layout.pipeline_depth > 1)) {
+  // Micro-batches are submitted together, so one part begins while another waits on the
+  // expert workers whenever a batch is split (batches in flight interleave only when two meet
+  // at one stage, which timing decides).
+  if (moe_ && layout.micro_batches > 1) {
     int64_t interleaved = 0;
     for (LayerServer* l : cluster_->layer_servers()) {
       interleaved = std::max(interleaved, l->service->GetStats().max_open_batches);
