@@ -72,6 +72,7 @@ absl::Status ExpertService::ComputeRound(const std::vector<Pending*>& round) {
   const ModelConfig& c = model_->config();
   const int64_t h = c.hidden_size;
   std::lock_guard<std::mutex> lock(mu_);
+  if (round_hook_) round_hook_(round.size());
   AdoptCpuThreads();  // gRPC's handler threads start from OpenMP's default
   const auto start = std::chrono::steady_clock::now();
   ++stats_.rounds;

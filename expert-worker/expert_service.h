@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,6 +57,13 @@ class ExpertService final : public v1::ExpertWorker::Service {
   // Compute requests received and not yet answered (computing, or waiting for the one that
   // computes): the worker's queue depth.
   int64_t queue_depth() const { return queue_depth_.load(std::memory_order_relaxed); }
+  // Requests queued for the next round.
+  int64_t waiting() {
+    absl::MutexLock lock(&queue_mu_);
+    return static_cast<int64_t>(queue_.size());
+  }
+  // Tests: called with the round's size at the start of every round, on the thread computing it.
+  void SetRoundHookForTesting(std::function<void(size_t)> hook) { round_hook_ = std::move(hook); }
   const Model& model() const { return *model_; }
 
  private:
@@ -73,6 +81,7 @@ class ExpertService final : public v1::ExpertWorker::Service {
   absl::Status ComputeRound(const std::vector<Pending*>& round);
 
   const bool merge_requests_;
+  std::function<void(size_t)> round_hook_;
   std::atomic<int64_t> queue_depth_{0};
   absl::Mutex queue_mu_;
   std::deque<Pending*> queue_ ABSL_GUARDED_BY(queue_mu_);  // waiting for the next round

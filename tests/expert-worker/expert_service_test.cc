@@ -1,11 +1,13 @@
 // A real ExpertWorker gRPC server on loopback against the engine's own expert computation.
 #include "expert-worker/expert_service.h"
 
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "expert-worker/expert_set.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
@@ -115,7 +117,8 @@ TEST_F(ExpertServiceTest, ComputesExactlyWhatTheEngineComputes) {
 
 // Requests arriving while a round computes are merged into the next (each expert's rows of
 // all of them in one product): every answer is still bit-identical to that request computed
-// alone. Eight threads send at once until merging is seen (bounded).
+// alone. The first round is held until every other request waits, so the second round
+// merges them all (the first round may already hold more than one).
 TEST_F(ExpertServiceTest, ConcurrentRequestsAreMergedWithoutChangingAnyRow) {
   constexpr int kThreads = 8;
   std::vector<std::vector<float>> xa, xb, want_a, want_b;
@@ -125,31 +128,40 @@ TEST_F(ExpertServiceTest, ConcurrentRequestsAreMergedWithoutChangingAnyRow) {
     want_a.push_back(Local(moe_layer_, 1, xa[t]));
     want_b.push_back(Local(moe_layer_, 3, xb[t]));
   }
-  for (int attempt = 0; attempt < 50 && service_->GetStats().merged_requests == 0; ++attempt) {
-    std::vector<std::thread> threads;
-    std::vector<int> exact(kThreads, 0);
-    for (int t = 0; t < kThreads; ++t) {
-      threads.emplace_back([&, t] {
-        v1::ExpertRequest req;
-        AddBatch(&req, moe_layer_, 3, xb[t]);  // a different order of experts per request
-        AddBatch(&req, moe_layer_, 1, xa[t]);
-        v1::ExpertResponse resp;
-        grpc::ClientContext ctx;
-        if (!stub_->Compute(&ctx, req, &resp).ok() || resp.outputs_size() != 2) return;
-        auto b = ViewF32(resp.outputs(0), 2, "out");
-        auto a = ViewF32(resp.outputs(1), 2, "out");
-        exact[t] = a.ok() && b.ok() && a->numel == static_cast<int64_t>(want_a[t].size()) &&
-                   b->numel == static_cast<int64_t>(want_b[t].size()) &&
-                   std::memcmp(a->data, want_a[t].data(), want_a[t].size() * 4) == 0 &&
-                   std::memcmp(b->data, want_b[t].data(), want_b[t].size() * 4) == 0;
-      });
+  std::atomic<bool> first{true};
+  service_->SetRoundHookForTesting([&](size_t round_size) {
+    if (!first.exchange(false)) return;
+    // Every request not in this first round waits for the next.
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (service_->waiting() < kThreads - static_cast<int64_t>(round_size) &&
+           absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
     }
-    for (std::thread& th : threads) th.join();
-    for (int t = 0; t < kThreads; ++t) EXPECT_TRUE(exact[t]) << "request " << t;
+  });
+  std::vector<std::thread> threads;
+  std::vector<int> exact(kThreads, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      v1::ExpertRequest req;
+      AddBatch(&req, moe_layer_, 3, xb[t]);  // a different order of experts per request
+      AddBatch(&req, moe_layer_, 1, xa[t]);
+      v1::ExpertResponse resp;
+      grpc::ClientContext ctx;
+      if (!stub_->Compute(&ctx, req, &resp).ok() || resp.outputs_size() != 2) return;
+      auto b = ViewF32(resp.outputs(0), 2, "out");
+      auto a = ViewF32(resp.outputs(1), 2, "out");
+      exact[t] = a.ok() && b.ok() && a->numel == static_cast<int64_t>(want_a[t].size()) &&
+                 b->numel == static_cast<int64_t>(want_b[t].size()) &&
+                 std::memcmp(a->data, want_a[t].data(), want_a[t].size() * 4) == 0 &&
+                 std::memcmp(b->data, want_b[t].data(), want_b[t].size() * 4) == 0;
+    });
   }
+  for (std::thread& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_TRUE(exact[t]) << "request " << t;
   const ExpertService::Stats stats = service_->GetStats();
-  EXPECT_GT(stats.merged_requests, 0) << "no two requests were ever computed together";
-  EXPECT_LT(stats.rounds, stats.requests);
+  EXPECT_EQ(stats.requests, kThreads);
+  EXPECT_EQ(stats.rounds, 2);  // the held first one, then all the others together
+  EXPECT_GE(stats.merged_requests, kThreads - 1);
 }
 
 TEST_F(ExpertServiceTest, BadRequestsAreInvalidArgumentNamingTheField) {
