@@ -49,7 +49,6 @@ Scheduler::Scheduler(std::vector<SequenceExecutor*> executors, const SchedulerOp
     max_context_ = INT64_MAX;
     for (SequenceExecutor* e : executors_) {
       Lane lane;
-      lane.executor = e;
       lane.limits = e->limits();
       lane.max_running = std::min(options.max_running, lane.limits.max_sequences);
       if (lane.limits.kv_blocks >= 0) {
@@ -114,9 +113,7 @@ int64_t Scheduler::ReserveTokens(const Completion& c) const {
 
 int64_t Scheduler::KvBlocksFor(const Completion& c) const {
   if (largest_kv_blocks_ < 0) return 0;
-  const int64_t tokens =
-      std::min<int64_t>(c.prompt_tokens() + c.params().max_new_tokens, max_context_);
-  return KvCachePool::BlocksFor(tokens, kv_block_size_);
+  return KvCachePool::BlocksFor(ReserveTokens(c), kv_block_size_);
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::Submit(
@@ -157,6 +154,7 @@ void Scheduler::Wake() {
 SchedulerStats Scheduler::Stats() const {
   SchedulerStats s;
   {
+    // One snapshot of everything mu_ guards.
     absl::MutexLock lock(&mu_);
     s.queued = static_cast<int64_t>(queue_.size());
     for (const Lane& lane : lanes_) {
@@ -164,22 +162,16 @@ SchedulerStats Scheduler::Stats() const {
       s.kv_blocks_reserved += lane.kv_blocks_reserved;
       s.pipelines.push_back(PipelineStats{lane.running, lane.in_flight, lane.kv_blocks_reserved});
     }
-  }
-  s.steps = steps_.load();
-  {
-    absl::MutexLock lock(&mu_);
     s.in_flight = in_flight_count_;
     s.max_in_flight = max_in_flight_;
+    s.create_refusals = create_refusals_;
   }
+  s.steps = steps_.load();
   s.pipeline_depth = depth_;
   s.step_tokens = step_tokens_.load();
   s.generated_tokens = generated_.load();
   s.finished = finished_.load();
   s.rejected_queue_full = rejected_full_.load();
-  {
-    absl::MutexLock lock(&mu_);
-    s.create_refusals = create_refusals_;
-  }
   return s;
 }
 
@@ -399,8 +391,8 @@ bool Scheduler::NextBatch(size_t p, Batch* batch, std::vector<int32_t>* tokens) 
     batch->items.push_back(StageItem{
         s->id, static_cast<int32_t>(n), s->fed, rows,
         rows == LogitsRows::kLastToken ? s->completion->DeviceSampling() : RowSampling{}});
-    const std::vector<int32_t>& p = s->completion->prompt();
-    tokens->insert(tokens->end(), p.begin() + s->fed, p.begin() + s->fed + n);
+    const std::vector<int32_t>& ids = s->completion->prompt();
+    tokens->insert(tokens->end(), ids.begin() + s->fed, ids.begin() + s->fed + n);
     batch->sequences.push_back(s.get());
     budget -= n;
   }

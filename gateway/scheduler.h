@@ -145,9 +145,9 @@ class Scheduler {
   // Ends one sequence's stream and reports it.
   void Finish(Sequence& s, const absl::Status& status);
 
-  // Per pipeline. Counters change under mu_ (Submit and Stats read them); the rest is fixed.
+  // Per pipeline (its executor is executors_[p]). Counters change under mu_ (Submit and Stats
+  // read them); the rest is fixed.
   struct Lane {
-    SequenceExecutor* executor = nullptr;
     ExecutorLimits limits;
     int32_t max_running = 0;
     int64_t kv_blocks_reserved = 0;
@@ -179,7 +179,7 @@ class Scheduler {
   int64_t create_refusals_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t in_flight_count_ ABSL_GUARDED_BY(mu_) = 0;  // all pipelines
   int64_t max_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<SequenceExecutor*> executors_;  // lanes_[p].executor, readable without mu_
+  std::vector<SequenceExecutor*> executors_;  // per pipeline, fixed: read without mu_
 
   // Scheduler thread only.
   std::vector<std::unique_ptr<Sequence>> running_;

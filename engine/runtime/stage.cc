@@ -263,13 +263,14 @@ absl::StatusOr<std::unique_ptr<StagePass>> Stage::Begin(absl::Span<const StageIt
                      input.hidden.size(), " values and ", input.token_ids.size(), " token ids"));
   }
   // Blocks beyond a sequence's own reservation may not take what is promised to others.
-  if (kv_pool_ != nullptr &&
-      (blocks_needed > kv_pool_->free_blocks() ||
-       kv_pool_->free_blocks() - blocks_needed < OutstandingReservations() - covered)) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("KV cache: the step needs ", blocks_needed, " more blocks, ",
-                     kv_pool_->free_blocks(), " are free, ", OutstandingReservations() - covered,
-                     " of them promised to other sequences' reservations"));
+  if (kv_pool_ != nullptr && blocks_needed > 0) {
+    const int64_t promised = OutstandingReservations() - covered;
+    if (blocks_needed > kv_pool_->free_blocks() ||
+        kv_pool_->free_blocks() - blocks_needed < promised) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "KV cache: the step needs ", blocks_needed, " more blocks, ", kv_pool_->free_blocks(),
+          " are free, ", promised, " of them promised to other sequences' reservations"));
+    }
   }
 
   // ---- Lay out the ragged batch and reserve KV blocks (cannot fail now). -----------------
